@@ -1,0 +1,492 @@
+"""connect(), ServiceNowConnection and ApiResponse: the parent side. Nothing here holds a secret."""
+
+from __future__ import annotations
+
+import atexit
+import ipaddress
+import json
+import logging
+import math
+import sys
+import threading
+import weakref
+import webbrowser
+from collections.abc import Callable, Iterable, Mapping
+from types import TracebackType
+from typing import Any, Generic, TypeVar, overload
+from urllib.parse import urlsplit
+
+from snworker.channel import Channel
+from snworker.errors import (
+    AuthorizationError,
+    AuthTokenExpiredError,
+    ConnectionClosedError,
+    InvalidRequestError,
+    RequestTimeoutError,
+    ServiceNowError,
+    from_error_fields,
+)
+from snworker.messages import Connect, Connected, Disconnect, Error, Pairs, Request, Result
+from snworker.policy import RetryPolicy
+
+T = TypeVar("T")
+
+logger = logging.getLogger("snworker")
+
+DEFAULT_REDIRECT_URI = "http://127.0.0.1:8765/callback"
+LOOPBACK_HOSTS = frozenset({"localhost", "127.0.0.1", "::1"})
+# Beyond `authorization_timeout`, connect() allows this long for start-up, the code exchange and
+# reading the current user.
+_CONNECT_GRACE = 30.0
+# The worker's own deadline answers first when it can: it knows whether the network or the
+# instance was slow.
+_DEADLINE_GRACE = 0.25
+_DISCONNECT_TIMEOUT = 5.0
+
+
+class ApiResponse(Generic[T]):
+    """The instance's answer: status, headers, raw content, and `data` parsed on first use."""
+
+    __slots__ = ("_data", "_header_pairs", "_headers", "content", "status")
+
+    def __init__(self, status: int, header_pairs: Pairs, content: bytes) -> None:
+        self.status = status
+        self.content = content
+        self._header_pairs = header_pairs
+        self._headers: Mapping[str, str] | None = None
+        self._data: Any = _UNPARSED
+
+    @property
+    def headers(self) -> Mapping[str, str]:
+        """Response headers, case-insensitive."""
+        if self._headers is None:
+            from requests.structures import CaseInsensitiveDict
+
+            self._headers = CaseInsensitiveDict(self._header_pairs)
+        return self._headers
+
+    @property
+    def data(self) -> T:
+        """The `result` of a ServiceNow envelope, else the parsed JSON, else None."""
+        if self._data is _UNPARSED:
+            self._data = _parse_body(self.content)
+        return self._data  # type: ignore[no-any-return]
+
+    def json(self) -> Any:
+        """The whole parsed JSON body (envelope included); None when the body is not JSON."""
+        try:
+            return json.loads(self.content) if self.content else None
+        except ValueError:
+            return None
+
+    def __repr__(self) -> str:
+        return f"<ApiResponse [{self.status}] {len(self.content)} bytes>"
+
+
+_UNPARSED: Any = object()
+
+
+def _parse_body(content: bytes) -> Any:
+    if not content:
+        return None
+    try:
+        parsed = json.loads(content)
+    except ValueError:
+        return None
+    if isinstance(parsed, dict) and "result" in parsed:
+        return parsed["result"]
+    return parsed
+
+
+class ServiceNowConnection:
+    """A connection to one instance through a worker process that holds the tokens."""
+
+    def __init__(
+        self, channel: Channel, instance_url: str, client_id: str, request_timeout: float,
+        current_user: dict[str, str] | None,
+    ) -> None:
+        self._channel = channel
+        self._instance_url = instance_url
+        self._client_id = client_id
+        self._request_timeout = request_timeout
+        self._current_user = current_user
+        self._expired: AuthTokenExpiredError | None = None
+        self._closed = False
+        self._close_lock = threading.Lock()
+
+    @property
+    def instance_url(self) -> str:
+        """The instance's origin, e.g. "https://dev12345.service-now.com"."""
+        return self._instance_url
+
+    @property
+    def client_id(self) -> str:
+        """The OAuth client id the connection was authorized for."""
+        return self._client_id
+
+    @property
+    def current_user(self) -> dict[str, str] | None:
+        """The signed-in user's sys_id, user_name and name; None if the instance hid them."""
+        return None if self._current_user is None else dict(self._current_user)
+
+    @property
+    def worker_pid(self) -> int | None:
+        """The worker process's id (for monitoring; it cannot be attached to)."""
+        return self._channel.pid
+
+    @property
+    def closed(self) -> bool:
+        """True once `disconnect()` has been called."""
+        return self._closed
+
+    @overload
+    def execute_api_request(
+        self, path: str, http_method: str = ..., data: Any = ...,
+        suppress_response_body: bool = ..., headers: Mapping[str, str] | None = ..., *,
+        params: Mapping[str, Any] | None = ..., timeout: float | None = ...,
+        result_type: None = ...,
+    ) -> ApiResponse[Any]: ...
+
+    @overload
+    def execute_api_request(
+        self, path: str, http_method: str = ..., data: Any = ...,
+        suppress_response_body: bool = ..., headers: Mapping[str, str] | None = ..., *,
+        params: Mapping[str, Any] | None = ..., timeout: float | None = ...,
+        result_type: type[T],
+    ) -> ApiResponse[T]: ...
+
+    def execute_api_request(
+        self,
+        path: str,
+        http_method: str = "GET",
+        data: Any = None,
+        suppress_response_body: bool = False,
+        headers: Mapping[str, str] | None = None,
+        *,
+        params: Mapping[str, Any] | None = None,
+        timeout: float | None = None,
+        result_type: Any = None,
+    ) -> ApiResponse[Any]:
+        """Send one request to the instance through the worker.
+
+        Args:
+            path: path on the instance, e.g. "/api/now/table/incident" (never a URL).
+            http_method: GET, POST, PUT, PATCH, DELETE or HEAD.
+            data: a JSON-serialisable body, or bytes sent as they are.
+            suppress_response_body: ask the instance for no body (X-no-response-body).
+            headers: extra request headers (not Authorization, Cookie, Host or
+                Proxy-Authorization).
+            params: query parameters; a list value repeats the parameter, booleans are
+                sent as "true"/"false", None values are left out.
+            timeout: deadline in seconds for the whole call, retries included.
+            result_type: the type of `data`, for static type checkers only.
+
+        Returns:
+            The response, for any status below 400 (3xx redirects are not followed).
+
+        Raises:
+            InvalidRequestError: the request was refused before anything was sent.
+            ApiRequestError: the instance answered 4xx/5xx, or the network failed.
+            RequestTimeoutError: the deadline passed.
+            AuthTokenExpiredError: the grant cannot be renewed; call connect() again.
+            WorkerError: the worker is gone (WorkerCrashedError, ConnectionClosedError).
+        """
+        if self._closed:
+            raise ConnectionClosedError("the connection is closed; call connect() again")
+        if self._expired is not None:
+            raise AuthTokenExpiredError(str(self._expired))
+        deadline = self._request_timeout if timeout is None else _seconds(timeout, "timeout")
+        channel = self._channel
+        request = Request(
+            channel.next_id(),
+            http_method.upper() if isinstance(http_method, str) else _bad_method(http_method),
+            path if isinstance(path, str) else _bad_path(path),
+            _param_pairs(params),
+            _header_pairs(headers),
+            bool(suppress_response_body),
+            deadline,
+            _encode_body(data),
+        )
+        try:
+            answer = channel.call(request, deadline + _DEADLINE_GRACE)
+        except RequestTimeoutError:
+            raise RequestTimeoutError(f"{request.method} {_short(path)} took longer than "
+                                      f"{deadline:g} s") from None
+        if type(answer) is Result:
+            return ApiResponse(answer.status, answer.headers, answer.body or b"")
+        if type(answer) is Error:
+            error = from_error_fields(
+                answer.kind, answer.message, answer.status, answer.detail, dict(answer.headers)
+            )
+            if isinstance(error, AuthTokenExpiredError):
+                self._expired = error
+            raise error
+        raise ServiceNowError(f"unexpected answer from the worker: {type(answer).__name__}")
+
+    def disconnect(self, timeout: float = _DISCONNECT_TIMEOUT) -> None:
+        """Revoke the grant at the instance and stop the worker. Safe to call twice.
+
+        Args:
+            timeout: seconds the worker may spend revoking; the worker is stopped after it
+                whatever the network does.
+        """
+        with self._close_lock:
+            if self._closed:
+                return
+            self._closed = True
+        _open_connections.discard(self)
+        channel = self._channel
+        if channel.owned_here:
+            try:
+                channel.send(Disconnect(channel.next_id(), timeout))
+            except (ServiceNowError, OSError, ValueError):
+                pass
+        channel.close(timeout + 2.0)
+
+    def __enter__(self) -> ServiceNowConnection:
+        return self
+
+    def __exit__(
+        self, exc_type: type[BaseException] | None, exc: BaseException | None,
+        tb: TracebackType | None,
+    ) -> None:
+        self.disconnect()
+
+    def __repr__(self) -> str:
+        state = "closed" if self._closed else "open"
+        return f"<ServiceNowConnection {self._instance_url} {state}>"
+
+
+def connect(
+    instance: str,
+    client_id: str,
+    *,
+    redirect_uri: str = DEFAULT_REDIRECT_URI,
+    scopes: Iterable[str] = (),
+    open_browser: Callable[[str], Any] | None = None,
+    authorization_timeout: float = 300.0,
+    request_timeout: float = 30.0,
+    retry: RetryPolicy | None = None,
+) -> ServiceNowConnection:
+    """Start a worker, have the user authorize it, and return a connection through it.
+
+    Args:
+        instance: "https://<name>.service-now.com", or just "<name>".
+        client_id: the OAuth client id registered on the instance (a public client with PKCE).
+        redirect_uri: the registered loopback redirect URL; port 0 picks any free port (only
+            for servers that match loopback ports loosely, such as the stub).
+        scopes: extra OAuth scopes.
+        open_browser: shows the consent page, called with its URL; default: the system browser.
+        authorization_timeout: seconds the user has to allow access.
+        request_timeout: the default deadline for each request, in seconds.
+        retry: how transient failures are retried; default RetryPolicy().
+
+    Raises:
+        AuthorizationError: the user denied access, did not answer in time, or the instance
+            refused the code exchange.
+        InvalidRequestError: an argument is malformed (nothing was started).
+        WorkerStartError: the worker process could not be started.
+    """
+    instance_url = normalize_instance_url(instance)
+    _check_redirect_uri(redirect_uri)
+    if not isinstance(client_id, str) or not client_id or not client_id.isprintable():
+        raise InvalidRequestError("client_id must be a non-empty printable string")
+    scope_list = (scopes,) if isinstance(scopes, str) else tuple(scopes)
+    if not all(isinstance(s, str) and s and s.isprintable() and " " not in s for s in scope_list):
+        raise InvalidRequestError("scopes must be non-empty strings without spaces")
+    auth_timeout = _seconds(authorization_timeout, "authorization_timeout")
+    req_timeout = _seconds(request_timeout, "request_timeout")
+    policy = retry if retry is not None else RetryPolicy()
+    if not isinstance(policy, RetryPolicy):
+        raise InvalidRequestError("retry must be a snworker.RetryPolicy")
+    opener = open_browser if open_browser is not None else _open_system_browser
+
+    channel = Channel(_browser_runner(opener))
+    message = Connect(
+        channel.next_id(), instance_url, client_id, redirect_uri, scope_list, auth_timeout,
+        req_timeout, policy.to_wire(), logging.getLogger("snworker").getEffectiveLevel(),
+    )
+    try:
+        answer = channel.call(message, auth_timeout + req_timeout + _CONNECT_GRACE)
+    except RequestTimeoutError:
+        _stop_worker(channel)
+        raise AuthorizationError(
+            f"the worker did not finish authorization within {auth_timeout:g} s", "timeout"
+        ) from None
+    except BaseException:  # KeyboardInterrupt included: never leave a worker behind
+        channel.close(0.5)
+        raise
+    if type(answer) is Error:
+        _stop_worker(channel)
+        raise from_error_fields(answer.kind, answer.message, answer.status, answer.detail,
+                                dict(answer.headers))
+    if type(answer) is not Connected:
+        _stop_worker(channel)
+        raise ServiceNowError(f"unexpected answer from the worker: {type(answer).__name__}")
+    conn = ServiceNowConnection(channel, answer.instance_url, client_id, req_timeout,
+                                answer.user)
+    _open_connections.add(conn)
+    return conn
+
+
+def _stop_worker(channel: Channel) -> None:
+    """Stop a worker that holds no grant: nothing to revoke, so no wait for the network."""
+    try:
+        channel.send(Disconnect(channel.next_id(), 0.1))
+    except (ServiceNowError, OSError, ValueError):
+        pass
+    channel.close(1.0)
+
+
+def normalize_instance_url(instance: str) -> str:
+    """"dev12345" or "https://dev12345.service-now.com/" -> "https://dev12345.service-now.com"."""
+    if not isinstance(instance, str) or not instance.strip():
+        raise InvalidRequestError("instance must be an instance name or an https URL")
+    text = instance.strip()
+    if "://" not in text:
+        if not all(c.isalnum() or c == "-" for c in text):
+            raise InvalidRequestError(f"not an instance name: {text!r}")
+        return f"https://{text.lower()}.service-now.com"
+    parts = urlsplit(text)
+    host = parts.hostname or ""
+    if parts.path not in ("", "/") or parts.query or parts.fragment or parts.username:
+        raise InvalidRequestError(
+            f"the instance URL must be an origin only (scheme, host, port): {text!r}"
+        )
+    if parts.scheme == "https" and host:
+        pass
+    elif parts.scheme == "http" and _is_loopback(host):
+        pass  # a local stub; never a real instance
+    else:
+        raise InvalidRequestError(f"the instance URL must use https: {text!r}")
+    try:
+        port = parts.port
+    except ValueError:
+        raise InvalidRequestError(f"bad port in the instance URL: {text!r}") from None
+    netloc = f"[{host}]" if ":" in host else host
+    return f"{parts.scheme}://{netloc}" + (f":{port}" if port is not None else "")
+
+
+def _check_redirect_uri(uri: str) -> None:
+    if not isinstance(uri, str):
+        raise InvalidRequestError("redirect_uri must be a string")
+    parts = urlsplit(uri)
+    try:
+        port = parts.port
+    except ValueError:
+        port = -1
+    if (parts.scheme != "http" or parts.hostname not in ("127.0.0.1", "localhost")
+            or port is None or port < 0 or parts.query or parts.fragment):
+        raise InvalidRequestError(
+            "redirect_uri must be a loopback URL with a port, like "
+            f"'http://127.0.0.1:8765/callback' (port 0: any free port); got {uri!r}"
+        )
+
+
+def _is_loopback(host: str) -> bool:
+    if host in LOOPBACK_HOSTS:
+        return True
+    try:
+        return ipaddress.ip_address(host).is_loopback
+    except ValueError:
+        return False
+
+
+def _seconds(value: float, name: str) -> float:
+    if isinstance(value, bool) or not isinstance(value, int | float) or not math.isfinite(value) \
+            or value <= 0:
+        raise InvalidRequestError(f"{name} must be a positive number of seconds")
+    return float(value)
+
+
+def _bad_method(method: object) -> str:
+    raise InvalidRequestError(f"http_method must be a string, not {type(method).__name__}")
+
+
+def _bad_path(path: object) -> str:
+    raise InvalidRequestError(f"path must be a string, not {type(path).__name__}")
+
+
+def _short(path: str) -> str:
+    return path if len(path) <= 80 else path[:77] + "..."
+
+
+def _param_pairs(params: Mapping[str, Any] | None) -> Pairs:
+    if not params:
+        return ()
+    if not isinstance(params, Mapping):
+        raise InvalidRequestError("params must be a mapping")
+    pairs: list[tuple[str, str]] = []
+    for key, value in params.items():
+        if not isinstance(key, str):
+            raise InvalidRequestError(f"parameter names must be strings, not {key!r}")
+        values = value if isinstance(value, list | tuple) else (value,)
+        for item in values:
+            if item is None:
+                continue
+            if isinstance(item, bool):
+                pairs.append((key, "true" if item else "false"))
+            elif isinstance(item, str | int | float):
+                pairs.append((key, str(item)))
+            else:
+                raise InvalidRequestError(
+                    f"parameter {key!r} must be a string, number or boolean, not "
+                    f"{type(item).__name__}"
+                )
+    return tuple(pairs)
+
+
+def _header_pairs(headers: Mapping[str, str] | None) -> Pairs:
+    if not headers:
+        return ()
+    if not isinstance(headers, Mapping):
+        raise InvalidRequestError("headers must be a mapping of strings")
+    pairs = tuple(headers.items())
+    for key, value in pairs:
+        if not isinstance(key, str) or not isinstance(value, str):
+            raise InvalidRequestError(f"header {key!r} must be a string with a string value")
+    return pairs
+
+
+def _encode_body(data: Any) -> bytes | None:
+    if data is None:
+        return None
+    if isinstance(data, bytes | bytearray | memoryview):
+        return bytes(data)
+    try:
+        return json.dumps(data, separators=(",", ":"), allow_nan=False).encode()
+    except (TypeError, ValueError) as exc:
+        raise InvalidRequestError(f"the request body is not JSON-serialisable: {exc}") from None
+
+
+def _browser_runner(opener: Callable[[str], Any]) -> Callable[[str], None]:
+    def run(url: str) -> None:
+        try:
+            shown = opener(url)
+        except Exception as exc:
+            logger.warning("snworker: could not open a browser (%s)", exc)
+            shown = False
+        if shown is False:
+            print(
+                "snworker: open this URL in a browser to allow access to ServiceNow:\n"
+                f"  {url}", file=sys.stderr, flush=True,
+            )
+
+    return run
+
+
+def _open_system_browser(url: str) -> bool:
+    return webbrowser.open(url, new=1)
+
+
+# Connections still open at interpreter exit are disconnected, so their grants are revoked.
+_open_connections: weakref.WeakSet[ServiceNowConnection] = weakref.WeakSet()
+
+
+@atexit.register
+def _disconnect_all() -> None:
+    for conn in list(_open_connections):
+        try:
+            conn.disconnect(timeout=2.0)
+        except Exception:
+            pass

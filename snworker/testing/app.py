@@ -1,0 +1,278 @@
+"""The stub instance as a WSGI application: OAuth pages and endpoints, REST, control endpoints.
+
+Every request except the control endpoints (`/_stub/...`) passes the fault plan first, is
+answered, and is then written to the request log with its secrets masked.
+"""
+
+from __future__ import annotations
+
+import html
+import json
+import logging
+import time
+from collections.abc import Callable, Iterable, Mapping
+from typing import TYPE_CHECKING, Any, Final
+
+from werkzeug.exceptions import HTTPException, MethodNotAllowed, NotFound
+from werkzeug.routing import Map, Rule
+from werkzeug.wrappers import Request, Response
+
+from snworker.testing import platform
+from snworker.testing.faults import Fault
+from snworker.testing.oauth import ConsentPage, ErrorPage, Redirect
+from snworker.testing.state import ControlError, StubState
+from snworker.testing.table_api import TableApi, error_response, json_response
+
+if TYPE_CHECKING:
+    from _typeshed.wsgi import StartResponse, WSGIEnvironment
+
+logger = logging.getLogger(__name__)
+
+SECRET_PARAMETERS: Final = frozenset(
+    {"code", "code_verifier", "refresh_token", "access_token", "token", "client_secret", "password"}
+)
+MASKED: Final = "***"
+CONTROL_PREFIX: Final = "/_stub/"
+
+DropConnection = Callable[["WSGIEnvironment"], None]
+
+_URLS = Map(
+    [
+        Rule(platform.AUTHORIZE_PATH, endpoint="authorize", methods=["GET", "POST"]),
+        Rule(platform.TOKEN_PATH, endpoint="token", methods=["POST"]),
+        Rule(platform.REVOKE_PATH, endpoint="revoke", methods=["POST"]),
+        Rule(
+            "/api/now/table/<table>",
+            endpoint="table",
+            methods=["GET", "POST"],
+            defaults={"version": platform.DEFAULT_TABLE_API_VERSION},
+        ),
+        Rule(
+            "/api/now/<any(v1, v2):version>/table/<table>",
+            endpoint="table",
+            methods=["GET", "POST"],
+        ),
+        Rule(
+            "/api/now/table/<table>/<sys_id>",
+            endpoint="record",
+            methods=["GET", "PUT", "PATCH", "DELETE"],
+            defaults={"version": platform.DEFAULT_TABLE_API_VERSION},
+        ),
+        Rule(
+            "/api/now/<any(v1, v2):version>/table/<table>/<sys_id>",
+            endpoint="record",
+            methods=["GET", "PUT", "PATCH", "DELETE"],
+        ),
+    ],
+    strict_slashes=False,
+    merge_slashes=False,
+)
+
+
+class StubRequest(Request):
+    """A request whose form may be large (the platform takes megabyte fields)."""
+
+    max_form_memory_size = 64 * 1024 * 1024
+
+
+def _masked(values: Mapping[str, str]) -> dict[str, str]:
+    return {k: MASKED if k in SECRET_PARAMETERS else v for k, v in values.items()}
+
+
+def _masked_headers(request: Request) -> dict[str, str]:
+    headers = {}
+    for name, value in request.headers.items():
+        if name.lower() in ("authorization", "proxy-authorization"):
+            scheme, _, _ = value.partition(" ")
+            value = f"{scheme} {MASKED}" if scheme else MASKED
+        elif name.lower() == "cookie":
+            value = MASKED
+        headers[name] = value
+    return headers
+
+
+def _is_form(request: Request) -> bool:
+    return request.mimetype == "application/x-www-form-urlencoded"
+
+
+def _logged_form(request: Request) -> dict[str, str]:
+    if not _is_form(request):
+        return {}
+    try:
+        return _masked(request.form.to_dict())
+    except HTTPException:
+        return {}
+
+
+def _page(status: int, title: str, body: str) -> Response:
+    document = (
+        '<!DOCTYPE html><html><head><meta charset="utf-8">'
+        f"<title>{html.escape(title)}</title></head><body>{body}</body></html>"
+    )
+    return Response(document, status=status, content_type="text/html; charset=utf-8")
+
+
+def _consent_page(consent: ConsentPage) -> Response:
+    headline = platform.CONSENT_HEADLINE.format(app_name=consent.app_name)
+    hidden = "".join(
+        f'<input type="hidden" name="{html.escape(k)}" value="{html.escape(v)}">'
+        for k, v in consent.request.items()
+    )
+    body = (
+        f"<h1>{html.escape(headline)}</h1>"
+        "<p>Signed in as System Administrator.</p>"
+        f'<form method="post" action="{platform.AUTHORIZE_PATH}">{hidden}'
+        '<button type="submit" name="action" value="allow">Allow</button>'
+        '<button type="submit" name="action" value="deny">Deny</button>'
+        "</form>"
+    )
+    return _page(200, "Authorize application", body)
+
+
+class StubApplication:
+    """The WSGI application of one stub instance."""
+
+    def __init__(self, state: StubState, drop_connection: DropConnection) -> None:
+        self.state = state
+        self.tables = TableApi(state)
+        self.drop_connection = drop_connection
+
+    def __call__(
+        self, environ: WSGIEnvironment, start_response: StartResponse
+    ) -> Iterable[bytes]:
+        request = StubRequest(environ)
+        if request.path.startswith(CONTROL_PREFIX):
+            return self._control(request)(environ, start_response)
+        with self.state.lock:
+            fault = self.state.faults.fault_for(request.method, request.path, self.state.now())
+        if fault is not None and fault.delay > 0:
+            time.sleep(fault.delay)
+        if fault is not None and fault.drop:
+            self._log(request, 0)
+            self.drop_connection(environ)
+            return []
+        if fault is not None and fault.status is not None:
+            response = self._fault_response(request, fault)
+        else:
+            response = self._answer(request)
+        self._log(request, response.status_code)
+        return response(environ, start_response)
+
+    def _log(self, request: Request, status: int) -> None:
+        entry: dict[str, object] = {
+            "method": request.method,
+            "path": request.path,
+            "query": _masked(request.args.to_dict()),
+            "status": status,
+            "headers": _masked_headers(request),
+            "form": _logged_form(request),
+        }
+        with self.state.lock:
+            entry["time"] = self.state.now()
+            self.state.request_log.append(entry)
+
+    @staticmethod
+    def _fault_response(request: Request, fault: Fault) -> Response:
+        assert fault.status is not None
+        if request.path == platform.TOKEN_PATH and fault.status == platform.TOKEN_FAILURE_STATUS:
+            response = json_response(dict(platform.TOKEN_FAILURE_BODY), fault.status)
+        else:
+            response = error_response(fault.status, fault.message, platform.INJECTED_DETAIL)
+        response.headers.update(fault.headers)
+        return response
+
+    def _answer(self, request: Request) -> Response:
+        try:
+            user = None
+            if request.path.startswith("/api/"):
+                user = self._authenticated_user(request)
+                if user is None:
+                    return error_response(401, *platform.NOT_AUTHENTICATED)
+            endpoint, arguments = _URLS.bind_to_environ(request.environ).match()
+            if endpoint in ("table", "record"):
+                assert user is not None
+                return self.tables.handle(
+                    request,
+                    arguments["version"],
+                    arguments["table"],
+                    arguments.get("sys_id"),
+                    user,
+                )
+            if endpoint == "authorize":
+                return self._authorize(request)
+            if endpoint == "token":
+                return self._token(request)
+            return self._revoke(request)
+        except MethodNotAllowed:
+            return error_response(405, *platform.METHOD_NOT_SUPPORTED)
+        except NotFound:
+            if request.path.startswith("/api/"):
+                return error_response(400, *platform.NO_RESOURCE)
+            return error_response(404, "Not Found", f"No resource at {request.path}")
+        except HTTPException as error:
+            code = error.code or 400
+            return error_response(code, error.name, error.description)
+        except Exception:
+            logger.exception("stub instance failed on %s %s", request.method, request.path)
+            return error_response(500, "Internal Server Error", None)
+
+    def _authenticated_user(self, request: Request) -> str | None:
+        scheme, _, token = request.headers.get("Authorization", "").partition(" ")
+        if scheme.lower() != "bearer" or not token.strip():
+            return None
+        with self.state.lock:
+            return self.state.oauth.authenticate(token.strip(), self.state.now())
+
+    def _authorize(self, request: Request) -> Response:
+        with self.state.lock:
+            oauth = self.state.oauth
+            if request.method == "GET":
+                outcome = oauth.authorize(
+                    request.args.to_dict(), oauth.consent, self.state.now(), self.state.user_sys_id
+                )
+            else:
+                form = request.form.to_dict()
+                decision = form.pop("action", "")
+                if decision not in ("allow", "deny"):
+                    return _page(400, "Error", "<p>Choose Allow or Deny.</p>")
+                outcome = oauth.authorize(
+                    form, "allow" if decision == "allow" else "deny", self.state.now(),
+                    self.state.user_sys_id,
+                )
+        if isinstance(outcome, ErrorPage):
+            return _page(outcome.status, "Error", f"<p>{html.escape(outcome.message)}</p>")
+        if isinstance(outcome, ConsentPage):
+            return _consent_page(outcome)
+        assert isinstance(outcome, Redirect)
+        return Response(status=302, headers={"Location": outcome.location})
+
+    def _token(self, request: Request) -> Response:
+        form = request.form.to_dict() if _is_form(request) else None
+        with self.state.lock:
+            status, body = self.state.oauth.token(form, self.state.now())
+        response = json_response(body, status)
+        response.headers["Cache-Control"] = "no-store"
+        return response
+
+    def _revoke(self, request: Request) -> Response:
+        token = request.form.get("token", "") if _is_form(request) else ""
+        with self.state.lock:
+            self.state.revocation_count += 1
+            self.state.oauth.revoke(token)
+        return Response(status=200)
+
+    def _control(self, request: Request) -> Response:
+        operation = request.path[len(CONTROL_PREFIX) :]
+        arguments: Any = request.args.to_dict()
+        if request.method == "POST":
+            try:
+                arguments = json.loads(request.get_data() or b"{}")
+            except (ValueError, RecursionError):
+                return error_response(400, "Invalid control request", "body is not JSON")
+            if not isinstance(arguments, dict):
+                return error_response(400, "Invalid control request", "body is not an object")
+        try:
+            result = self.state.control(operation, arguments)
+        except ControlError as error:
+            return error_response(400, "Invalid control request", str(error))
+        return json_response({"result": result})

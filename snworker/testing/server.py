@@ -1,0 +1,273 @@
+"""Serving the stub: a waitress server in a background thread, in a child process, or in front.
+
+    python -m snworker.testing.server [--host H] [--port N] [--client-id ID] [--config JSON]
+
+prints `snworker stub: url=... client_id=... redirect_uri=...` once it is listening, then serves
+until interrupted (or, with `--exit-with-stdin`, until its standard input closes).
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import selectors
+import socket
+import subprocess
+import sys
+import threading
+from collections.abc import Sequence
+from types import TracebackType
+from typing import TYPE_CHECKING, Any, NoReturn
+
+import waitress
+from waitress.channel import ClientDisconnected, HTTPChannel
+
+from snworker.testing.app import StubApplication
+from snworker.testing.control import StubControls
+from snworker.testing.oauth import ConsentMode
+from snworker.testing.remote import RemoteStub
+from snworker.testing.state import StubConfig, StubState
+
+if TYPE_CHECKING:
+    from _typeshed.wsgi import WSGIEnvironment
+
+# Enough worker threads for 32 concurrent clients plus control calls.
+THREADS = 40
+STOP_TIMEOUT = 5.0
+PROCESS_START_TIMEOUT = 20.0
+READY_PREFIX = "snworker stub: "
+
+
+class StubServer:
+    """A waitress server for one application, run by a background thread."""
+
+    def __init__(self, state: StubState) -> None:
+        self._server: Any = waitress.create_server(
+            StubApplication(state, self._drop),
+            host=state.config.host,
+            port=state.config.port,
+            threads=THREADS,
+            connection_limit=200,
+            channel_timeout=120,
+            asyncore_use_poll=True,
+            clear_untrusted_proxy_headers=False,
+            ident="ServiceNow",
+        )
+        self.port: int = int(self._server.effective_port)
+        self._thread = threading.Thread(
+            target=self._server.run, name=f"stub-servicenow-{self.port}", daemon=True
+        )
+
+    def start(self) -> None:
+        """Serve; the socket already listens, so clients may connect at once."""
+        self._thread.start()
+
+    def stop(self) -> None:
+        """Close every connection and the listening socket, then the worker threads."""
+        server = self._server
+
+        def close_all() -> None:
+            # Runs on the loop thread: the socket map is only safe to change there.
+            for dispatcher in list(server._map.values()):
+                if isinstance(dispatcher, HTTPChannel):
+                    dispatcher.handle_close()
+                else:
+                    dispatcher.close()
+
+        server.trigger.pull_trigger(close_all)
+        self._thread.join(STOP_TIMEOUT)
+        server.task_dispatcher.shutdown(timeout=STOP_TIMEOUT)
+
+    def _drop(self, environ: WSGIEnvironment) -> NoReturn:
+        """Close the client's connection without an answer."""
+        peer = (environ.get("REMOTE_ADDR"), int(environ.get("REMOTE_PORT") or 0))
+        for channel in list(self._server._map.values()):
+            if isinstance(channel, HTTPChannel) and tuple(channel.addr[:2]) == peer:
+                try:
+                    channel.socket.shutdown(socket.SHUT_RDWR)
+                except OSError:
+                    pass
+        raise ClientDisconnected
+
+
+class StubServiceNow(StubControls):
+    """A stubbed ServiceNow instance served on a real socket by a background thread.
+
+    Args:
+        host: the address to listen on.
+        port: the port; 0 picks a free one.
+        client_id: the OAuth application registered from the start.
+        redirect_uri: its registered redirect URI; loopback URIs match any port.
+        app_name: the application's name on the consent page.
+        access_lifespan: seconds an access token lives.
+        refresh_lifespan: seconds a refresh token lives.
+        pkce_required: refuse authorization requests without an S256 code challenge.
+        consent: "ask" shows the consent page, "allow" and "deny" answer at once.
+        strict_redirect: behave as the platform does with an unregistered redirect URI: send
+            the browser to the first registered URI (and match loopback ports exactly).
+        seed: load the deterministic seed data.
+    """
+
+    def __init__(
+        self,
+        host: str = "127.0.0.1",
+        port: int = 0,
+        client_id: str = "snworker-test",
+        redirect_uri: str = "http://127.0.0.1:0/callback",
+        app_name: str = "snworker test app",
+        access_lifespan: float = 1800,
+        refresh_lifespan: float = 8_640_000,
+        pkce_required: bool = True,
+        consent: ConsentMode = "ask",
+        strict_redirect: bool = False,
+        seed: bool = True,
+    ) -> None:
+        self.config = StubConfig(
+            host=host,
+            port=port,
+            client_id=client_id,
+            redirect_uri=redirect_uri,
+            app_name=app_name,
+            access_lifespan=access_lifespan,
+            refresh_lifespan=refresh_lifespan,
+            pkce_required=pkce_required,
+            consent=consent,
+            strict_redirect=strict_redirect,
+            seed=seed,
+        )
+        self.client_id = client_id
+        self.redirect_uri = redirect_uri
+        self._state = StubState(self.config)
+        self._server: StubServer | None = None
+
+    @property
+    def url(self) -> str:
+        """The instance URL, `http://127.0.0.1:<port>`."""
+        if self._server is None:
+            raise RuntimeError("the stub is not started")
+        host = self.config.host
+        host = f"[{host}]" if ":" in host else host
+        return f"http://{host}:{self._server.port}"
+
+    def start(self) -> StubServiceNow:
+        """Listen and serve; returns once clients can connect."""
+        if self._server is None:
+            server = StubServer(self._state)
+            server.start()
+            self._server = server
+        return self
+
+    def stop(self) -> None:
+        """Stop serving and free the port; idempotent."""
+        server, self._server = self._server, None
+        if server is not None:
+            server.stop()
+
+    def _control(self, operation: str, **arguments: Any) -> Any:
+        return self._state.control(operation, arguments)
+
+    def __enter__(self) -> StubServiceNow:
+        return self.start()
+
+    def __exit__(
+        self,
+        exc_type: type[BaseException] | None,
+        exc: BaseException | None,
+        tb: TracebackType | None,
+    ) -> None:
+        self.stop()
+
+    @classmethod
+    def start_process(cls, **settings: Any) -> RemoteStub:
+        """Start the same stub in a child process; returns once it serves.
+
+        Takes the constructor's keyword arguments. The child exits when the returned
+        `RemoteStub` is closed, or when this process dies.
+        """
+        config = StubConfig(**settings)
+        process = subprocess.Popen(
+            [
+                sys.executable,
+                "-m",
+                "snworker.testing.server",
+                "--config",
+                json.dumps(config.to_json()),
+                "--exit-with-stdin",
+            ],
+            stdin=subprocess.PIPE,
+            stdout=subprocess.PIPE,
+        )
+        try:
+            url = _read_ready_line(process, PROCESS_START_TIMEOUT)["url"]
+            return RemoteStub(url, process)
+        except BaseException:
+            process.kill()
+            process.wait()
+            raise
+
+
+def _read_ready_line(process: subprocess.Popen[bytes], timeout: float) -> dict[str, str]:
+    assert process.stdout is not None
+    with selectors.DefaultSelector() as selector:
+        selector.register(process.stdout, selectors.EVENT_READ)
+        if not selector.select(timeout):
+            raise TimeoutError(f"the stub process did not start within {timeout} s")
+    line = process.stdout.readline().decode()
+    if not line.startswith(READY_PREFIX):
+        raise RuntimeError(f"the stub process did not start (exit code {process.poll()})")
+    return dict(part.split("=", 1) for part in line[len(READY_PREFIX) :].split())
+
+
+def _ready_line(stub: StubServiceNow) -> str:
+    return (
+        f"{READY_PREFIX}url={stub.url} client_id={stub.client_id}"
+        f" redirect_uri={stub.redirect_uri}"
+    )
+
+
+def _serve(stub: StubServiceNow, exit_with_stdin: bool) -> None:
+    stopped = threading.Event()
+    with stub:
+        print(_ready_line(stub), flush=True)
+        if exit_with_stdin:
+
+            def wait_for_stdin_to_close() -> None:
+                sys.stdin.buffer.read()
+                stopped.set()
+
+            threading.Thread(target=wait_for_stdin_to_close, daemon=True).start()
+        try:
+            while not stopped.wait(0.5):
+                pass
+        except KeyboardInterrupt:
+            pass
+
+
+def run_foreground(
+    host: str = "127.0.0.1", port: int = 0, client_id: str = "snworker-test"
+) -> None:
+    """Serve a stub in the foreground until Ctrl-C; the first line printed gives its URL."""
+    _serve(StubServiceNow(host=host, port=port, client_id=client_id), exit_with_stdin=False)
+
+
+def main(argv: Sequence[str] | None = None) -> None:
+    """Command line of `python -m snworker.testing.server`."""
+    parser = argparse.ArgumentParser(prog="python -m snworker.testing.server")
+    parser.add_argument("--host", default="127.0.0.1")
+    parser.add_argument("--port", type=int, default=0)
+    parser.add_argument("--client-id", default="snworker-test")
+    parser.add_argument("--config", help="constructor settings as a JSON object")
+    parser.add_argument("--exit-with-stdin", action="store_true", help="stop when stdin closes")
+    options = parser.parse_args(argv)
+    settings: dict[str, Any] = {
+        "host": options.host,
+        "port": options.port,
+        "client_id": options.client_id,
+    }
+    if options.config:
+        settings.update(json.loads(options.config))
+    _serve(StubServiceNow(**settings), exit_with_stdin=options.exit_with_stdin)
+
+
+if __name__ == "__main__":
+    main()

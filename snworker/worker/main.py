@@ -1,0 +1,369 @@
+"""The worker process: entry point, hardening, message loop, request threads.
+
+    parent pipe --> main thread (message loop) --Request--> request threads --> instance
+                         |                                       |
+                         +--Connect--> authorizer thread         +--> token store (refresh)
+    parent pipe <-- (send lock) <-- Result / Error / OpenBrowser / Connected / Log
+
+The main thread only reads messages, so a Cancel or Disconnect is seen while requests run.
+Everything that holds a token stays in this process; only redacted results leave it.
+"""
+
+from __future__ import annotations
+
+import ctypes
+import logging
+import os
+import queue
+import signal
+import sys
+import threading
+import time
+from typing import Any, assert_never
+
+from snworker import messages
+from snworker.messages import (
+    Cancel,
+    Connect,
+    Connected,
+    Disconnect,
+    Error,
+    FromWorker,
+    Log,
+    OpenBrowser,
+    Request,
+    Result,
+    ToWorker,
+)
+from snworker.policy import RetryPolicy
+from snworker.worker.authorize import TokenEndpoint, run_flow
+from snworker.worker.failures import (
+    ApiFailure,
+    Failure,
+    InvalidRequest,
+    TokenExpired,
+)
+from snworker.worker.tokens import TokenStore
+from snworker.worker.transport import (
+    Checked,
+    Transport,
+    error_from_response,
+    redact,
+    response_headers,
+)
+
+logger = logging.getLogger("snworker.worker")
+
+_PR_SET_PDEATHSIG = 1
+_PR_SET_DUMPABLE = 4
+_MAX_REQUEST_THREADS = 64
+_CURRENT_USER_PATH = "/api/now/table/sys_user"
+_CURRENT_USER_QUERY = (
+    ("sysparm_query", "sys_id=javascript:gs.getUserID()"),
+    ("sysparm_limit", "1"),
+    ("sysparm_fields", "sys_id,user_name,name"),
+    ("sysparm_exclude_reference_link", "true"),
+)
+
+
+def run(conn: Any, parent_pid: int) -> None:
+    """Worker entry point (spawned by the parent's channel)."""
+    harden(parent_pid)
+    Worker(conn).serve()
+
+
+def harden(parent_pid: int) -> None:
+    """No core dumps, no ptrace attach by same-user processes, exit with the parent."""
+    import resource
+
+    resource.setrlimit(resource.RLIMIT_CORE, (0, 0))
+    if not sys.platform.startswith("linux"):
+        return
+    libc = ctypes.CDLL(None, use_errno=True)
+    if libc.prctl(_PR_SET_DUMPABLE, 0, 0, 0, 0) != 0:
+        raise OSError(ctypes.get_errno(), "prctl(PR_SET_DUMPABLE, 0) failed")
+
+    # PDEATHSIG fires when the *thread* that started us ends, not only the parent process, so
+    # the signal only means "look": exit if we now have another parent.
+    def on_parent_death(signum: int, frame: object) -> None:
+        if os.getppid() != parent_pid:
+            os._exit(0)
+
+    signal.signal(signal.SIGUSR2, on_parent_death)
+    libc.prctl(_PR_SET_PDEATHSIG, signal.SIGUSR2, 0, 0, 0)
+    if os.getppid() != parent_pid:  # the parent died before the line above
+        os._exit(0)
+
+
+class Worker:
+    """One connection's worth of state: the pipe, the transport, the tokens."""
+
+    def __init__(self, conn: Any) -> None:
+        self._conn = conn
+        self._send_lock = threading.Lock()
+        self._transport: Transport | None = None
+        self._tokens: TokenStore | None = None
+        self._endpoint: TokenEndpoint | None = None
+        self._connect_id: int | None = None
+        self._connect_cancel = threading.Event()
+        self._ready = threading.Event()
+        self._cancelled: dict[int, threading.Event] = {}
+        self._jobs: queue.SimpleQueue[Request | None] = queue.SimpleQueue()
+        self._threads = 0
+        self._idle = 0
+        self._pool_lock = threading.Lock()
+
+    # --- the message loop (main thread) ---------------------------------------------------
+
+    def serve(self) -> None:
+        """Read messages until Disconnect or the parent goes away."""
+        try:
+            while True:
+                try:
+                    message = messages.receive(self._conn)
+                except (EOFError, OSError):
+                    return  # the parent is gone
+                except Exception as exc:
+                    logger.warning("snworker worker: unreadable message (%s)", exc)
+                    continue
+                if self._handle(message):
+                    return
+        finally:
+            self._wipe("the connection is closed")
+
+    def _handle(self, message: ToWorker | FromWorker) -> bool:
+        match message:
+            case Request():
+                if not self._ready.is_set():
+                    self._reply_failure(message.id, Failure("the worker is not connected yet"))
+                else:
+                    self._cancelled[message.id] = threading.Event()
+                    self._submit(message)
+            case Cancel():
+                event = self._cancelled.get(message.id)
+                if event is not None:
+                    event.set()
+                elif message.id == self._connect_id:
+                    self._connect_cancel.set()
+            case Connect():
+                if self._connect_id is not None:
+                    self._reply_failure(message.id, InvalidRequest(
+                        "this worker already serves a connection; start a new one"))
+                else:
+                    self._connect_id = message.id
+                    threading.Thread(target=self._connect, args=(message,),
+                                     name="snworker-authorize", daemon=True).start()
+            case Disconnect():
+                self._disconnect(message)
+                return True
+            case OpenBrowser() | Connected() | Result() | Error() | Log():
+                logger.warning("snworker worker: ignored a %s from the parent",
+                               type(message).__name__)
+            case _:
+                assert_never(message)
+        return False
+
+    # --- connecting -----------------------------------------------------------------------
+
+    def _connect(self, message: Connect) -> None:
+        try:
+            self._install_logging(message.log_level)
+            policy = RetryPolicy.from_wire(message.policy)
+            _check_connect(message)
+            transport = Transport(message.instance_url, policy)
+            endpoint = TokenEndpoint(transport, message.client_id, message.request_timeout)
+            self._transport, self._endpoint = transport, endpoint
+            grant = run_flow(
+                transport, endpoint, message.client_id, message.redirect_uri,
+                tuple(message.scopes), message.authorization_timeout,
+                lambda url: self._send(OpenBrowser(message.id, url)), self._connect_cancel,
+            )
+            tokens = TokenStore(endpoint.refresh, policy.refresh_margin)
+            tokens.install(grant)
+            self._tokens = tokens
+            user = self._current_user(message.request_timeout)
+        except Failure as exc:
+            self._wipe(str(exc))
+            self._reply_failure(message.id, exc)
+            return
+        except ValueError as exc:
+            self._reply_failure(message.id, InvalidRequest(str(exc)))
+            return
+        self._ready.set()
+        self._send(Connected(message.id, message.instance_url, user))
+
+    def _current_user(self, timeout: float) -> dict[str, str] | None:
+        request = Request(0, "GET", _CURRENT_USER_PATH, _CURRENT_USER_QUERY, (), False, timeout)
+        try:
+            result = self._execute(request, threading.Event())
+        except TokenExpired:
+            raise
+        except Failure as exc:
+            logger.info("snworker worker: current user not readable (%s)", exc)
+            return None
+        import json
+
+        try:
+            records = json.loads(result.body or b"{}").get("result")
+            record = records[0] if isinstance(records, list) and records else None
+        except (ValueError, AttributeError):
+            return None
+        if not isinstance(record, dict):
+            return None
+        return {k: str(record.get(k, "")) for k in ("sys_id", "user_name", "name")}
+
+    # --- requests -------------------------------------------------------------------------
+
+    def _submit(self, request: Request) -> None:
+        # A request thread is started only when none is idle; idle ones wait on the queue.
+        with self._pool_lock:
+            start = self._idle == 0 and self._threads < _MAX_REQUEST_THREADS
+            if start:
+                self._threads += 1
+        if start:
+            threading.Thread(target=self._request_loop, name="snworker-request",
+                             daemon=True).start()
+        self._jobs.put(request)
+
+    def _request_loop(self) -> None:
+        jobs = self._jobs
+        while True:
+            with self._pool_lock:
+                self._idle += 1
+            request = jobs.get()
+            with self._pool_lock:
+                self._idle -= 1
+            if request is None:
+                return
+            cancelled = self._cancelled.get(request.id) or threading.Event()
+            try:
+                answer: Result | Error = self._execute(request, cancelled)
+            except Failure as exc:
+                answer = _error(request.id, exc)
+            except Exception as exc:  # a bug must not cost the caller its answer
+                logger.exception("snworker worker: request failed unexpectedly")
+                answer = _error(request.id, ApiFailure(f"internal error: {type(exc).__name__}"))
+            self._cancelled.pop(request.id, None)
+            if not cancelled.is_set():
+                self._send(answer)
+
+    def _execute(self, request: Request, cancelled: threading.Event) -> Result:
+        transport, tokens = self._transport, self._tokens
+        if transport is None or tokens is None:
+            raise Failure("the worker is not connected")
+        checked = transport.check(request)
+        method = checked.method
+        deadline = time.monotonic() + min(checked.timeout, transport.policy.total_timeout)
+
+        def attempt(remaining: float) -> Any:
+            return transport.classify(method, self._send_authorized(checked, tokens, remaining))
+
+        response = transport.call(attempt, deadline, cancelled,
+                                  resend_on_error=method in ("GET", "HEAD", "PUT", "DELETE"))
+        body, headers = redact(response.content, response_headers(response), tokens.secrets())
+        status = response.status_code
+        if status >= 400:
+            raise error_from_response(status, body, headers)
+        return Result(request.id, status, headers, body)
+
+    def _send_authorized(self, checked: Checked, tokens: TokenStore, remaining: float) -> Any:
+        """Send with the current token; after a 401, renew once and resend once."""
+        token = tokens.access_token()
+        started = time.monotonic()
+        response = self._transport_send(checked, token, remaining)
+        if response.status_code != 401:
+            return response
+        renewed = tokens.renew_after_unauthorized(token)
+        response = self._transport_send(checked, renewed,
+                                        remaining - (time.monotonic() - started))
+        if response.status_code == 401:
+            tokens.expire("the instance refused a freshly renewed access token")
+            raise TokenExpired("the instance refused a freshly renewed access token; "
+                               "call connect() again")
+        return response
+
+    def _transport_send(self, checked: Checked, token: str, remaining: float) -> Any:
+        assert self._transport is not None
+        return self._transport.send(checked, "Bearer " + token, max(remaining, 0.001))
+
+    # --- disconnecting --------------------------------------------------------------------
+
+    def _disconnect(self, message: Disconnect) -> None:
+        self._connect_cancel.set()
+        for event in list(self._cancelled.values()):
+            event.set()
+        tokens, endpoint = self._tokens, self._endpoint
+        timeout = message.timeout if isinstance(message.timeout, int | float) else 5.0
+        if tokens is not None and endpoint is not None:
+            refresh_token = tokens.refresh_token
+            if refresh_token is not None:
+                endpoint.revoke(refresh_token, max(0.1, min(timeout, 30.0)))
+        self._wipe("the connection is closed")
+        if self._transport is not None:
+            self._transport.close()
+
+    def _wipe(self, reason: str) -> None:
+        if self._tokens is not None:
+            self._tokens.expire(reason)
+
+    # --- sending to the parent ------------------------------------------------------------
+
+    def _send(self, message: FromWorker) -> None:
+        try:
+            with self._send_lock:
+                messages.send(self._conn, message)
+        except (OSError, ValueError):
+            pass  # the parent is gone; the message loop sees EOF and ends
+
+    def _reply_failure(self, ident: int, failure: Failure) -> None:
+        self._send(_error(ident, failure))
+
+    def _install_logging(self, level: int) -> None:
+        root = logging.getLogger("snworker")
+        root.setLevel(level if isinstance(level, int) else logging.WARNING)
+        root.propagate = False
+        root.addHandler(_PipeHandler(self))
+
+    def secrets(self) -> tuple[str, ...]:
+        """Tokens to keep out of log lines."""
+        return self._tokens.secrets() if self._tokens is not None else ()
+
+
+class _PipeHandler(logging.Handler):
+    """Sends redacted log records to the parent."""
+
+    def __init__(self, worker: Worker) -> None:
+        super().__init__()
+        self._worker = worker
+
+    def emit(self, record: logging.LogRecord) -> None:
+        try:
+            text = record.getMessage()
+            if record.exc_info and record.exc_info[1] is not None:
+                text += f" ({type(record.exc_info[1]).__name__})"
+            for secret in self._worker.secrets():
+                text = text.replace(secret, "[redacted by snworker]")
+            self._worker._send(Log(0, record.levelno, record.name, text))
+        except Exception:
+            self.handleError(record)
+
+
+def _error(ident: int, failure: Failure) -> Error:
+    return Error(ident, failure.kind, failure.message, failure.status, failure.detail,
+                 failure.headers)
+
+
+def _check_connect(message: Connect) -> None:
+    from urllib.parse import urlsplit
+
+    parts = urlsplit(message.instance_url)
+    loopback = parts.hostname in ("127.0.0.1", "localhost", "::1")
+    if not (parts.scheme == "https" or (parts.scheme == "http" and loopback)) or parts.path:
+        raise InvalidRequest("the instance URL must be an https origin (http only for loopback)")
+    redirect = urlsplit(message.redirect_uri)
+    if redirect.scheme != "http" or redirect.hostname not in ("127.0.0.1", "localhost"):
+        raise InvalidRequest("the redirect URI must be a loopback http URL")
+
+
+if __name__ == "__main__":  # pragma: no cover
+    sys.exit("the snworker worker is started by snworker.connect()")

@@ -1,0 +1,150 @@
+"""The token store: absolute expiry, single-flight refresh, wiping."""
+
+from __future__ import annotations
+
+import threading
+import time
+from collections.abc import Callable
+from concurrent.futures import Future
+from dataclasses import dataclass, field
+
+from snworker.worker.failures import TokenExpired
+
+
+@dataclass(slots=True)
+class TokenGrant:
+    """What the token endpoint granted; `expires_at` is on the worker's monotonic clock."""
+
+    access_token: str = field(repr=False)
+    refresh_token: str | None = field(repr=False)
+    expires_at: float
+
+    @classmethod
+    def from_response(cls, body: object, now: float) -> TokenGrant:
+        """Read a token endpoint's JSON answer; raises ValueError if it is not one."""
+        if not isinstance(body, dict) or not isinstance(body.get("access_token"), str):
+            raise ValueError("the token endpoint's answer has no access_token")
+        refresh = body.get("refresh_token")
+        try:
+            expires_in = float(body.get("expires_in", 1800))
+        except (TypeError, ValueError):
+            expires_in = 1800.0
+        return cls(body["access_token"], refresh if isinstance(refresh, str) else None,
+                   now + max(expires_in, 0.0))
+
+    def is_expired(self, leeway: float, now: float) -> bool:
+        """True when less than `leeway` seconds of life are left."""
+        return now + leeway >= self.expires_at
+
+
+# Renews a grant from a refresh token. Raises TokenExpired when the grant is refused, any other
+# Failure when the refresh failed for now (the store then keeps the tokens it has).
+Refresher = Callable[[str], TokenGrant]
+
+
+class TokenStore:
+    """Holds the current grant; any number of threads may ask for a usable access token."""
+
+    def __init__(self, refresher: Refresher, refresh_margin: float,
+                 clock: Callable[[], float] = time.monotonic) -> None:
+        self._refresher = refresher
+        self._margin = refresh_margin
+        self._clock = clock
+        self._lock = threading.Lock()
+        self._grant: TokenGrant | None = None
+        self._refreshing: Future[TokenGrant] | None = None
+        self._expired_reason: str | None = None
+        # Every token this worker has held, so a response that reflects an older one is still
+        # redacted. Bounded: rotation adds one refresh token per refresh at most.
+        self._seen: list[str] = []
+
+    def install(self, grant: TokenGrant) -> None:
+        """Take the grant from the code exchange."""
+        with self._lock:
+            self._grant = grant
+            self._expired_reason = None
+            self._remember(grant)
+
+    def access_token(self) -> str:
+        """A token with at least `refresh_margin` seconds of life, refreshing first if needed."""
+        with self._lock:
+            grant = self._usable()
+            if not grant.is_expired(self._margin, self._clock()):
+                return grant.access_token
+            stale = grant.access_token
+        return self._refresh(stale)
+
+    def renew_after_unauthorized(self, rejected: str) -> str:
+        """A token to resend with after the instance refused `rejected` with 401."""
+        return self._refresh(rejected)
+
+    def secrets(self) -> tuple[str, ...]:
+        """Every token held so far (for redaction of responses and logs)."""
+        with self._lock:
+            return tuple(self._seen)
+
+    @property
+    def refresh_token(self) -> str | None:
+        """The current refresh token, for revocation."""
+        with self._lock:
+            return None if self._grant is None else self._grant.refresh_token
+
+    def expire(self, reason: str) -> None:
+        """Forget the grant: every later call raises TokenExpired with `reason`."""
+        with self._lock:
+            self._wipe(reason)
+
+    # Callers hold self._lock for the helpers below.
+
+    def _usable(self) -> TokenGrant:
+        if self._grant is None:
+            raise TokenExpired(self._expired_reason or "not authorized")
+        return self._grant
+
+    def _remember(self, grant: TokenGrant) -> None:
+        for token in (grant.access_token, grant.refresh_token):
+            if token and token not in self._seen:
+                self._seen.append(token)
+        del self._seen[:-16]
+
+    def _wipe(self, reason: str) -> None:
+        self._grant = None
+        self._expired_reason = reason
+        self._seen.clear()
+
+    def _refresh(self, stale: str) -> str:
+        with self._lock:
+            grant = self._usable()
+            if grant.access_token != stale:
+                return grant.access_token  # another thread renewed it meanwhile
+            flight = self._refreshing
+            leader = flight is None
+            if flight is None:
+                flight = self._refreshing = Future()
+            refresh_token = grant.refresh_token
+        if not leader:
+            return flight.result().access_token
+        # Only the leader talks to the token endpoint; the others wait on its future.
+        try:
+            if refresh_token is None:
+                raise TokenExpired("the access token expired and the grant has no refresh token")
+            fresh = self._refresher(refresh_token)
+            if fresh.refresh_token is None:
+                fresh.refresh_token = refresh_token  # no rotation: keep the one we have
+        except TokenExpired as exc:
+            with self._lock:
+                self._wipe(str(exc))
+                self._refreshing = None
+            flight.set_exception(exc)
+            raise
+        except BaseException as exc:
+            with self._lock:
+                self._refreshing = None
+            flight.set_exception(exc)
+            raise
+        with self._lock:
+            self._grant = fresh
+            self._remember(fresh)
+            self._refreshing = None
+        flight.set_result(fresh)
+        return fresh.access_token

@@ -1,0 +1,361 @@
+"""HTTP to the instance: one origin-locked `requests.Session`, retries, redaction.
+
+Every request the parent asks for is checked here, in the worker, because the worker is the trust
+boundary: a compromised parent can send any message it likes. `requests` errors become snworker
+failures in this module and nowhere else.
+"""
+
+from __future__ import annotations
+
+import email.utils
+import json
+import math
+import threading
+import time
+from collections.abc import Callable, Iterable
+from dataclasses import dataclass
+from typing import Any, TypeVar
+from urllib.parse import unquote, urlsplit
+
+import requests
+import requests.adapters
+import urllib3.exceptions
+from tenacity import (
+    RetryCallState,
+    Retrying,
+    retry_if_exception_type,
+    stop_after_attempt,
+    stop_any,
+    wait_exponential_jitter,
+)
+
+from snworker.messages import Pairs, Request
+from snworker.policy import RetryPolicy
+from snworker.worker.failures import ApiFailure, Cancelled, Failure, InvalidRequest, Timeout
+
+T = TypeVar("T")
+
+METHODS = frozenset({"GET", "POST", "PUT", "PATCH", "DELETE", "HEAD"})
+IDEMPOTENT = frozenset({"GET", "PUT", "DELETE", "HEAD"})
+RESERVED_HEADERS = frozenset({"authorization", "cookie", "host", "proxy-authorization"})
+# Response headers that never reach the parent: a session cookie is a credential too.
+WITHHELD_HEADERS = frozenset({"set-cookie", "set-cookie2"})
+REDACTED = "[redacted by snworker]"
+_REDACTED_BYTES = REDACTED.encode()
+POOL_SIZE = 64
+
+
+@dataclass(frozen=True, slots=True)
+class Checked:
+    """A request that passed every check, ready to send."""
+
+    method: str
+    url: str
+    params: Pairs
+    headers: dict[str, str]
+    body: bytes | None
+    timeout: float
+
+
+class Transient(Exception):
+    """A failure worth another try: a retryable status or a transport error."""
+
+    def __init__(self, response: requests.Response | None = None,
+                 error: Exception | None = None) -> None:
+        super().__init__(response.status_code if response is not None else error)
+        self.response = response
+        self.error = error
+
+
+class Transport:
+    """The worker's only way to the network."""
+
+    def __init__(self, instance_url: str, policy: RetryPolicy) -> None:
+        self.origin = instance_url
+        self._netloc = urlsplit(instance_url).netloc
+        self.policy = policy
+        session = requests.Session()
+        adapter = requests.adapters.HTTPAdapter(
+            pool_connections=1, pool_maxsize=POOL_SIZE, max_retries=0
+        )
+        session.mount("https://", adapter)
+        session.mount("http://", adapter)
+        # Proxies and CA bundle come from the environment once, at start-up; resolving them per
+        # request costs more than the rest of the client side of a small GET.
+        settings = session.merge_environment_settings(instance_url, {}, None, None, None)
+        session.trust_env = False
+        session.proxies = settings["proxies"]
+        session.verify = settings["verify"]
+        if settings.get("cert"):
+            session.cert = settings["cert"]
+        session.headers["Accept"] = "application/json"
+        session.headers["User-Agent"] = "snworker"
+        self.session = session
+
+    # --- checks --------------------------------------------------------------------------
+
+    def check(self, request: Request) -> Checked:
+        """Refuse anything that could leave the instance origin or smuggle a header."""
+        method = request.method
+        if not isinstance(method, str) or method not in METHODS:
+            raise InvalidRequest(f"unsupported HTTP method {method!r}; use one of "
+                                 + ", ".join(sorted(METHODS)))
+        path = request.path
+        _check_path(path)
+        url = self.origin + path
+        if urlsplit(url).netloc != self._netloc:
+            raise InvalidRequest(f"the path {path!r} does not stay on the instance")
+        headers: dict[str, str] = {}
+        for name, value in _pairs(request.headers, "header"):
+            if not name or not _is_token(name):
+                raise InvalidRequest(f"not a valid header name: {name!r}")
+            if name.lower() in RESERVED_HEADERS:
+                raise InvalidRequest(f"the {name} header is set by snworker and may not be given")
+            if any(c in value for c in "\r\n\0"):
+                raise InvalidRequest(f"the value of header {name} contains a line break")
+            headers[name] = value
+        params = _pairs(request.params, "parameter")
+        if request.suppress_response_body:
+            headers["X-no-response-body"] = "true"
+        body = request.body
+        if body is not None:
+            if not isinstance(body, bytes):
+                raise InvalidRequest("the request body must be bytes")
+            if not any(k.lower() == "content-type" for k in headers):
+                headers["Content-Type"] = "application/json"
+        timeout = request.timeout
+        if not isinstance(timeout, int | float) or not math.isfinite(timeout) or timeout <= 0:
+            raise InvalidRequest("timeout must be a positive number of seconds")
+        return Checked(method, url, params, headers, body, float(timeout))
+
+    # --- sending -------------------------------------------------------------------------
+
+    def send(self, checked: Checked, authorization: str | None,
+             timeout: float) -> requests.Response:
+        """One HTTP exchange, redirects not followed; raises `requests` errors."""
+        headers = checked.headers
+        if authorization is not None:
+            headers = {**headers, "Authorization": authorization}
+        return self.session.request(
+            checked.method, checked.url, params=checked.params or None, data=checked.body,
+            headers=headers, timeout=timeout, allow_redirects=False,
+        )
+
+    def retrying(self, deadline: float, cancelled: threading.Event) -> Retrying:
+        """The retry loop for one call, built from the policy."""
+        policy = self.policy
+        backoff = wait_exponential_jitter(policy.backoff_initial, policy.backoff_max,
+                                          jitter=policy.backoff_initial)
+
+        def wait(state: RetryCallState) -> float:
+            seconds = backoff(state)
+            failure = _transient_of(state)
+            if failure is not None and failure.response is not None:
+                after = retry_after(failure.response.headers.get("Retry-After"))
+                if after is not None:
+                    seconds = min(after, policy.retry_after_max)
+            return seconds
+
+        def stop(state: RetryCallState) -> bool:
+            if cancelled.is_set():
+                return True
+            return time.monotonic() + (state.upcoming_sleep or 0.0) >= deadline
+
+        def sleep(seconds: float) -> None:
+            if cancelled.wait(seconds):
+                raise Cancelled("cancelled by the caller")
+
+        return Retrying(
+            stop=stop_any(stop_after_attempt(policy.attempts), stop),
+            wait=wait,
+            retry=retry_if_exception_type(Transient),
+            sleep=sleep,
+            reraise=True,
+        )
+
+    def classify(self, method: str, response: requests.Response) -> requests.Response:
+        """Raise Transient for a status worth retrying for `method`; else return it."""
+        status = response.status_code
+        if status in self.policy.retry_statuses and (method in IDEMPOTENT or status == 429):
+            raise Transient(response=response)
+        return response
+
+    def call(self, attempt: Callable[[float], requests.Response], deadline: float,
+             cancelled: threading.Event, resend_on_error: bool) -> requests.Response:
+        """Run `attempt(remaining seconds)` under the policy; map `requests` errors to ours.
+
+        `attempt` raises Transient for an answer worth another try. A transport error is retried
+        when `resend_on_error`, or when the request surely never left this machine.
+        """
+        try:
+            for try_ in self.retrying(deadline, cancelled):
+                with try_:
+                    remaining = deadline - time.monotonic()
+                    if remaining <= 0:
+                        raise Timeout("the deadline passed before the request could be sent")
+                    try:
+                        return attempt(remaining)
+                    except requests.RequestException as exc:
+                        if _retryable_error(exc, resend_on_error):
+                            raise Transient(error=exc) from exc
+                        raise
+        except Transient as exc:
+            if cancelled.is_set():
+                raise Cancelled("cancelled by the caller") from None
+            if exc.response is not None:
+                return exc.response
+            assert exc.error is not None
+            raise _transport_failure(exc.error) from None
+        except requests.RequestException as exc:
+            raise _transport_failure(exc) from None
+        raise Timeout("no attempt was made within the deadline")  # pragma: no cover
+
+    def post_form(self, path: str, form: dict[str, str], deadline: float,
+                  cancelled: threading.Event, retry: bool) -> tuple[int, Any]:
+        """POST a form to an OAuth endpoint (no token); the status and parsed JSON."""
+        url = self.origin + path
+
+        def attempt(remaining: float) -> requests.Response:
+            response = self.session.post(url, data=form, timeout=remaining,
+                                         allow_redirects=False)
+            status = response.status_code
+            if retry and (status >= 500 or status == 429):
+                raise Transient(response=response)
+            return response
+
+        response = self.call(attempt, deadline, cancelled, resend_on_error=retry)
+        try:
+            return response.status_code, response.json()
+        except ValueError:
+            return response.status_code, None
+
+    def close(self) -> None:
+        """Close pooled connections."""
+        self.session.close()
+
+
+# --- responses --------------------------------------------------------------------------
+
+
+def redact(body: bytes, headers: Pairs, secrets: Iterable[str]) -> tuple[bytes, Pairs]:
+    """Blank out any token the instance reflected back, in the body or the headers."""
+    for secret in secrets:
+        encoded = secret.encode()
+        if encoded in body:
+            body = body.replace(encoded, _REDACTED_BYTES)
+        if any(secret in value for _, value in headers):
+            headers = tuple((name, value.replace(secret, REDACTED)) for name, value in headers)
+    return body, headers
+
+
+def response_headers(response: requests.Response) -> Pairs:
+    """The headers the parent may see."""
+    return tuple(
+        (name, value) for name, value in response.headers.items()
+        if name.lower() not in WITHHELD_HEADERS
+    )
+
+
+def error_from_response(status: int, body: bytes, headers: Pairs) -> ApiFailure:
+    """An ApiFailure from the platform's error envelope, or from the status alone."""
+    message, detail = f"the instance answered {status}", None
+    try:
+        parsed = json.loads(body) if body else None
+    except ValueError:
+        parsed = None
+    if isinstance(parsed, dict):
+        error = parsed.get("error")
+        if isinstance(error, dict):
+            message = str(error.get("message") or message)
+            detail = None if error.get("detail") is None else str(error.get("detail"))
+        elif isinstance(error, str):
+            message = str(parsed.get("error_description") or error)
+    return ApiFailure(message, status, detail, headers)
+
+
+def retry_after(value: str | None) -> float | None:
+    """Seconds from a Retry-After header (delta-seconds or an HTTP date)."""
+    if not value:
+        return None
+    value = value.strip()
+    if value.isdigit():
+        return float(value)
+    try:
+        when = email.utils.parsedate_to_datetime(value)
+    except (TypeError, ValueError, IndexError):
+        return None
+    return max(0.0, when.timestamp() - time.time())
+
+
+# --- helpers ----------------------------------------------------------------------------
+
+_TOKEN_CHARS = frozenset("!#$%&'*+-.^_`|~0123456789abcdefghijklmnopqrstuvwxyz"
+                         "ABCDEFGHIJKLMNOPQRSTUVWXYZ")
+
+
+def _is_token(name: str) -> bool:
+    return all(c in _TOKEN_CHARS for c in name)
+
+
+def _check_path(path: object) -> None:
+    if not isinstance(path, str):
+        raise InvalidRequest("the path must be a string")
+    if not path.startswith("/") or path.startswith("//"):
+        raise InvalidRequest(
+            f"expected a path on the instance starting with '/', like "
+            f"'/api/now/table/incident'; got {path[:80]!r}"
+        )
+    if any(ord(c) < 0x20 or c in "\x7f\\#" for c in path):
+        raise InvalidRequest(f"the path contains a control character, '\\' or '#': {path[:80]!r}")
+    route = path.split("?", 1)[0]
+    decoded = unquote(route)
+    if any(ord(c) < 0x20 or c in "\x7f\\" for c in decoded) or decoded.startswith("//"):
+        raise InvalidRequest(f"the path hides a control character or '//': {path[:80]!r}")
+    if ".." in decoded.split("/"):
+        raise InvalidRequest(f"the path may not contain '..' segments: {path[:80]!r}")
+
+
+def _pairs(value: object, what: str) -> Pairs:
+    if not isinstance(value, tuple) or not all(
+        isinstance(p, tuple) and len(p) == 2 and isinstance(p[0], str) and isinstance(p[1], str)
+        for p in value
+    ):
+        raise InvalidRequest(f"each {what} must be a pair of strings")
+    return value
+
+
+def _transient_of(state: RetryCallState) -> Transient | None:
+    outcome = state.outcome
+    if outcome is None or not outcome.failed:
+        return None
+    exc = outcome.exception()
+    return exc if isinstance(exc, Transient) else None
+
+
+def _retryable_error(exc: requests.RequestException, resend_on_error: bool) -> bool:
+    if resend_on_error:
+        return isinstance(exc, requests.ConnectionError | requests.Timeout) and not isinstance(
+            exc, requests.exceptions.SSLError)
+    return _not_sent(exc)
+
+
+def _not_sent(exc: requests.RequestException) -> bool:
+    """True when the request surely never reached the server (safe to resend a POST)."""
+    if isinstance(exc, requests.ConnectTimeout):
+        return True
+    if isinstance(exc, requests.ConnectionError) and not isinstance(
+            exc, requests.exceptions.SSLError):
+        reason: Any = exc.args[0] if exc.args else None
+        reason = getattr(reason, "reason", reason)
+        return isinstance(reason, urllib3.exceptions.NewConnectionError)
+    return False
+
+
+def _transport_failure(exc: Exception) -> Failure:
+    if isinstance(exc, requests.Timeout):
+        return Timeout(f"the instance did not answer in time ({type(exc).__name__})")
+    if isinstance(exc, requests.exceptions.SSLError):
+        return ApiFailure("TLS failure talking to the instance (certificate or protocol)")
+    if isinstance(exc, requests.ConnectionError):
+        return ApiFailure("could not reach the instance (connection failed or was dropped)")
+    return ApiFailure(f"the request failed: {type(exc).__name__}")

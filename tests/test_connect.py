@@ -1,0 +1,225 @@
+"""connect() through a real worker process against the stub on a real socket."""
+
+from __future__ import annotations
+
+import time
+
+import pytest
+
+import snworker
+from snworker.testing import StubServiceNow, deny, ignore
+from tests.conftest import BrowserRecorder, api_requests, connect, port_is_free
+
+
+def test_connect_and_get_records_through_the_worker(stub):
+    with connect(stub) as conn:
+        assert conn.instance_url == stub.url
+        assert conn.client_id == stub.client_id
+        resp = conn.execute_api_request("/api/now/table/incident", "GET",
+                                        params={"sysparm_limit": 5, "sysparm_query": "ORDERBYnumber"})
+        assert resp.status == 200
+        expected = sorted(stub.records("incident"), key=lambda r: r["number"])[:5]
+        assert [r["sys_id"] for r in resp.data] == [r["sys_id"] for r in expected]
+        assert [r["short_description"] for r in resp.data] == [
+            r["short_description"] for r in expected]
+        assert int(resp.headers["x-total-count"]) == len(stub.records("incident"))
+
+
+def test_the_consent_url_carries_pkce_and_state(stub):
+    browser = BrowserRecorder()
+    with connect(stub, open_browser=browser):
+        query = browser.query
+    assert query["response_type"] == "code"
+    assert query["code_challenge_method"] == "S256"
+    assert len(query["code_challenge"]) == 43 and "=" not in query["code_challenge"]
+    assert len(query["state"]) >= 32
+    assert query["client_id"] == stub.client_id
+
+
+def test_each_attempt_has_a_fresh_verifier_and_state(stub):
+    first, second = BrowserRecorder(), BrowserRecorder()
+    with connect(stub, open_browser=first), connect(stub, open_browser=second):
+        pass
+    assert first.query["state"] != second.query["state"]
+    assert first.query["code_challenge"] != second.query["code_challenge"]
+
+
+def test_current_user_is_read_at_connect(stub):
+    with connect(stub) as conn:
+        user = conn.current_user
+    assert user is not None
+    assert user["user_name"] == "admin"
+    users = {u["sys_id"]: u for u in stub.records("sys_user")}
+    assert users[user["sys_id"]]["name"] == user["name"]
+
+
+def test_deny_gives_authorization_error_and_frees_the_port(stub):
+    browser = BrowserRecorder(deny)
+    with pytest.raises(snworker.AuthorizationError) as caught:
+        connect(stub, open_browser=browser)
+    assert caught.value.reason == "denied"
+    assert port_is_free(browser.listener_port)
+    assert stub.grant_counts["authorization_code"] == 0
+
+
+def test_no_answer_times_out_and_frees_the_port(stub):
+    browser = BrowserRecorder(ignore)
+    started = time.monotonic()
+    with pytest.raises(snworker.AuthorizationError) as caught:
+        connect(stub, open_browser=browser, authorization_timeout=1.0)
+    assert caught.value.reason == "timeout"
+    assert time.monotonic() - started < 6
+    assert "redirect" in str(caught.value)  # names the likely cause
+    assert port_is_free(browser.listener_port)
+
+
+def test_a_fixed_redirect_port_is_used_and_freed(stub):
+    from tests.conftest import port_is_free as free
+
+    import socket
+
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        port = probe.getsockname()[1]
+    uri = f"http://127.0.0.1:{port}/callback"
+    browser = BrowserRecorder()
+    with snworker.connect(stub.url, stub.client_id, redirect_uri=uri, open_browser=browser,
+                          authorization_timeout=10):
+        assert browser.listener_port == port
+    assert free(port)
+
+
+def test_a_busy_redirect_port_is_a_clear_error(stub):
+    import socket
+
+    with socket.socket() as busy:
+        busy.bind(("127.0.0.1", 0))
+        busy.listen()
+        port = busy.getsockname()[1]
+        with pytest.raises(snworker.AuthorizationError, match="cannot listen"):
+            snworker.connect(stub.url, stub.client_id,
+                             redirect_uri=f"http://127.0.0.1:{port}/callback",
+                             authorization_timeout=5)
+
+
+def test_strict_redirect_instance_times_out_with_the_cause_named():
+    # A real instance sends the browser to its first registered URL when redirect_uri does not
+    # match; the listener never hears back.
+    with StubServiceNow(strict_redirect=True,
+                        redirect_uri="http://127.0.0.1:9/registered") as sn:
+        browser = BrowserRecorder(lambda url: _approve_quietly(url))
+        with pytest.raises(snworker.AuthorizationError) as caught:
+            snworker.connect(sn.url, sn.client_id, redirect_uri="http://127.0.0.1:0/callback",
+                             open_browser=browser, authorization_timeout=1.5)
+    assert caught.value.reason == "timeout"
+    assert "first registered redirect URL" in str(caught.value)
+
+
+def _approve_quietly(url: str) -> bool:
+    from snworker.testing import approve
+
+    try:
+        approve(url)
+    except Exception:  # the fallback target (port 9) is not listening: that is the point
+        pass
+    return True
+
+
+def test_a_stray_callback_is_ignored_and_the_real_one_wins(stub):
+    import requests
+
+    from snworker.testing import approve
+
+    answers: list[int] = []
+
+    def browser(url: str) -> bool:
+        recorder.urls.append(url)
+        redirect = recorder.query["redirect_uri"]
+        base = redirect.rsplit("/", 1)[0]
+        answers.append(requests.get(base + "/other?code=x&state=y", timeout=5).status_code)
+        answers.append(requests.get(redirect + "?code=forged&state=wrong", timeout=5).status_code)
+        return approve(url)
+
+    recorder = BrowserRecorder()
+    with connect(stub, open_browser=browser) as conn:
+        assert conn.execute_api_request("/api/now/table/incident",
+                                        params={"sysparm_limit": 1}).status == 200
+    assert answers == [404, 400]
+
+
+def test_wrong_state_only_ends_as_state_mismatch(stub):
+    import requests
+
+    def browser(url: str) -> bool:
+        recorder.urls.append(url)
+        requests.get(recorder.query["redirect_uri"] + "?code=forged&state=wrong", timeout=5)
+        return True
+
+    recorder = BrowserRecorder()
+    with pytest.raises(snworker.AuthorizationError) as caught:
+        connect(stub, open_browser=browser, authorization_timeout=1.0)
+    assert caught.value.reason == "state_mismatch"
+    assert port_is_free(recorder.listener_port)
+
+
+def test_a_refused_code_exchange_is_an_authorization_error(stub):
+    # The instance hands out a code the token endpoint then refuses (a revoked grant between
+    # the two steps): a clear error, not a crash.
+    from snworker.testing import approve
+
+    def browser(url: str) -> bool:
+        stub.inject(status=401, times=1, path_prefix="/oauth_token.do")
+        return approve(url)
+
+    with pytest.raises(snworker.AuthorizationError) as caught:
+        connect(stub, open_browser=browser)
+    assert caught.value.reason == "exchange_failed"
+
+
+def test_disconnect_twice_is_fine_and_later_calls_raise(stub):
+    conn = connect(stub)
+    conn.disconnect()
+    conn.disconnect()
+    assert conn.closed
+    with pytest.raises(snworker.ConnectionClosedError):
+        conn.execute_api_request("/api/now/table/incident")
+    assert stub.revocation_count == 1
+
+
+def test_the_context_manager_disconnects(stub):
+    with connect(stub) as conn:
+        pid = conn.worker_pid
+    assert conn.closed
+    assert pid is not None
+    from tests.test_crash import process_gone
+
+    assert process_gone(pid, 2.0)
+
+
+def test_with_no_browser_the_url_is_printed(stub, capfd):
+    with pytest.raises(snworker.AuthorizationError):
+        connect(stub, open_browser=lambda url: False, authorization_timeout=0.5)
+    err = capfd.readouterr().err
+    assert "open this URL" in err
+    assert f"{stub.url}/oauth_auth.do?" in err
+
+
+def test_a_browser_that_raises_falls_back_to_printing(stub, capfd):
+    def broken(url: str) -> bool:
+        raise RuntimeError("no display")
+
+    with pytest.raises(snworker.AuthorizationError):
+        connect(stub, open_browser=broken, authorization_timeout=0.5)
+    assert "open this URL" in capfd.readouterr().err
+
+
+def test_the_browser_variable_command_works(stub, monkeypatch):
+    import sys
+    import webbrowser
+
+    monkeypatch.setenv("BROWSER", f"{sys.executable} -m snworker.testing.browser approve %s")
+    monkeypatch.setattr(webbrowser, "_tryorder", None)
+    with snworker.connect(stub.url, stub.client_id, redirect_uri=stub.redirect_uri,
+                          authorization_timeout=20) as conn:
+        assert conn.current_user is not None
+    assert api_requests(stub)

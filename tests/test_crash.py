@@ -1,0 +1,118 @@
+"""A dead worker fails every pending call at once; a dead parent takes its worker with it."""
+
+from __future__ import annotations
+
+import os
+import signal
+import subprocess
+import sys
+import textwrap
+import threading
+import time
+
+import pytest
+
+import snworker
+
+
+def process_gone(pid: int, within: float) -> bool:
+    """True when `pid` no longer runs (or is a zombie) within `within` seconds."""
+    deadline = time.monotonic() + within
+    while time.monotonic() < deadline:
+        try:
+            with open(f"/proc/{pid}/stat") as stat:
+                if stat.read().rsplit(")", 1)[1].split()[0] == "Z":
+                    return True
+        except FileNotFoundError:
+            return True
+        time.sleep(0.02)
+    return False
+
+
+def test_sigkill_fails_pending_calls_within_two_seconds(conn, stub):
+    stub.inject(status=None, delay=10.0, times=8, path_prefix="/api/now/table/incident")
+    outcomes: list[tuple[type[BaseException], float]] = []
+    started = threading.Event()
+
+    def caller() -> None:
+        started.set()
+        try:
+            conn.execute_api_request("/api/now/table/incident", timeout=30)
+        except BaseException as exc:
+            outcomes.append((type(exc), time.monotonic()))
+
+    threads = [threading.Thread(target=caller) for _ in range(4)]
+    for t in threads:
+        t.start()
+    started.wait(5)
+    time.sleep(0.3)  # the requests are now inside the worker, waiting on the stub
+    killed_at = time.monotonic()
+    os.kill(conn.worker_pid, signal.SIGKILL)
+    for t in threads:
+        t.join(5)
+    assert [kind for kind, _ in outcomes] == [snworker.WorkerCrashedError] * 4
+    assert max(at for _, at in outcomes) - killed_at < 2.0
+    later = time.monotonic()
+    with pytest.raises(snworker.WorkerCrashedError) as caught:
+        conn.execute_api_request("/api/now/table/incident")
+    assert time.monotonic() - later < 0.1
+    assert caught.value.exitcode == -signal.SIGKILL
+    assert "SIGKILL" in str(caught.value)
+
+
+def test_a_worker_killed_while_idle_is_reported_on_the_next_call(conn):
+    os.kill(conn.worker_pid, signal.SIGKILL)
+    assert process_gone(conn.worker_pid, 2.0)
+    time.sleep(0.1)
+    with pytest.raises(snworker.WorkerCrashedError):
+        conn.execute_api_request("/api/now/table/incident")
+    conn.disconnect()  # still fine on a crashed connection
+
+
+PARENT = textwrap.dedent("""
+    import sys, time
+    import snworker
+    from snworker.testing import approve
+    url, client_id, redirect = sys.argv[1:4]
+    conn = snworker.connect(url, client_id, redirect_uri=redirect, open_browser=approve,
+                            authorization_timeout=20)
+    print(conn.worker_pid, flush=True)
+    time.sleep(60)
+""")
+
+
+@pytest.mark.parametrize("how", [signal.SIGKILL, signal.SIGTERM])
+def test_killing_the_parent_ends_its_worker_within_two_seconds(stub, how):
+    parent = subprocess.Popen(
+        [sys.executable, "-c", PARENT, stub.url, stub.client_id, stub.redirect_uri],
+        stdout=subprocess.PIPE, text=True,
+    )
+    try:
+        line = parent.stdout.readline()
+        worker_pid = int(line)
+        assert not process_gone(worker_pid, 0.2)
+        parent.send_signal(how)
+        parent.wait(5)
+        assert process_gone(worker_pid, 2.0)
+    finally:
+        parent.kill()
+        parent.wait(5)
+
+
+def test_a_parent_that_exits_normally_revokes_its_grant(stub):
+    script = PARENT.replace("time.sleep(60)", "")
+    subprocess.run([sys.executable, "-c", script, stub.url, stub.client_id, stub.redirect_uri],
+                   check=True, timeout=30, capture_output=True)
+    assert stub.revocation_count == 1
+
+
+def test_a_script_without_a_main_guard_can_connect(stub, tmp_path):
+    # The worker does not re-import the application's __main__.
+    script = tmp_path / "tool.py"
+    script.write_text(PARENT.replace("time.sleep(60)", "conn.disconnect()"))
+    result = subprocess.run(
+        [sys.executable, str(script), stub.url, stub.client_id, stub.redirect_uri],
+        timeout=30, capture_output=True, text=True,
+    )
+    assert result.returncode == 0, result.stderr[-2000:]
+    assert stub.grant_counts["authorization_code"] == 1
