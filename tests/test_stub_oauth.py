@@ -18,7 +18,10 @@ from snworker.testing.oauth import s256
 
 TOKEN_FAILURE = {"error_description": "access_denied", "error": "server_error"}
 NOT_AUTHENTICATED = {
-    "error": {"message": "User Not Authenticated", "detail": "Required to provide Auth information"},
+    "error": {
+        "message": "User Not Authenticated",
+        "detail": "Required to provide Auth information",
+    },
     "status": "failure",
 }
 
@@ -60,8 +63,10 @@ def listener() -> Iterator[Listener]:
     server.close()
 
 
-def authorize_params(sn: StubServiceNow, verifier: str, **overrides: str) -> dict[str, str]:
-    params = {
+def authorize_params(
+    sn: StubServiceNow, verifier: str, **overrides: str | None
+) -> dict[str, str]:
+    params: dict[str, str | None] = {
         "response_type": "code",
         "client_id": sn.client_id,
         "redirect_uri": "http://127.0.0.1:8765/callback",
@@ -265,7 +270,6 @@ def test_code_is_single_use(sn: StubServiceNow) -> None:
         {"code_verifier": ""},
         {"redirect_uri": "http://127.0.0.1:9999/callback"},
         {"client_id": "someone-else"},
-        {"code": "made-up"},
         {"grant_type": "password"},
     ],
 )
@@ -278,6 +282,14 @@ def test_bad_exchanges_are_refused_as_the_platform_does(
     assert answer.status_code == 401
     assert answer.json() == TOKEN_FAILURE
     assert sn.grant_counts["authorization_code"] == 0
+
+
+def test_an_unknown_code_is_refused(sn: StubServiceNow) -> None:
+    verifier = secrets.token_urlsafe(48)
+    get_code(sn, verifier)
+    answer = exchange(sn, "made-up-code", verifier)
+    assert answer.status_code == 401
+    assert answer.json() == TOKEN_FAILURE
 
 
 def test_a_failed_attempt_spends_the_code(sn: StubServiceNow) -> None:

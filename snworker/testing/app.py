@@ -66,6 +66,7 @@ _URLS = Map(
     ],
     strict_slashes=False,
     merge_slashes=False,
+    redirect_defaults=False,
 )
 
 

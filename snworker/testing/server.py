@@ -33,6 +33,8 @@ if TYPE_CHECKING:
 
 # Enough worker threads for 32 concurrent clients plus control calls.
 THREADS = 40
+# Bodies up to this size stay in memory instead of being spooled to a temporary file.
+MEMORY_BUFFER = 64 * 1024 * 1024
 STOP_TIMEOUT = 5.0
 PROCESS_START_TIMEOUT = 20.0
 READY_PREFIX = "snworker stub: "
@@ -50,6 +52,8 @@ class StubServer:
             connection_limit=200,
             channel_timeout=120,
             asyncore_use_poll=True,
+            inbuf_overflow=MEMORY_BUFFER,
+            outbuf_overflow=MEMORY_BUFFER,
             clear_untrusted_proxy_headers=False,
             ident="ServiceNow",
         )

@@ -5,6 +5,7 @@ from __future__ import annotations
 import base64
 import hashlib
 import hmac
+import logging
 import secrets
 import threading
 import time
@@ -17,6 +18,8 @@ from urllib.parse import parse_qs, urlencode, urlsplit, urlunsplit
 from snworker.worker.failures import AuthorizationFailed, Failure, TokenExpired
 from snworker.worker.tokens import TokenGrant
 from snworker.worker.transport import Transport
+
+logger = logging.getLogger("snworker.worker")
 
 TOKEN_PATH = "/oauth_token.do"
 AUTHORIZE_PATH = "/oauth_auth.do"
@@ -210,6 +213,7 @@ class TokenEndpoint:
             "client_id": self._client_id,
         }, time.monotonic() + self._transport.policy.total_timeout, self._never_cancelled,
             retry=True)
+        logger.info("snworker worker: token endpoint answered %d to a refresh", status)
         if status in (400, 401, 403):
             raise TokenExpired(
                 f"the instance refused to renew the access token ({_oauth_error(body)}); "
@@ -259,6 +263,8 @@ def run_flow(transport: Transport, endpoint: TokenEndpoint, client_id: str, redi
             "exchange_failed") from None
     with listener:
         deadline = time.monotonic() + timeout
+        logger.debug("snworker worker: waiting up to %.0f s for the browser on %s", timeout,
+                     listener.redirect_uri)
         open_browser(authorize_url(transport.origin, client_id, listener.redirect_uri, state,
                                    pkce.challenge, scopes))
         callback = listener.wait(state, deadline, cancelled)
@@ -269,4 +275,5 @@ def run_flow(transport: Transport, endpoint: TokenEndpoint, client_id: str, redi
             f"the instance did not grant access: {callback.error}"
             + (f" ({callback.error_description})" if callback.error_description else ""),
             "denied" if callback.error else "exchange_failed")
+    logger.debug("snworker worker: consent given; exchanging the code")
     return endpoint.exchange(callback.code, listener.redirect_uri, pkce.verifier, cancelled)

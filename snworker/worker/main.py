@@ -180,6 +180,8 @@ class Worker:
             )
             tokens = TokenStore(endpoint.refresh, policy.refresh_margin)
             tokens.install(grant)
+            logger.info("snworker worker: authorized at %s; access token valid %.0f s",
+                        message.instance_url, grant.expires_at - time.monotonic())
             self._tokens = tokens
             user = self._current_user(message.request_timeout)
         except Failure as exc:
@@ -258,10 +260,14 @@ class Worker:
         def attempt(remaining: float) -> Any:
             return transport.classify(method, self._send_authorized(checked, tokens, remaining))
 
+        started = time.monotonic()
         response = transport.call(attempt, deadline, cancelled,
                                   resend_on_error=method in ("GET", "HEAD", "PUT", "DELETE"))
         body, headers = redact(response.content, response_headers(response), tokens.secrets())
         status = response.status_code
+        if logger.isEnabledFor(logging.DEBUG):
+            logger.debug("%s %s -> %d, %d bytes in %.1f ms", method, request.path.split("?")[0],
+                         status, len(body), (time.monotonic() - started) * 1000)
         if status >= 400:
             raise error_from_response(status, body, headers)
         return Result(request.id, status, headers, body)
@@ -297,7 +303,9 @@ class Worker:
         if tokens is not None and endpoint is not None:
             refresh_token = tokens.refresh_token
             if refresh_token is not None:
-                endpoint.revoke(refresh_token, max(0.1, min(timeout, 30.0)))
+                revoked = endpoint.revoke(refresh_token, max(0.1, min(timeout, 30.0)))
+                logger.info("snworker worker: grant %s at disconnect",
+                            "revoked" if revoked else "NOT revoked (the instance did not answer)")
         self._wipe("the connection is closed")
         if self._transport is not None:
             self._transport.close()

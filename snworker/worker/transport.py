@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import email.utils
 import json
+import logging
 import math
 import threading
 import time
@@ -28,12 +29,14 @@ from tenacity import (
     stop_any,
     wait_exponential_jitter,
 )
+from tenacity.stop import stop_base
 
 from snworker.messages import Pairs, Request
 from snworker.policy import RetryPolicy
 from snworker.worker.failures import ApiFailure, Cancelled, Failure, InvalidRequest, Timeout
 
 T = TypeVar("T")
+logger = logging.getLogger("snworker.worker")
 
 METHODS = frozenset({"GET", "POST", "PUT", "PATCH", "DELETE", "HEAD"})
 IDEMPOTENT = frozenset({"GET", "PUT", "DELETE", "HEAD"})
@@ -156,17 +159,14 @@ class Transport:
                     seconds = min(after, policy.retry_after_max)
             return seconds
 
-        def stop(state: RetryCallState) -> bool:
-            if cancelled.is_set():
-                return True
-            return time.monotonic() + (state.upcoming_sleep or 0.0) >= deadline
-
         def sleep(seconds: float) -> None:
+            logger.info("snworker worker: transient failure; retrying in %.2f s", seconds)
             if cancelled.wait(seconds):
                 raise Cancelled("cancelled by the caller")
 
         return Retrying(
-            stop=stop_any(stop_after_attempt(policy.attempts), stop),
+            stop=stop_any(stop_after_attempt(policy.attempts),
+                          _StopAtDeadline(deadline, cancelled)),
             wait=wait,
             retry=retry_if_exception_type(Transient),
             sleep=sleep,
@@ -322,6 +322,19 @@ def _pairs(value: object, what: str) -> Pairs:
     ):
         raise InvalidRequest(f"each {what} must be a pair of strings")
     return value
+
+
+class _StopAtDeadline(stop_base):
+    """Stop when the caller gave up, or when the next wait would end past the deadline."""
+
+    def __init__(self, deadline: float, cancelled: threading.Event) -> None:
+        self._deadline = deadline
+        self._cancelled = cancelled
+
+    def __call__(self, state: RetryCallState) -> bool:
+        if self._cancelled.is_set():
+            return True
+        return time.monotonic() + (state.upcoming_sleep or 0.0) >= self._deadline
 
 
 def _transient_of(state: RetryCallState) -> Transient | None:

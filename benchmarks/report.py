@@ -1,0 +1,207 @@
+"""The machine's description, the targets, and the terminal table."""
+
+from __future__ import annotations
+
+import os
+import platform
+import subprocess
+from dataclasses import dataclass
+from typing import Any
+
+Results = dict[str, Any]
+
+
+def machine() -> dict[str, Any]:
+    """CPU model, cores, Python, kernel: what a reader needs to weigh the figures."""
+    model = "unknown"
+    try:
+        with open("/proc/cpuinfo", encoding="utf-8") as cpuinfo:
+            for line in cpuinfo:
+                if line.startswith("model name"):
+                    model = line.split(":", 1)[1].strip()
+                    break
+    except OSError:
+        pass
+    return {
+        "cpu_model": model,
+        "cores": os.cpu_count(),
+        "cores_usable": len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else None,
+        "python": platform.python_version(),
+        "implementation": platform.python_implementation(),
+        "kernel": f"{platform.system()} {platform.release()}",
+        "load_average": [round(x, 2) for x in os.getloadavg()],
+        "commit": _commit(),
+    }
+
+
+def _commit() -> str | None:
+    try:
+        answer = subprocess.run(
+            ["git", "rev-parse", "--short", "HEAD"],
+            capture_output=True, text=True, timeout=5, check=False,
+            cwd=os.path.dirname(os.path.abspath(__file__)),
+        )
+    except (OSError, subprocess.SubprocessError):
+        return None
+    return answer.stdout.strip() or None
+
+
+# --- targets ----------------------------------------------------------------------------
+
+
+@dataclass(frozen=True, slots=True)
+class Target:
+    """A figure of the results and the bound it should meet."""
+
+    name: str
+    path: tuple[str, ...]
+    bound: float
+    at_most: bool = True
+
+    def figure(self, results: Results) -> float:
+        """The figure this target reads."""
+        value: Any = results["sections"]
+        for key in self.path:
+            value = value[key]
+        return float(value)
+
+    def met(self, results: Results) -> bool:
+        """Whether the figure is within the bound."""
+        value = self.figure(results)
+        return value <= self.bound if self.at_most else value >= self.bound
+
+    @property
+    def text(self) -> str:
+        """The bound as printed, e.g. "<= 1.10"."""
+        return f"{'<=' if self.at_most else '>='} {self.bound:g}"
+
+
+TARGETS = (
+    Target("ping / pipe floor (median)", ("floor", "latency_ratio"), 1.5),
+    Target("small GET latency / in-process", ("small_get", "latency_ratio"), 1.10),
+    Target("small GET parent CPU / in-process", ("small_get", "cpu_ratio"), 0.25),
+    Target("4 threads throughput / in-process", ("caller_threads", "4", "throughput_ratio"), 1.0,
+           at_most=False),
+    Target("1 MB latency / in-process", ("response_sizes", "1MB", "latency_ratio"), 1.15),
+    Target("start-up / bare spawn", ("startup", "latency_ratio"), 1.5),
+    Target("refresh grants per storm (max)", ("refresh_storm", "refresh_grants_max"), 1),
+)
+
+
+def verdicts(results: Results) -> list[dict[str, Any]]:
+    """Every target with its figure and PASS/MISS."""
+    return [
+        {
+            "name": target.name,
+            "figure": target.figure(results),
+            "target": target.text,
+            "verdict": "PASS" if target.met(results) else "MISS",
+        }
+        for target in TARGETS
+    ]
+
+
+# --- the table --------------------------------------------------------------------------
+
+
+def _us(side: dict[str, Any]) -> str:
+    return f"{side['median_us']:.0f} µs (p99 {side['p99_us']:.0f})"
+
+
+def _ms(side: dict[str, Any]) -> str:
+    return f"{side['median_us'] / 1000:.1f} ms (p99 {side['p99_us'] / 1000:.1f})"
+
+
+def _verdict_for(results: Results, path: tuple[str, ...]) -> tuple[str, str]:
+    for target in TARGETS:
+        if target.path == path:
+            return target.text, "PASS" if target.met(results) else "MISS"
+    return "", ""
+
+
+Row = tuple[str, str, str, str, str, str]
+
+
+def rows(results: Results) -> list[Row]:
+    """Table rows: figure, reference, snworker, ratio, target, verdict."""
+    sections = results["sections"]
+    table: list[Row] = []
+
+    def add(label: str, reference: str = "", ours: str = "", shown: str = "",
+            path: tuple[str, ...] = ()) -> None:
+        bound, verdict = _verdict_for(results, path) if path else ("", "")
+        table.append((label, reference, ours, shown, bound, verdict))
+
+    floor = sections["floor"]
+    add("1 round trip: pipe floor vs ping*", _us(floor["reference"]), _us(floor["snworker"]),
+        f"{floor['latency_ratio']:.2f}", ("floor", "latency_ratio"))
+
+    get = sections["small_get"]
+    add(f"2 small GET latency ({get['body_bytes']} B)", _us(get["reference"]),
+        _us(get["snworker"]), f"{get['latency_ratio']:.2f}", ("small_get", "latency_ratio"))
+    add(f"  overhead per request: {get['overhead_us']:+.0f} µs")
+    add("  parent CPU per request", f"{get['reference']['cpu_us_per_op']:.0f} µs",
+        f"{get['snworker']['cpu_us_per_op']:.0f} µs", f"{get['cpu_ratio']:.2f}",
+        ("small_get", "cpu_ratio"))
+
+    threads = sections["caller_threads"]
+    for count in ("1", "4", "16"):
+        a, b = threads[count]["reference"], threads[count]["snworker"]
+        add(f"3 {count} caller thread(s): req/s [{threads[count]['reference_label']}]",
+            f"{a['ops_per_s']:.0f} (p99 {a['p99_us']:.0f} µs)",
+            f"{b['ops_per_s']:.0f} (p99 {b['p99_us']:.0f} µs)",
+            f"{threads[count]['throughput_ratio']:.2f}",
+            ("caller_threads", count, "throughput_ratio"))
+
+    for label, figures in sections["response_sizes"].items():
+        a, b = figures["reference"], figures["snworker"]
+        add(f"4 {label} response ({figures['body_bytes']} B)",
+            f"{_ms(a)}, {a['mb_per_s']:.3g} MB/s", f"{_ms(b)}, {b['mb_per_s']:.3g} MB/s",
+            f"{figures['latency_ratio']:.2f}", ("response_sizes", label, "latency_ratio"))
+
+    start = sections["startup"]
+    add("5 start-up to ready", _ms(start["reference"]), _ms(start["snworker"]),
+        f"{start['latency_ratio']:.2f}", ("startup", "latency_ratio"))
+    add("  resident memory (VmRSS)", f"bare child {start['bare_child_rss_mib']} MiB",
+        f"worker {start['worker_rss_at_ready_mib']} MiB at ready, "
+        f"{start['worker_rss_after_load_mib']} MiB after load")
+
+    storm = sections["refresh_storm"]
+    add(f"6 {storm['threads']}-thread burst vs refresh storm", _ms(storm["reference"]),
+        _ms(storm["snworker"]), f"{storm['p99_ratio']:.2f} (p99)")
+    add("  refresh grants per storm", "", str(storm["refresh_grants_per_storm"]),
+        str(storm["refresh_grants_max"]), ("refresh_storm", "refresh_grants_max"))
+    return table
+
+
+def render(results: Results) -> str:
+    """The terminal table, with the machine and the method in its header."""
+    header = ("figure", "reference (A)", "snworker (B)", "B/A", "target", "")
+    body = rows(results)
+    widths = [max(len(row[i]) for row in [header, *body]) for i in range(len(header))]
+
+    def line(row: tuple[str, ...]) -> str:
+        return "  ".join(cell.ljust(width) for cell, width in zip(row, widths, strict=True))
+
+    rule = "-" * len(line(header))
+    info = results["machine"]
+    settings = results["settings"]
+    lines = [
+        f"snworker benchmarks ({'quick' if settings['quick'] else 'full'} run, "
+        f"{settings['blocks']} interleaved A/B blocks per figure, "
+        f"{results['elapsed_s']:.0f} s)",
+        f"machine: {info['cpu_model']}, {info['cores']} cores, Python {info['python']}, "
+        f"{info['kernel']}, commit {info['commit']}",
+        rule, line(header), rule, *(line(row) for row in body), rule,
+        "* " + results["sections"]["floor"]["snworker_label"],
+        "  floor: " + results["sections"]["floor"]["reference_label"]
+        + "; threads: " + results["sections"]["caller_threads"]["reference_label"],
+        "  latency cells: median (p99); ratios are of medians unless marked p99",
+    ]
+    return "\n".join(lines)
+
+
+def summary_line(results: Results) -> str:
+    """"targets: 5 PASS, 2 MISS"."""
+    outcome = [v["verdict"] for v in results["targets"]]
+    return f"targets: {outcome.count('PASS')} PASS, {outcome.count('MISS')} MISS"

@@ -1,0 +1,405 @@
+"""The six comparisons. Each returns its figures as a JSON-ready dict.
+
+A is always the reference (the pipe floor, in-process `requests`, a bare spawn, a burst with
+fresh tokens); B is always snworker. Ratios are B / A for latency and A-side-normalised the same
+way for throughput (B / A, higher is better).
+"""
+
+from __future__ import annotations
+
+import multiprocessing
+import statistics
+import time
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from functools import partial
+from typing import Any
+
+import multiprocess
+import requests
+import requests.adapters
+
+import snworker
+from benchmarks import baseline, children
+from benchmarks.measure import (
+    Block,
+    alternate,
+    ratio,
+    rotate,
+    summarize,
+    threaded_loop,
+    timed_loop,
+)
+from snworker.testing import approve
+from snworker.testing.remote import RemoteStub
+
+PING_PATH = "//x"
+PING_LABEL = "ping: execute_api_request('//x'), refused by the worker's check() before any I/O"
+FRAME_BYTES = 200
+CHILD_TIMEOUT = 20.0
+PAYLOAD_TABLE = "u_benchmark_payload"
+PAYLOAD_FIELD = "u_payload"
+SIZES = {"1KB": 1024, "64KB": 64 * 1024, "1MB": 1024 * 1024, "8MB": 8 * 1024 * 1024}
+CALLER_THREADS = (1, 4, 16)
+STORM_THREADS = 32
+THREADS_BASELINE = "the faster of a shared requests.Session and one Session per thread"
+
+
+@dataclass(frozen=True, slots=True)
+class Scale:
+    """How much each section measures: blocks per comparison and operations per block."""
+
+    blocks: int
+    floor_per_block: int
+    get_per_block: int
+    thread_requests_per_block: int  # split across the caller threads; divisible by 16
+    size_per_block: dict[str, int] = field(default_factory=dict)
+    startups_per_block: int = 1
+    storm_rounds: int = 2
+    warmup: int = 20
+
+
+FULL = Scale(
+    blocks=10,
+    floor_per_block=1000,
+    get_per_block=500,
+    thread_requests_per_block=320,
+    size_per_block={"1KB": 200, "64KB": 60, "1MB": 8, "8MB": 2},
+    startups_per_block=2,
+    storm_rounds=8,
+)
+QUICK = Scale(
+    blocks=4,
+    floor_per_block=200,
+    get_per_block=40,
+    thread_requests_per_block=48,
+    size_per_block={"1KB": 20, "64KB": 10, "1MB": 2, "8MB": 1},
+    startups_per_block=1,
+    storm_rounds=2,
+    warmup=5,
+)
+
+
+@dataclass(slots=True)
+class Bench:
+    """What every section shares: the stub, snworker's connection and the reference sessions."""
+
+    stub: RemoteStub
+    connection: snworker.ServiceNowConnection
+    new_session: Callable[[], requests.Session]
+    scale: Scale
+    record_path: str
+
+    @property
+    def record_url(self) -> str:
+        """The small record's URL, for the reference."""
+        return self.stub.url + self.record_path
+
+    def snworker_get(self, path: str) -> Any:
+        """One GET through the worker, JSON parsed as the caller would read it."""
+        return self.connection.execute_api_request(path).data
+
+
+def _warm(operation: Callable[[], object], times: int) -> None:
+    for _ in range(times):
+        operation()
+
+
+def _comparison(blocks_a: list[Block], blocks_b: list[Block]) -> dict[str, Any]:
+    a, b = summarize(blocks_a), summarize(blocks_b)
+    return {
+        "reference": a.as_json(),
+        "snworker": b.as_json(),
+        "latency_ratio": ratio(b.median_us, a.median_us),
+        "p99_ratio": ratio(b.p99_us, a.p99_us),
+        "overhead_us": round(b.median_us - a.median_us, 2),
+    }
+
+
+# --- 1. the floor -----------------------------------------------------------------------
+
+
+def floor(bench: Bench) -> dict[str, Any]:
+    """A 200-byte round trip over a stdlib pipe to an echoing child, against snworker's ping."""
+    context = multiprocessing.get_context("spawn")
+    ours, theirs = context.Pipe(duplex=True)
+    child = context.Process(target=children.echo, args=(theirs,), name="bench-echo", daemon=True)
+    child.start()
+    theirs.close()
+    try:
+        frame = bytes(range(256))[:FRAME_BYTES]
+
+        def pipe_round_trip() -> None:
+            ours.send_bytes(frame)
+            ours.recv_bytes()
+
+        def ping() -> None:
+            try:
+                bench.connection.execute_api_request(PING_PATH)
+            except snworker.InvalidRequestError:
+                return
+            raise AssertionError("the worker accepted a path it must refuse")
+
+        _warm(pipe_round_trip, bench.scale.warmup * 10)
+        _warm(ping, bench.scale.warmup * 10)
+        count = bench.scale.floor_per_block
+        blocks_a, blocks_b = alternate(
+            bench.scale.blocks,
+            partial(timed_loop, pipe_round_trip, count),
+            partial(timed_loop, ping, count),
+        )
+    finally:
+        _stop_echo(ours, child)
+    result = _comparison(blocks_a, blocks_b)
+    result["reference_label"] = f"stdlib multiprocessing Pipe, {FRAME_BYTES} B echo"
+    result["snworker_label"] = PING_LABEL
+    return result
+
+
+def _stop_echo(ours: Any, child: Any) -> None:
+    try:
+        ours.send_bytes(b"")
+    except OSError:
+        pass
+    child.join(5.0)
+    if child.is_alive():
+        child.terminate()
+        child.join(5.0)
+    ours.close()
+
+
+# --- 2. small GET -----------------------------------------------------------------------
+
+
+def small_get(bench: Bench) -> dict[str, Any]:
+    """One record by sys_id: latency and the parent's CPU per request, both sides."""
+    session = bench.new_session()
+    try:
+        reference = partial(baseline.get_result, session, bench.record_url)
+        ours = partial(bench.snworker_get, bench.record_path)
+        _warm(reference, bench.scale.warmup)
+        _warm(ours, bench.scale.warmup)
+        count = bench.scale.get_per_block
+        blocks_a, blocks_b = alternate(
+            bench.scale.blocks,
+            partial(timed_loop, reference, count),
+            partial(timed_loop, ours, count),
+        )
+    finally:
+        session.close()
+    result = _comparison(blocks_a, blocks_b)
+    result["cpu_ratio"] = ratio(
+        result["snworker"]["cpu_us_per_op"], result["reference"]["cpu_us_per_op"]
+    )
+    result["body_bytes"] = len(bench.connection.execute_api_request(bench.record_path).content)
+    return result
+
+
+# --- 3. caller threads ------------------------------------------------------------------
+
+
+def caller_threads(bench: Bench) -> dict[str, Any]:
+    """Throughput with 1, 4 and 16 caller threads sharing one snworker connection.
+
+    Two references run in the same rotation: one `requests.Session` shared by the threads (its
+    pool sized to them) and one session per thread. The faster one, by median requests/s, is
+    the reference of each ratio, so snworker is held to the stricter bar.
+    """
+    result: dict[str, Any] = {"reference_label": THREADS_BASELINE}
+    ours = partial(bench.snworker_get, bench.record_path)
+    for threads in CALLER_THREADS:
+        shared = bench.new_session()
+        adapter = requests.adapters.HTTPAdapter(pool_maxsize=max(10, threads))
+        shared.mount("http://", adapter)
+        own = [bench.new_session() for _ in range(threads)]
+        try:
+            references = {
+                "shared session": [partial(baseline.get_result, shared, bench.record_url)]
+                * threads,
+                "session per thread": [
+                    partial(baseline.get_result, session, bench.record_url) for session in own
+                ],
+            }
+            for operations in references.values():
+                for operation in operations:
+                    _warm(operation, 2)
+            _warm(ours, bench.scale.warmup)
+            per_thread = bench.scale.thread_requests_per_block // threads
+            runners = [
+                partial(threaded_loop, operations, per_thread)
+                for operations in (*references.values(), [ours] * threads)
+            ]
+            *reference_blocks, blocks_b = rotate(bench.scale.blocks, runners)
+        finally:
+            for session in (shared, *own):
+                session.close()
+        rates = {
+            name: summarize(blocks).ops_per_s
+            for name, blocks in zip(references, reference_blocks, strict=True)
+        }
+        faster = max(rates, key=rates.__getitem__)
+        figures = _comparison(reference_blocks[list(references).index(faster)], blocks_b)
+        figures["reference_label"] = faster
+        figures["reference_ops_per_s"] = {name: round(rate, 1) for name, rate in rates.items()}
+        figures["throughput_ratio"] = ratio(
+            figures["snworker"]["ops_per_s"], figures["reference"]["ops_per_s"]
+        )
+        result[str(threads)] = figures
+    return result
+
+
+# --- 4. response sizes ------------------------------------------------------------------
+
+
+def response_sizes(bench: Bench) -> dict[str, Any]:
+    """One record whose body is about 1 KB .. 8 MB; JSON parsed on both sides."""
+    probe = bench.stub.insert(PAYLOAD_TABLE, {PAYLOAD_FIELD: ""})
+    probe_path = f"/api/now/table/{PAYLOAD_TABLE}/{probe['sys_id']}"
+    envelope_bytes = len(bench.connection.execute_api_request(probe_path).content)
+    result: dict[str, Any] = {}
+    session = bench.new_session()
+    try:
+        for label, size in SIZES.items():
+            filler = ("snworker-benchmark-" * (size // 19 + 1))[: max(0, size - envelope_bytes)]
+            record = bench.stub.insert(PAYLOAD_TABLE, {PAYLOAD_FIELD: filler})
+            path = f"/api/now/table/{PAYLOAD_TABLE}/{record['sys_id']}"
+            del record, filler
+            reference = partial(baseline.get_result, session, bench.stub.url + path)
+            ours = partial(bench.snworker_get, path)
+            warmup = 2 if size > 100_000 else bench.scale.warmup
+            _warm(reference, warmup)
+            _warm(ours, warmup)
+            count = bench.scale.size_per_block[label]
+            blocks_a, blocks_b = alternate(
+                bench.scale.blocks,
+                partial(timed_loop, reference, count),
+                partial(timed_loop, ours, count),
+            )
+            figures = _comparison(blocks_a, blocks_b)
+            body = len(bench.connection.execute_api_request(path).content)
+            figures["body_bytes"] = body
+            for side in ("reference", "snworker"):
+                figures[side]["mb_per_s"] = round(body / figures[side]["median_us"], 2)
+            result[label] = figures
+    finally:
+        session.close()
+    return result
+
+
+# --- 5. start-up ------------------------------------------------------------------------
+
+
+def _resident_kib(pid: int) -> int:
+    with open(f"/proc/{pid}/status", encoding="ascii") as status:
+        for line in status:
+            if line.startswith("VmRSS:"):
+                return int(line.split()[1])
+    raise RuntimeError(f"no VmRSS for process {pid}")
+
+
+def _bare_spawn() -> tuple[float, int]:
+    """Seconds from start() to the child's byte, and the child's RSS (KiB) at that moment."""
+    context = multiprocess.get_context("spawn")
+    ours, theirs = context.Pipe(duplex=True)
+    child = context.Process(
+        target=children.ready_after_import, args=(theirs,), name="bench-bare", daemon=True
+    )
+    started = time.perf_counter()
+    child.start()
+    theirs.close()
+    try:
+        if not ours.poll(CHILD_TIMEOUT):
+            raise TimeoutError("the bare child did not report ready")
+        ours.recv_bytes()
+        elapsed = time.perf_counter() - started
+        rss = _resident_kib(child.pid)
+        ours.send_bytes(b"x")
+    finally:
+        child.join(5.0)
+        if child.is_alive():
+            child.terminate()
+            child.join(5.0)
+        ours.close()
+    return elapsed, rss
+
+
+def _connect_to_ready(stub: RemoteStub) -> tuple[float, int]:
+    """Seconds for connect() with the browser stand-in, and the worker's RSS (KiB) when ready."""
+    started = time.perf_counter()
+    connection = snworker.connect(
+        stub.url, stub.client_id, redirect_uri=stub.redirect_uri, open_browser=approve
+    )
+    try:
+        elapsed = time.perf_counter() - started
+        pid = connection.worker_pid
+        assert pid is not None
+        rss = _resident_kib(pid)
+    finally:
+        connection.disconnect()
+    return elapsed, rss
+
+
+def _start_block(start: Callable[[], tuple[float, int]], count: int, rss: list[int]) -> Block:
+    block = Block()
+    for _ in range(count):
+        elapsed, resident = start()
+        block.latencies_ns.append(int(elapsed * 1e9))
+        block.wall_s += elapsed
+        block.operations += 1
+        rss.append(resident)
+    return block
+
+
+def startup(bench: Bench) -> dict[str, Any]:
+    """connect() to ready against a bare spawn that imports requests; resident memory."""
+    bare_rss: list[int] = []
+    worker_rss: list[int] = []
+    _bare_spawn()
+    count = bench.scale.startups_per_block
+    blocks_a, blocks_b = alternate(
+        bench.scale.blocks,
+        partial(_start_block, _bare_spawn, count, bare_rss),
+        partial(_start_block, partial(_connect_to_ready, bench.stub), count, worker_rss),
+    )
+    result = _comparison(blocks_a, blocks_b)
+    result["reference_label"] = "multiprocess spawn child: import requests, send 1 byte"
+    result["snworker_label"] = "snworker.connect() with the approve() browser stand-in"
+    result["bare_child_rss_mib"] = round(statistics.median(bare_rss) / 1024, 1)
+    result["worker_rss_at_ready_mib"] = round(statistics.median(worker_rss) / 1024, 1)
+    pid = bench.connection.worker_pid
+    assert pid is not None
+    result["worker_rss_after_load_mib"] = round(_resident_kib(pid) / 1024, 1)
+    return result
+
+
+# --- 6. refresh storm -------------------------------------------------------------------
+
+
+def refresh_storm(bench: Bench) -> dict[str, Any]:
+    """32 threads meet a token the stub has expired: one refresh grant, and the latency cost.
+
+    Runs last: expiring tokens at the stub also ends the reference sessions' grant.
+    """
+    ours = partial(bench.snworker_get, bench.record_path)
+    grants: list[int] = []
+
+    def burst() -> Block:
+        return threaded_loop([ours] * STORM_THREADS, 1)
+
+    def storm() -> Block:
+        bench.stub.expire_access_tokens()
+        before = bench.stub.grant_counts["refresh_token"]
+        block = burst()
+        grants.append(bench.stub.grant_counts["refresh_token"] - before)
+        return block
+
+    burst()
+    blocks_a, blocks_b = alternate(bench.scale.storm_rounds, burst, storm)
+    result = _comparison(blocks_a, blocks_b)
+    result["reference_label"] = f"{STORM_THREADS} threads, fresh token"
+    result["snworker_label"] = f"{STORM_THREADS} threads, token expired at the stub"
+    result["threads"] = STORM_THREADS
+    result["rounds"] = len(grants)
+    result["refresh_grants_per_storm"] = grants
+    result["refresh_grants_max"] = max(grants)
+    return result

@@ -1,0 +1,1 @@
+"""A small application built on snworker, tested against the stub as its authors would."""

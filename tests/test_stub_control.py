@@ -1,0 +1,324 @@
+"""Stub control (faults, rate limits, clock, log, reset): in-thread, over HTTP, in a process."""
+
+from __future__ import annotations
+
+import secrets
+import socket
+import time
+from collections.abc import Iterator
+from concurrent.futures import ThreadPoolExecutor
+from typing import Any
+from urllib.parse import parse_qs, urlsplit
+
+import pytest
+import requests
+
+from snworker.testing import RemoteStub, StubControlError, StubServiceNow
+from snworker.testing.oauth import s256
+
+REDIRECT = "http://127.0.0.1:8765/callback"
+
+
+@pytest.fixture
+def sn() -> Iterator[StubServiceNow]:
+    with StubServiceNow() as stub:
+        yield stub
+
+
+def access_token(stub: StubServiceNow | RemoteStub) -> str:
+    stub.set_consent("allow")
+    verifier = secrets.token_urlsafe(48)
+    consent = requests.get(f"{stub.url}/oauth_auth.do", allow_redirects=False, timeout=5, params={
+        "response_type": "code", "client_id": stub.client_id, "redirect_uri": REDIRECT,
+        "state": "s", "code_challenge": s256(verifier), "code_challenge_method": "S256"})
+    code = parse_qs(urlsplit(consent.headers["Location"]).query)["code"][0]
+    tokens = requests.post(f"{stub.url}/oauth_token.do", timeout=5, data={
+        "grant_type": "authorization_code", "code": code, "redirect_uri": REDIRECT,
+        "client_id": stub.client_id, "code_verifier": verifier}).json()
+    return str(tokens["access_token"])
+
+
+def get(stub: StubServiceNow | RemoteStub, token: str | None = None,
+        path: str = "/api/now/table/incident") -> requests.Response:
+    headers = {"Authorization": f"Bearer {token}"} if token else {}
+    return requests.get(f"{stub.url}{path}", headers=headers, timeout=10,
+                        params={"sysparm_limit": 1})
+
+
+def port_is_free(port: int) -> bool:
+    with socket.socket() as sock:
+        # A server that closed its connections leaves them in TIME_WAIT; servers rebind anyway.
+        sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+        try:
+            sock.bind(("127.0.0.1", port))
+        except OSError:
+            return False
+    return True
+
+
+# --- faults ---------------------------------------------------------------------------------
+
+
+def test_injected_status_applies_the_given_number_of_times(sn: StubServiceNow) -> None:
+    token = access_token(sn)
+    sn.inject(status=503, times=2)
+    answers = [get(sn, token) for _ in range(3)]
+    assert [a.status_code for a in answers] == [503, 503, 200]
+    assert answers[0].json() == {
+        "error": {"message": "Service Unavailable",
+                  "detail": "Fault injected by the stub instance"},
+        "status": "failure",
+    }
+    assert "Retry-After" not in answers[0].headers
+
+
+def test_injections_queue_in_order_and_filter_by_path_and_method(sn: StubServiceNow) -> None:
+    token = access_token(sn)
+    sn.inject(status=502, times=1, method="POST")
+    sn.inject(status=500, times=1, path_prefix="/api/now/table/sys_user")
+    sn.inject(status=504, times=1, retry_after=7)
+    first = get(sn, token)
+    assert (first.status_code, first.headers["Retry-After"]) == (504, "7")
+    assert get(sn, token, "/api/now/table/sys_user").status_code == 500
+    assert get(sn, token).status_code == 200
+    posted = requests.post(f"{sn.url}/api/now/table/incident", json={}, timeout=5,
+                           headers={"Authorization": f"Bearer {token}"})
+    assert posted.status_code == 502
+
+
+def test_injected_429_carries_rate_limit_headers(sn: StubServiceNow) -> None:
+    sn.inject(status=429, times=1, retry_after=3)
+    answer = get(sn)
+    assert answer.status_code == 429
+    assert answer.json()["error"]["message"] == "Rate limit exceeded"
+    assert answer.headers["Retry-After"] == "3"
+    assert all(name in answer.headers
+               for name in ("X-RateLimit-Limit", "X-RateLimit-Reset", "X-RateLimit-Rule"))
+    assert int(answer.headers["X-RateLimit-Reset"]) >= int(time.time())
+
+
+def test_token_endpoint_faults(sn: StubServiceNow) -> None:
+    sn.inject(status=401, times=1, path_prefix="/oauth_token.do")
+    sn.inject(status=503, times=1, path_prefix="/oauth_token.do")
+    refused = requests.post(f"{sn.url}/oauth_token.do", data={"grant_type": "x"}, timeout=5)
+    assert refused.status_code == 401
+    assert refused.json() == {"error_description": "access_denied", "error": "server_error"}
+    unavailable = requests.post(f"{sn.url}/oauth_token.do", data={}, timeout=5)
+    assert unavailable.status_code == 503
+    assert access_token(sn)
+
+
+def test_delay_adds_latency_and_then_answers(sn: StubServiceNow) -> None:
+    sn.inject(status=None, times=1, delay=0.3)
+    started = time.perf_counter()
+    answer = get(sn)
+    assert time.perf_counter() - started >= 0.3
+    assert answer.status_code == 401
+    sn.inject(status=503, times=1, delay=0.2)
+    started = time.perf_counter()
+    assert get(sn).status_code == 503
+    assert time.perf_counter() - started >= 0.2
+
+
+def test_drop_closes_the_connection_without_an_answer(sn: StubServiceNow) -> None:
+    token = access_token(sn)
+    sn.inject(status=None, times=1, drop=True)
+    with pytest.raises(requests.ConnectionError):
+        get(sn, token)
+    assert get(sn, token).status_code == 200
+    assert [r["status"] for r in sn.requests[-2:]] == [0, 200]
+
+
+def test_concurrent_clients_are_served_in_parallel(sn: StubServiceNow) -> None:
+    sn.inject(status=None, times=32, delay=0.5)
+    started = time.perf_counter()
+    with ThreadPoolExecutor(32) as pool:
+        statuses = list(pool.map(lambda _: get(sn).status_code, range(32)))
+    assert statuses == [401] * 32
+    assert time.perf_counter() - started < 2.0
+
+
+def test_rate_limit(sn: StubServiceNow) -> None:
+    token = access_token(sn)
+    sn.rate_limit(limit=2, window=60)
+    assert [get(sn, token).status_code for _ in range(2)] == [200, 200]
+    limited = get(sn, token)
+    assert limited.status_code == 429
+    assert limited.json()["error"]["message"] == "Rate limit exceeded"
+    assert limited.headers["X-RateLimit-Limit"] == "2"
+    assert 0 < int(limited.headers["Retry-After"]) <= 60
+    assert int(limited.headers["X-RateLimit-Reset"]) >= int(time.time()) + 50
+    assert limited.headers["X-RateLimit-Rule"]
+    assert get(sn, token, "/api/other").status_code != 429
+    sn.advance(61)
+    token = access_token(sn)
+    assert get(sn, token).status_code == 200
+    sn.rate_limit(None)
+    assert [get(sn, token).status_code for _ in range(4)] == [200] * 4
+
+
+# --- observations and reset ----------------------------------------------------------------------
+
+
+def test_request_log_entries(sn: StubServiceNow) -> None:
+    sn.advance(100)
+    before = time.time() + 100
+    get(sn, "some-token")
+    [entry] = sn.requests
+    assert entry["method"] == "GET"
+    assert entry["path"] == "/api/now/table/incident"
+    assert entry["query"] == {"sysparm_limit": "1"}
+    assert entry["status"] == 401
+    assert entry["headers"]["Authorization"] == "Bearer ***"
+    assert before - 1 <= entry["time"] <= time.time() + 101
+    sn.records("incident")
+    requests.get(f"{sn.url}/_stub/issued-secrets", timeout=5)
+    assert len(sn.requests) == 1
+
+
+def test_reset_returns_to_the_fresh_state(sn: StubServiceNow) -> None:
+    token = access_token(sn)
+    fresh_incidents = sn.records("incident")
+    sn.insert("incident", {"short_description": "extra"})
+    sn.register_client("other", ["http://127.0.0.1:1/cb"])
+    sn.set_lifespans(access=5)
+    sn.inject(status=500, times=5)
+    sn.rate_limit(limit=1)
+    sn.advance(10)
+    sn.reset()
+    assert sn.records("incident") == fresh_incidents
+    assert sn.grant_counts == {"authorization_code": 0, "refresh_token": 0}
+    assert sn.requests == [] and sn.issued_secrets() == [] and sn.revocation_count == 0
+    assert get(sn, token).status_code == 401
+    page = requests.get(f"{sn.url}/oauth_auth.do", timeout=5, allow_redirects=False,
+                        params={"client_id": "other", "state": "s"})
+    assert page.status_code == 400
+    new_token = access_token(sn)
+    assert [get(sn, new_token).status_code for _ in range(2)] == [200, 200]
+
+
+def test_no_seed() -> None:
+    with StubServiceNow(seed=False) as sn:
+        assert sn.records("incident") == []
+        assert sn.users == []
+
+
+def test_registered_client_shows_its_name(sn: StubServiceNow) -> None:
+    sn.register_client("reports", ["http://127.0.0.1:7000/cb"], app_name="Reports Desk")
+    page = requests.get(f"{sn.url}/oauth_auth.do", timeout=5, params={
+        "response_type": "code", "client_id": "reports", "redirect_uri": "http://127.0.0.1:7000/cb",
+        "state": "s", "code_challenge": s256("v" * 43), "code_challenge_method": "S256"})
+    assert "Reports Desk would like to connect to your ServiceNow account" in page.text
+
+
+# --- over HTTP ------------------------------------------------------------------------------------
+
+
+def test_control_endpoints_speak_json(sn: StubServiceNow) -> None:
+    token = access_token(sn)
+    secrets_issued = requests.get(f"{sn.url}/_stub/issued-secrets", timeout=5).json()["result"]
+    assert token in secrets_issued
+    counts = requests.post(f"{sn.url}/_stub/grant_counts", json={}, timeout=5).json()
+    assert counts == {"result": {"authorization_code": 1, "refresh_token": 0}}
+    records = requests.get(f"{sn.url}/_stub/records", params={"table": "customer_account"},
+                           timeout=5).json()["result"]
+    assert [r["name"] for r in records] == [r["name"] for r in sn.records("customer_account")]
+
+
+@pytest.mark.parametrize(
+    ("operation", "body"),
+    [
+        ("no-such-operation", b"{}"),
+        ("advance", b'{"seconds": "soon"}'),
+        ("advance", b'{"seconds": -5}'),
+        ("advance", b"{}"),
+        ("advance", b"[1]"),
+        ("advance", b"not json"),
+        ("inject", b'{"status": 42}'),
+        ("set-consent", b'{"mode": "maybe"}'),
+        ("insert", b'{"table": "incident", "record": [1]}'),
+        ("register-client", b'{"client_id": "x", "redirect_uris": "http://a"}'),
+    ],
+)
+def test_bad_control_requests_are_refused(sn: StubServiceNow, operation: str, body: bytes) -> None:
+    answer = requests.post(f"{sn.url}/_stub/{operation}", data=body, timeout=5)
+    assert answer.status_code == 400
+    assert answer.json()["status"] == "failure"
+
+
+def test_remote_stub_attaches_to_a_running_stub(sn: StubServiceNow) -> None:
+    remote = RemoteStub(sn.url)
+    with remote:
+        assert (remote.client_id, remote.redirect_uri) == (sn.client_id, sn.redirect_uri)
+        stored = remote.insert("incident", {"short_description": "from afar"})
+        assert stored in sn.records("incident")
+        assert remote.records("incident") == sn.records("incident")
+        assert remote.users == sn.users
+        with pytest.raises(StubControlError):
+            remote.set_consent("maybe")  # type: ignore[arg-type]
+    assert get(sn).status_code == 401
+
+
+def test_stub_in_a_separate_process() -> None:
+    with StubServiceNow.start_process(access_lifespan=120, client_id="proc-client") as remote:
+        assert remote.client_id == "proc-client"
+        token = access_token(remote)
+        assert get(remote, token).status_code == 200
+        remote.advance(121)
+        assert get(remote, token).status_code == 401
+        token = access_token(remote)
+        remote.inject(status=503, times=1, retry_after=2)
+        failed = get(remote, token)
+        assert (failed.status_code, failed.headers["Retry-After"]) == (503, "2")
+        assert get(remote, token).status_code == 200
+        assert remote.grant_counts["authorization_code"] == 2
+        assert [r["status"] for r in remote.requests if r["path"].startswith("/api/")] == [
+            200, 401, 503, 200]
+        remote.reset()
+        assert remote.requests == []
+        process = remote._process
+        port = urlsplit(remote.url).port
+    assert process is not None and process.poll() is not None
+    assert port is not None and port_is_free(port)
+
+
+# --- lifecycle ---------------------------------------------------------------------------------
+
+
+def test_start_and_stop_are_quick_and_free_the_port() -> None:
+    started = time.perf_counter()
+    stub = StubServiceNow().start()
+    port = urlsplit(stub.url).port
+    session = requests.Session()
+    assert session.get(f"{stub.url}/api/now/table/incident", timeout=5).status_code == 401
+    stub.stop()
+    elapsed = time.perf_counter() - started
+    assert elapsed < 0.5
+    assert port is not None and port_is_free(port)
+    with pytest.raises(requests.ConnectionError):
+        session.get(f"http://127.0.0.1:{port}/api/now/table/incident", timeout=5)
+    stub.stop()
+    with pytest.raises(RuntimeError):
+        _ = stub.url
+
+
+def test_fixed_port() -> None:
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        port = probe.getsockname()[1]
+    with StubServiceNow(port=port) as sn:
+        assert sn.url == f"http://127.0.0.1:{port}"
+        assert get(sn).status_code == 401
+
+
+def test_settings_are_checked() -> None:
+    with pytest.raises(ValueError):
+        StubServiceNow(consent="sometimes")  # type: ignore[arg-type]
+
+
+def test_control_arguments_typed_in_thread(sn: StubServiceNow) -> None:
+    with pytest.raises(ValueError):
+        sn.advance("soon")  # type: ignore[arg-type]
+    args: dict[str, Any] = {"limit": "many"}
+    with pytest.raises(ValueError):
+        sn.rate_limit(**args)
