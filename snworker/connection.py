@@ -113,6 +113,10 @@ class ServiceNowConnection:
         self._expired: AuthTokenExpiredError | None = None
         self._closed = False
         self._close_lock = threading.Lock()
+        # Dropped without disconnect(): ask the worker to revoke and exit, without waiting
+        # (this may run inside garbage collection). Interpreter exit is _disconnect_all's job.
+        self._abandoned = weakref.finalize(self, _abandon, channel)
+        self._abandoned.atexit = False
 
     @property
     def instance_url(self) -> str:
@@ -234,6 +238,7 @@ class ServiceNowConnection:
             if self._closed:
                 return
             self._closed = True
+        self._abandoned.detach()
         _open_connections.discard(self)
         channel = self._channel
         if channel.owned_here:
@@ -327,6 +332,14 @@ def connect(
                                 answer.user)
     _open_connections.add(conn)
     return conn
+
+
+def _abandon(channel: Channel) -> None:
+    if channel.owned_here:
+        try:
+            channel.send(Disconnect(channel.next_id(), _DISCONNECT_TIMEOUT))
+        except (ServiceNowError, OSError, ValueError):
+            pass
 
 
 def _stop_worker(channel: Channel) -> None:

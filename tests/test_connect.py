@@ -223,3 +223,16 @@ def test_the_browser_variable_command_works(stub, monkeypatch):
                           authorization_timeout=20) as conn:
         assert conn.current_user is not None
     assert api_requests(stub)
+
+
+def test_a_connection_dropped_without_disconnect_stops_its_worker(stub):
+    import gc
+
+    from tests.test_crash import process_gone
+
+    conn = connect(stub)
+    pid = conn.worker_pid
+    del conn
+    gc.collect()
+    assert process_gone(pid, 5.0)
+    assert stub.revocation_count == 1

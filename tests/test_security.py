@@ -83,7 +83,10 @@ def test_no_secret_in_any_message_exception_or_log_line(stub, monkeypatch, caplo
             connect(stub, open_browser=deny)
         texts.append(str(denied.value))
     finally:
-        logging.getLogger("snworker").setLevel(logging.WARNING)
+        root = logging.getLogger("snworker")
+        root.setLevel(logging.NOTSET)
+        for handler in [h for h in root.handlers if getattr(h, "_snworker", False)]:
+            root.removeHandler(handler)
     issued = stub.issued_secrets()
     assert len(issued) >= 5  # code, verifier, refresh token and two access tokens
     assert received, "the spy saw no message"
