@@ -177,16 +177,20 @@ class Channel:
 
     def _read_loop(self) -> None:
         conn = self._conn
+        reader = messages.Reader(conn)
         try:
             while True:
+                if reader.buffered:
+                    self._dispatch(reader.receive())
+                    continue
                 for key, _ in self._selector.select():
                     if key.data == "pipe":
-                        self._dispatch(messages.receive(conn))
+                        self._dispatch(reader.receive())
                     else:
                         # The worker exited. Answers it sent before dying are still in the pipe:
                         # deliver them, then fail the rest.
-                        while conn.poll(0):
-                            self._dispatch(messages.receive(conn))
+                        while reader.buffered or conn.poll(0):
+                            self._dispatch(reader.receive())
                         raise EOFError
         except (EOFError, OSError, ValueError):
             pass

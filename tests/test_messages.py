@@ -56,39 +56,71 @@ def test_every_message_round_trips(pipe, message):
     assert messages.receive(b) == message
 
 
-def test_a_body_travels_as_its_own_raw_frame(pipe):
+@pytest.mark.parametrize("size", [0, 10, 70_000, 1 << 20, 8 << 20])
+def test_bodies_of_every_size_cross_whole_and_raw(pipe, size):
     a, b = pipe
-    body = os.urandom(1 << 20)
-    sender = threading.Thread(target=messages.send, args=(a, Result(1, 200, (), body)))
+    body = os.urandom(size)
+    message = Result(1, 200, (("A", "b"),), body)
+    head, _ = messages.encode(message)
+    assert len(head) < 100  # the body is never inside the pickle
+    def send_both() -> None:
+        messages.send(a, message)
+        messages.send(a, Cancel(2))
+
+    sender = threading.Thread(target=send_both)
     sender.start()
-    head = b.recv_bytes()
-    assert len(head) < 200  # the megabyte is not inside the pickle
-    assert b.recv_bytes() == body
+    reader = messages.Reader(b)
+    assert reader.receive() == message
+    assert reader.receive() == Cancel(2)
     sender.join(5)
+
+
+def test_read_ahead_keeps_what_it_read_for_the_next_message(pipe):
+    a, b = pipe
+    for message in SAMPLES:
+        messages.send(a, message)
+    reader = messages.Reader(b)
+    got = [reader.receive()]
+    assert reader.buffered  # one read took several messages
+    got += [reader.receive() for _ in SAMPLES[1:]]
+    assert got == SAMPLES
+    assert not reader.buffered
 
 
 def test_a_frame_naming_a_global_is_refused(pipe):
     # A compromised parent could otherwise make the worker run code by sending a crafted pickle.
     a, b = pipe
-    ran = threading.Event()
 
     class Payload:
         def __reduce__(self):
             return (os.getcwd, ())
 
-    a.send_bytes(pickle.dumps((2, False, Payload())))
+    send_raw(a, pickle.dumps((2, False, Payload())))
     with pytest.raises(pickle.UnpicklingError, match="refused global"):
         messages.receive(b)
-    assert not ran.is_set()
 
 
 def test_malformed_frames_raise_unpickling_errors(pipe):
     a, b = pipe
-    a.send_bytes(pickle.dumps((99, False, 1)))
+    for head in (pickle.dumps((99, False, 1)), pickle.dumps((2, False, 1)), pickle.dumps(7)):
+        send_raw(a, head)
+        with pytest.raises(pickle.UnpicklingError):
+            messages.receive(b)
+    send_raw(a, pickle.dumps((5, False, 1, "u")), body=b"unexpected")
     with pytest.raises(pickle.UnpicklingError):
         messages.receive(b)
-    a.send_bytes(pickle.dumps((2, False, 1)))  # a Request with one field
-    with pytest.raises(pickle.UnpicklingError):
+
+
+def send_raw(conn, head: bytes, body: bytes = b"") -> None:
+    import struct
+
+    os.write(conn.fileno(), struct.pack("!IQ", len(head), len(body)) + head + body)
+
+
+def test_a_closed_peer_is_eof(pipe):
+    a, b = pipe
+    a.close()
+    with pytest.raises(EOFError):
         messages.receive(b)
 
 

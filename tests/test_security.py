@@ -53,14 +53,14 @@ def _is_code_or_verifier(sn: StubServiceNow, secret: str) -> bool:
 
 def test_no_secret_in_any_message_exception_or_log_line(stub, monkeypatch, caplog):
     received: list[Any] = []
-    real_receive = messages.receive
+    real_receive = messages.Reader.receive
 
-    def spy(conn: Any) -> Any:
-        message = real_receive(conn)
+    def spy(reader: messages.Reader) -> Any:
+        message = real_receive(reader)
         received.append(message)
         return message
 
-    monkeypatch.setattr(messages, "receive", spy)
+    monkeypatch.setattr(messages.Reader, "receive", spy)
     snworker.enable_logging("DEBUG")
     caplog.set_level(logging.DEBUG, logger="snworker")
     texts: list[str] = []

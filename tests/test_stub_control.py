@@ -108,6 +108,19 @@ def test_token_endpoint_faults(sn: StubServiceNow) -> None:
     assert access_token(sn)
 
 
+def test_injected_headers_go_on_injected_and_normal_answers(sn: StubServiceNow) -> None:
+    token = access_token(sn)
+    sn.inject(status=302, times=1, headers={"Location": "http://127.0.0.1:1/elsewhere"})
+    sn.inject(status=None, times=1, headers={"X-Echo": "hello", "Link": "<x>;rel=\"self\""})
+    moved = requests.get(f"{sn.url}/api/now/table/incident", allow_redirects=False, timeout=5,
+                         headers={"Authorization": f"Bearer {token}"})
+    assert (moved.status_code, moved.headers["Location"]) == (302, "http://127.0.0.1:1/elsewhere")
+    served = get(sn, token)
+    assert served.status_code == 200 and served.json()["result"]
+    assert (served.headers["X-Echo"], served.headers["Link"]) == ("hello", '<x>;rel="self"')
+    assert "X-Echo" not in get(sn, token).headers
+
+
 def test_delay_adds_latency_and_then_answers(sn: StubServiceNow) -> None:
     sn.inject(status=None, times=1, delay=0.3)
     started = time.perf_counter()
@@ -235,6 +248,7 @@ def test_control_endpoints_speak_json(sn: StubServiceNow) -> None:
         ("advance", b"[1]"),
         ("advance", b"not json"),
         ("inject", b'{"status": 42}'),
+        ("inject", b'{"headers": ["Location"]}'),
         ("set-consent", b'{"mode": "maybe"}'),
         ("insert", b'{"table": "incident", "record": [1]}'),
         ("register-client", b'{"client_id": "x", "redirect_uris": "http://a"}'),

@@ -160,7 +160,8 @@ def test_browser_command_failures(servicenow_stub: StubServiceNow) -> None:
 # --- the foreground server ------------------------------------------------------------------
 
 
-def test_run_foreground_announces_itself_and_stops_on_interrupt() -> None:
+@pytest.mark.parametrize("stop_signal", [signal.SIGINT, signal.SIGTERM])
+def test_run_foreground_announces_itself_and_stops_on_a_signal(stop_signal: int) -> None:
     process = subprocess.Popen(
         [sys.executable, "-c",
          "from snworker.testing.server import run_foreground; "
@@ -175,7 +176,7 @@ def test_run_foreground_announces_itself_and_stops_on_interrupt() -> None:
         url, client_id, redirect_uri = ready.groups()
         assert (client_id, redirect_uri) == ("cli-client", "http://127.0.0.1:0/callback")
         assert requests.get(f"{url}/api/now/table/incident", timeout=5).status_code == 401
-        process.send_signal(signal.SIGINT)
+        process.send_signal(stop_signal)
         assert process.wait(10) == 0
     finally:
         process.kill()

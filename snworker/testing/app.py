@@ -156,6 +156,8 @@ class StubApplication:
             response = self._fault_response(request, fault)
         else:
             response = self._answer(request)
+            if fault is not None:
+                response.headers.update(fault.headers)
         self._log(request, response.status_code)
         return response(environ, start_response)
 

@@ -52,6 +52,7 @@ class StubControls(ABC):
         delay: float = 0.0,
         drop: bool = False,
         method: str | None = None,
+        headers: Mapping[str, str] | None = None,
     ) -> None:
         """Make the next `times` requests under `path_prefix` (and of `method`) fail.
 
@@ -64,6 +65,8 @@ class StubControls(ABC):
             delay: seconds to wait before answering (or dropping).
             drop: close the connection without an answer.
             method: only requests with this HTTP method, if given.
+            headers: extra headers on the answer, the injected one or the normal one
+                (a `Location` for a 3xx, a header that echoes something back).
         """
         self._control(
             "inject",
@@ -74,6 +77,7 @@ class StubControls(ABC):
             delay=delay,
             drop=drop,
             method=method,
+            headers=None if headers is None else dict(headers),
         )
 
     def rate_limit(
@@ -94,7 +98,12 @@ class StubControls(ABC):
 
     @property
     def requests(self) -> list[dict[str, Any]]:
-        """Every request received, in order; secrets masked as `***`."""
+        """Every request received, in order; secrets masked as `***`.
+
+        Each is a dict with `method`, `path`, `query`, `form` (a form-urlencoded body),
+        `headers`, `status` (0 for a dropped connection) and `time` (the stub's clock).
+        Control calls (`/_stub/...`) are not recorded.
+        """
         return cast(list[dict[str, Any]], self._control("requests"))
 
     @property

@@ -20,11 +20,15 @@ class Injection:
     delay: float
     drop: bool
     method: str | None
+    headers: dict[str, str] = field(default_factory=dict)
 
 
 @dataclass(frozen=True, slots=True)
 class Fault:
-    """What to do to one request: wait `delay`, then drop it, fail it with `status`, or serve it."""
+    """What to do to one request: wait `delay`, then drop it, fail it with `status`, or serve it.
+
+    `headers` go on the answer either way.
+    """
 
     status: int | None = None
     delay: float = 0.0
@@ -105,6 +109,7 @@ class FaultPlan:
             headers = rate_limit_headers(1000, now + wait, injection.retry_after)
         elif status is not None and injection.retry_after is not None:
             headers["Retry-After"] = _seconds(injection.retry_after)
+        headers.update(injection.headers)
         return Fault(
             status=status,
             delay=injection.delay,

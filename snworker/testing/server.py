@@ -11,6 +11,7 @@ from __future__ import annotations
 import argparse
 import json
 import selectors
+import signal
 import socket
 import subprocess
 import sys
@@ -20,6 +21,7 @@ from types import TracebackType
 from typing import TYPE_CHECKING, Any, NoReturn
 
 import waitress
+from waitress import wasyncore
 from waitress.channel import ClientDisconnected, HTTPChannel
 
 from snworker.testing.app import StubApplication
@@ -67,20 +69,25 @@ class StubServer:
         self._thread.start()
 
     def stop(self) -> None:
-        """Close every connection and the listening socket, then the worker threads."""
+        """Close the listening socket and every connection, then the worker threads."""
         server = self._server
+        trigger = server.trigger
 
-        def close_all() -> None:
+        def close_connections() -> None:
             # Runs on the loop thread: the socket map is only safe to change there.
             for dispatcher in list(server._map.values()):
                 if isinstance(dispatcher, HTTPChannel):
                     dispatcher.handle_close()
-                else:
-                    dispatcher.close()
+                elif dispatcher is not trigger:
+                    # The server's own close() would close the trigger too.
+                    wasyncore.dispatcher.close(dispatcher)
 
-        server.trigger.pull_trigger(close_all)
-        self._thread.join(STOP_TIMEOUT)
+        trigger.pull_trigger(close_connections)
+        # Worker threads finishing a request pull the trigger, so it stays open until they
+        # are gone; closing it last empties the socket map and ends the loop.
         server.task_dispatcher.shutdown(timeout=STOP_TIMEOUT)
+        trigger.pull_trigger(trigger.close)
+        self._thread.join(STOP_TIMEOUT)
 
     def _drop(self, environ: WSGIEnvironment) -> NoReturn:
         """Close the client's connection without an answer."""
@@ -231,6 +238,8 @@ def _ready_line(stub: StubServiceNow) -> str:
 
 def _serve(stub: StubServiceNow, exit_with_stdin: bool) -> None:
     stopped = threading.Event()
+    if threading.current_thread() is threading.main_thread():
+        signal.signal(signal.SIGTERM, lambda signum, frame: stopped.set())
     with stub:
         print(_ready_line(stub), flush=True)
         if exit_with_stdin:

@@ -171,10 +171,13 @@ def inject(
     delay: float = 0.0,
     drop: bool = False,
     method: str | None = None,
+    headers: Mapping[str, str] | None = None,
 ) -> None:
     """Queue a fault for the next `times` requests under `path_prefix`."""
     if status is not None and not (isinstance(status, int) and 100 <= status <= 599):
         raise ControlError("status must be an HTTP status or None")
+    if headers is not None and not isinstance(headers, Mapping):
+        raise ControlError("headers must be an object of names to values")
     state.faults.inject(
         Injection(
             status=status,
@@ -184,6 +187,7 @@ def inject(
             delay=_number(delay, "delay"),
             drop=bool(drop),
             method=None if method is None else str(method).upper(),
+            headers={str(k): str(v) for k, v in (headers or {}).items()},
         )
     )
 

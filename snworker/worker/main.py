@@ -1,11 +1,14 @@
-"""The worker process: entry point, hardening, message loop, request threads.
+"""The worker process: entry point, hardening, and the message loop on request threads.
 
-    parent pipe --> main thread (message loop) --Request--> request threads --> instance
-                         |                                       |
-                         +--Connect--> authorizer thread         +--> token store (refresh)
-    parent pipe <-- (send lock) <-- Result / Error / OpenBrowser / Connected / Log
+    parent pipe --> [read lock] --> one request thread reads; on a Request it hands the pipe to
+                                    an idle thread (starting one if none is idle) and carries
+                                    the request out itself --> token store --> instance
+                         Connect --> authorizer thread
+    parent pipe <-- [send lock] <-- Result / Error / OpenBrowser / Connected / Log
 
-The main thread only reads messages, so a Cancel or Disconnect is seen while requests run.
+Request threads take turns at the pipe (leader/followers), so a request is executed by the thread
+that read it: no hand-off between threads on the way in, and still always a thread reading, so a
+Cancel or Disconnect is seen while requests run. The main thread only waits for the end.
 Everything that holds a token stays in this process; only redacted results leave it.
 """
 
@@ -14,7 +17,6 @@ from __future__ import annotations
 import ctypes
 import logging
 import os
-import queue
 import signal
 import sys
 import threading
@@ -45,6 +47,7 @@ from snworker.worker.failures import (
 )
 from snworker.worker.tokens import TokenStore
 from snworker.worker.transport import (
+    Answer,
     Checked,
     Transport,
     error_from_response,
@@ -108,37 +111,64 @@ class Worker:
         self._connect_cancel = threading.Event()
         self._ready = threading.Event()
         self._cancelled: dict[int, threading.Event] = {}
-        self._jobs: queue.SimpleQueue[Request | None] = queue.SimpleQueue()
-        self._threads = 0
-        self._idle = 0
+        self._reader = messages.Reader(conn)
+        self._read_lock = threading.Lock()
         self._pool_lock = threading.Lock()
+        self._threads = 0  # request threads alive
+        self._busy = 0  # of which carrying out a request
+        self._done = threading.Event()
 
-    # --- the message loop (main thread) ---------------------------------------------------
+    # --- the message loop -----------------------------------------------------------------
 
     def serve(self) -> None:
-        """Read messages until Disconnect or the parent goes away."""
+        """Serve messages until Disconnect or the parent goes away."""
+        self._start_thread()
         try:
-            while True:
+            self._done.wait()
+        finally:
+            self._wipe("the connection is closed")
+
+    def _start_thread(self) -> None:
+        with self._pool_lock:
+            self._threads += 1
+        threading.Thread(target=self._take_turns, name="snworker-request", daemon=True).start()
+
+    def _take_turns(self) -> None:
+        while not self._done.is_set():
+            with self._read_lock:
+                if self._done.is_set():
+                    return
                 try:
-                    message = messages.receive(self._conn)
+                    message = self._reader.receive()
                 except (EOFError, OSError):
-                    return  # the parent is gone
+                    self._done.set()  # the parent is gone
+                    return
                 except Exception as exc:
                     logger.warning("snworker worker: unreadable message (%s)", exc)
                     continue
-                if self._handle(message):
-                    return
-        finally:
-            self._wipe("the connection is closed")
+                if type(message) is Request:
+                    # Registered before the next read, so a Cancel for it cannot be missed.
+                    self._cancelled[message.id] = threading.Event()
+                    # Leave a thread at the pipe before carrying the request out.
+                    with self._pool_lock:
+                        waiting = self._threads - self._busy - 1
+                        self._busy += 1
+                    if waiting == 0 and self._threads < _MAX_REQUEST_THREADS:
+                        self._start_thread()
+            if type(message) is Request:
+                try:
+                    self._carry_out(message)
+                finally:
+                    with self._pool_lock:
+                        self._busy -= 1
+            elif self._handle(message):
+                self._done.set()
+                return
 
     def _handle(self, message: ToWorker | FromWorker) -> bool:
         match message:
             case Request():
-                if not self._ready.is_set():
-                    self._reply_failure(message.id, Failure("the worker is not connected yet"))
-                else:
-                    self._cancelled[message.id] = threading.Event()
-                    self._submit(message)
+                self._carry_out(message)
             case Cancel():
                 event = self._cancelled.get(message.id)
                 if event is not None:
@@ -216,38 +246,22 @@ class Worker:
 
     # --- requests -------------------------------------------------------------------------
 
-    def _submit(self, request: Request) -> None:
-        # A request thread is started only when none is idle; idle ones wait on the queue.
-        with self._pool_lock:
-            start = self._idle == 0 and self._threads < _MAX_REQUEST_THREADS
-            if start:
-                self._threads += 1
-        if start:
-            threading.Thread(target=self._request_loop, name="snworker-request",
-                             daemon=True).start()
-        self._jobs.put(request)
-
-    def _request_loop(self) -> None:
-        jobs = self._jobs
-        while True:
-            with self._pool_lock:
-                self._idle += 1
-            request = jobs.get()
-            with self._pool_lock:
-                self._idle -= 1
-            if request is None:
-                return
-            cancelled = self._cancelled.get(request.id) or threading.Event()
-            try:
-                answer: Result | Error = self._execute(request, cancelled)
-            except Failure as exc:
-                answer = _error(request.id, exc)
-            except Exception as exc:  # a bug must not cost the caller its answer
-                logger.exception("snworker worker: request failed unexpectedly")
-                answer = _error(request.id, ApiFailure(f"internal error: {type(exc).__name__}"))
+    def _carry_out(self, request: Request) -> None:
+        if not self._ready.is_set():
+            self._reply_failure(request.id, Failure("the worker is not connected yet"))
+            return
+        cancelled = self._cancelled.setdefault(request.id, threading.Event())
+        try:
+            answer: Result | Error = self._execute(request, cancelled)
+        except Failure as exc:
+            answer = _error(request.id, exc)
+        except Exception as exc:  # a bug must not cost the caller its answer
+            logger.exception("snworker worker: request failed unexpectedly")
+            answer = _error(request.id, ApiFailure(f"internal error: {type(exc).__name__}"))
+        finally:
             self._cancelled.pop(request.id, None)
-            if not cancelled.is_set():
-                self._send(answer)
+        if not cancelled.is_set():
+            self._send(answer)
 
     def _execute(self, request: Request, cancelled: threading.Event) -> Result:
         transport, tokens = self._transport, self._tokens
@@ -257,14 +271,14 @@ class Worker:
         method = checked.method
         deadline = time.monotonic() + min(checked.timeout, transport.policy.total_timeout)
 
-        def attempt(remaining: float) -> Any:
+        def attempt(remaining: float) -> Answer:
             return transport.classify(method, self._send_authorized(checked, tokens, remaining))
 
         started = time.monotonic()
         response = transport.call(attempt, deadline, cancelled,
                                   resend_on_error=method in ("GET", "HEAD", "PUT", "DELETE"))
-        body, headers = redact(response.content, response_headers(response), tokens.secrets())
-        status = response.status_code
+        body, headers = redact(response.body, response_headers(response), tokens.secrets())
+        status = response.status
         if logger.isEnabledFor(logging.DEBUG):
             logger.debug("%s %s -> %d, %d bytes in %.1f ms", method, request.path.split("?")[0],
                          status, len(body), (time.monotonic() - started) * 1000)
@@ -272,23 +286,24 @@ class Worker:
             raise error_from_response(status, body, headers)
         return Result(request.id, status, headers, body)
 
-    def _send_authorized(self, checked: Checked, tokens: TokenStore, remaining: float) -> Any:
+    def _send_authorized(self, checked: Checked, tokens: TokenStore,
+                         remaining: float) -> Answer:
         """Send with the current token; after a 401, renew once and resend once."""
         token = tokens.access_token()
         started = time.monotonic()
         response = self._transport_send(checked, token, remaining)
-        if response.status_code != 401:
+        if response.status != 401:
             return response
         renewed = tokens.renew_after_unauthorized(token)
         response = self._transport_send(checked, renewed,
                                         remaining - (time.monotonic() - started))
-        if response.status_code == 401:
+        if response.status == 401:
             tokens.expire("the instance refused a freshly renewed access token")
             raise TokenExpired("the instance refused a freshly renewed access token; "
                                "call connect() again")
         return response
 
-    def _transport_send(self, checked: Checked, token: str, remaining: float) -> Any:
+    def _transport_send(self, checked: Checked, token: str, remaining: float) -> Answer:
         assert self._transport is not None
         return self._transport.send(checked, "Bearer " + token, max(remaining, 0.001))
 
