@@ -4,14 +4,17 @@ Data flow:
 
     caller threads --(send lock)--> pipe --> worker
          ^
-         | a pending call is a lock the caller blocks on; the reader releases it by id
+         | every call is parked in `_pending` by its integer id until its answer comes
          |
-    reader thread <-- pipe <-- worker
-         also waits on the worker's sentinel, so a dead worker is seen at once
+    the reading caller <-- pipe <-- worker     (waits on the pipe and the worker's sentinel
+                                                together: a dead worker is seen at once)
 
-Every call carries an integer id and is parked in `_pending` until the reader pops it. Whoever
-pops an entry owns its outcome: the reader (an answer arrived), the caller (its deadline passed
-first) or the reader's crash handler. A late answer finds no entry and is dropped.
+There is no reader thread. A caller that waits for an answer reads the pipe itself when nobody
+else does (leader/followers): it delivers other callers' answers as they come, and when its own
+has come it hands the pipe to one of the callers still waiting. The answer of a single caller
+thus costs no thread wake-up in this process. Whoever pops a call from `_pending` owns its
+outcome: the reading caller (an answer arrived), the call's own thread (its deadline passed
+first) or the crash handler. A late answer finds no entry and is dropped.
 """
 
 from __future__ import annotations
@@ -19,9 +22,10 @@ from __future__ import annotations
 import itertools
 import logging
 import os
-import selectors
+import select
 import signal
 import threading
+import time
 from collections.abc import Callable
 from typing import Any
 
@@ -69,14 +73,17 @@ mp_spawn.get_preparation_data = _worker_preparation_data
 
 
 class _Call:
-    """One pending call: the caller blocks on `done` until the reader fills `outcome`."""
+    """One pending call. Its thread sleeps on `wake` while another caller reads the pipe."""
 
-    __slots__ = ("done", "outcome")
+    __slots__ = ("ident", "outcome", "promoted", "waiting", "wake")
 
-    def __init__(self) -> None:
-        self.done = threading.Lock()
-        self.done.acquire()
+    def __init__(self, ident: int) -> None:
+        self.ident = ident
+        self.wake = threading.Lock()
+        self.wake.acquire()
         self.outcome: FromWorker | ServiceNowError | None = None
+        self.waiting = False  # asleep on `wake` and listed in `_followers`
+        self.promoted = False  # woken to take over the pipe, not with an answer
 
 
 class Channel:
@@ -85,8 +92,12 @@ class Channel:
     def __init__(self, on_open_browser: Callable[[str], None]) -> None:
         self._on_open_browser = on_open_browser
         self._ids = itertools.count(1)
-        self._pending: dict[int, _Call] = {}
         self._send_lock = threading.Lock()
+        # Guards _pending, _followers, _reading and _broken; held only briefly, never for I/O.
+        self._lock = threading.Lock()
+        self._pending: dict[int, _Call] = {}
+        self._followers: list[_Call] = []
+        self._reading = False
         self._broken: WorkerError | None = None
         self._closing = False
         self._owner_pid = os.getpid()
@@ -108,13 +119,12 @@ class Channel:
             _spawning_worker.active = False
             # Only the worker may hold its end: EOF on ours then means the worker is gone.
             child_conn.close()
-        self._selector = selectors.DefaultSelector()
-        self._selector.register(self._conn.fileno(), selectors.EVENT_READ, "pipe")
-        self._selector.register(self._process.sentinel, selectors.EVENT_READ, "sentinel")
-        self._reader = threading.Thread(
-            target=self._read_loop, name="snworker-reader", daemon=True
-        )
-        self._reader.start()
+        self._reader = messages.Reader(self._conn)
+        self._pipe_fd = self._conn.fileno()
+        self._sentinel: int = self._process.sentinel
+        self._poll = select.epoll()
+        self._poll.register(self._pipe_fd, select.EPOLLIN)
+        self._poll.register(self._sentinel, select.EPOLLIN)
 
     @property
     def pid(self) -> int | None:
@@ -132,26 +142,24 @@ class Channel:
 
     def call(self, message: ToWorker, timeout: float | None) -> FromWorker:
         """Send `message` and wait up to `timeout` seconds for the answer with its id."""
-        call = _Call()
-        ident = message.id
-        self._pending[ident] = call
-        if self._broken is not None and self._pending.pop(ident, None) is not None:
-            raise self._broken
+        call = _Call(message.id)
+        with self._lock:
+            if self._broken is not None:
+                raise self._broken
+            self._pending[call.ident] = call
         try:
             with self._send_lock:
                 messages.send(self._conn, message)
         except (OSError, ValueError):
-            # The reader sees the same failure and fails every pending call, this one included.
-            pass
-        if not call.done.acquire(timeout=-1 if timeout is None else max(timeout, 0.0)):
-            if self._pending.pop(ident, None) is not None:
-                self._send_quietly(Cancel(ident))
-                raise RequestTimeoutError(f"no answer within {timeout:g} s")
-            call.done.acquire()  # the reader popped it first: its answer is on the way
+            pass  # the worker is gone: reading the pipe shows it and fails this call
+        deadline = None if timeout is None else time.monotonic() + max(timeout, 0.0)
+        self._wait(call, deadline)
         outcome = call.outcome
+        if outcome is None:
+            self._send_quietly(Cancel(call.ident))
+            raise RequestTimeoutError(f"no answer within {timeout:g} s")
         if isinstance(outcome, ServiceNowError):
             raise outcome
-        assert outcome is not None
         return outcome
 
     def send(self, message: ToWorker) -> None:
@@ -168,44 +176,86 @@ class Channel:
         except (OSError, ValueError):
             pass
 
-    def check(self) -> None:
-        """Raise the channel's failure, if it has one."""
-        if self._broken is not None:
-            raise self._broken
+    # --- waiting: read the pipe, or sleep while another caller reads it --------------------
 
-    # --- reader thread -------------------------------------------------------------------
+    def _wait(self, call: _Call, deadline: float | None) -> None:
+        """Return once `call` has its outcome, or with none once `deadline` passed."""
+        while True:
+            with self._lock:
+                if call.outcome is not None:
+                    return
+                lead = not self._reading
+                if lead:
+                    self._reading = True
+                else:
+                    call.waiting = True
+                    self._followers.append(call)
+            if lead:
+                try:
+                    self._read_until(call, deadline)
+                finally:
+                    self._hand_over()
+                with self._lock:
+                    if call.outcome is None:  # the deadline passed: give the call up
+                        self._pending.pop(call.ident, None)
+                return
+            remaining = None if deadline is None else max(deadline - time.monotonic(), 0.0)
+            if not call.wake.acquire(timeout=-1 if remaining is None else remaining):
+                with self._lock:
+                    if call.waiting:  # nobody is about to wake us: give the call up
+                        call.waiting = False
+                        self._followers.remove(call)
+                        self._pending.pop(call.ident, None)
+                        return
+                call.wake.acquire()  # a wake-up was on its way: take it
+            if call.promoted:
+                call.promoted = False
+                continue
+            return
 
-    def _read_loop(self) -> None:
-        conn = self._conn
-        reader = messages.Reader(conn)
-        try:
-            while True:
-                if reader.buffered:
-                    self._dispatch(reader.receive())
+    def _hand_over(self) -> None:
+        """Give up reading the pipe; wake a waiting caller to read it instead."""
+        with self._lock:
+            self._reading = False
+            successor = self._followers.pop(0) if self._followers else None
+            if successor is not None:
+                successor.waiting = False
+                successor.promoted = True
+        if successor is not None:
+            successor.wake.release()
+
+    def _read_until(self, own: _Call, deadline: float | None) -> None:
+        reader = self._reader
+        while own.outcome is None:
+            if not reader.buffered:
+                if deadline is None:
+                    wait = -1.0
+                else:
+                    wait = deadline - time.monotonic()
+                    if wait <= 0:
+                        return
+                ready = self._poll.poll(wait)
+                if not ready:
                     continue
-                for key, _ in self._selector.select():
-                    if key.data == "pipe":
-                        self._dispatch(reader.receive())
-                    else:
-                        # The worker exited. Answers it sent before dying are still in the pipe:
-                        # deliver them, then fail the rest.
-                        while reader.buffered or conn.poll(0):
-                            self._dispatch(reader.receive())
-                        raise EOFError
-        except (EOFError, OSError, ValueError):
-            pass
-        except Exception:  # a malformed frame: the stream can no longer be trusted
-            logger.exception("snworker: unreadable message from the worker")
-        finally:
-            self._fail_all(self._failure())
+                if all(fd == self._sentinel for fd, _ in ready):
+                    # The worker exited and left nothing unread: fail every pending call.
+                    self._fail_all(self._failure())
+                    return
+            try:
+                message = reader.receive()
+            except (EOFError, OSError, ValueError):
+                self._fail_all(self._failure())
+                return
+            except Exception:  # a malformed frame: the stream can no longer be trusted
+                logger.exception("snworker: unreadable message from the worker")
+                self._fail_all(self._failure())
+                return
+            self._dispatch(message)
 
     def _dispatch(self, message: messages.Message) -> None:
         match message:
             case Result() | Error() | Connected():
-                call = self._pending.pop(message.id, None)
-                if call is not None:
-                    call.outcome = message
-                    call.done.release()
+                self._deliver(message.id, message)
             case OpenBrowser():
                 threading.Thread(
                     target=self._on_open_browser, args=(message.url,),
@@ -216,6 +266,19 @@ class Channel:
             case _:  # a parent-bound stream never carries parent-to-worker messages
                 logger.warning("snworker: unexpected message %s", type(message).__name__)
 
+    def _deliver(self, ident: int, outcome: FromWorker) -> None:
+        with self._lock:
+            call = self._pending.pop(ident, None)
+            if call is None:
+                return  # its caller gave up: drop the late answer
+            call.outcome = outcome
+            wake = call.waiting
+            if wake:
+                call.waiting = False
+                self._followers.remove(call)
+        if wake:
+            call.wake.release()
+
     def _failure(self) -> WorkerError:
         if self._closing:
             return ConnectionClosedError("the connection is closed")
@@ -224,14 +287,20 @@ class Channel:
         return WorkerCrashedError(_crash_message(code), code)
 
     def _fail_all(self, error: WorkerError) -> None:
-        self._broken = error
-        while self._pending:
-            try:
-                _, call = self._pending.popitem()
-            except KeyError:
-                break
-            call.outcome = error
-            call.done.release()
+        with self._lock:
+            if self._broken is None:
+                self._broken = error
+            calls = list(self._pending.values())
+            self._pending.clear()
+            self._followers.clear()
+            woken = []
+            for call in calls:
+                call.outcome = error
+                if call.waiting:
+                    call.waiting = False
+                    woken.append(call)
+        for call in woken:
+            call.wake.release()
 
     # --- shutdown ------------------------------------------------------------------------
 
@@ -247,14 +316,26 @@ class Channel:
             if process.is_alive():
                 process.kill()
                 process.join(1.0)
-        try:
-            self._conn.close()
-        except OSError:
-            pass
-        if self._reader is not threading.current_thread():
-            self._reader.join(2.0)
         self._fail_all(ConnectionClosedError("the connection is closed"))
-        self._selector.close()
+        with self._lock:
+            reading, self._reading = self._reading, True
+        if not reading:
+            self._drain_logs()
+            try:
+                self._conn.close()
+            except OSError:
+                pass
+            self._poll.close()
+
+    def _drain_logs(self) -> None:
+        """Re-emit what the worker logged after the last answer anybody read."""
+        try:
+            while self._reader.buffered or self._poll.poll(0):
+                message = self._reader.receive()
+                if isinstance(message, Log):
+                    self._dispatch(message)
+        except Exception:
+            pass
 
 
 def _crash_message(code: int | None) -> str:
