@@ -19,7 +19,7 @@ from werkzeug.wrappers import Request, Response
 
 from snworker.testing import platform
 from snworker.testing.faults import Fault
-from snworker.testing.oauth import ConsentPage, ErrorPage, Redirect
+from snworker.testing.oauth import ConsentMode, ConsentPage, ErrorPage, Redirect
 from snworker.testing.state import ControlError, StubState
 from snworker.testing.table_api import TableApi, error_response, json_response
 
@@ -227,21 +227,21 @@ class StubApplication:
             return self.state.oauth.authenticate(token.strip(), self.state.now())
 
     def _authorize(self, request: Request) -> Response:
+        decision: ConsentMode | None = None  # None: as the consent setting says
+        if request.method == "GET":
+            params = request.args.to_dict()
+        else:
+            # The consent form posts back the original request and the button clicked.
+            params = request.form.to_dict()
+            clicked = params.pop("action", "")
+            if clicked not in ("allow", "deny"):
+                return _page(400, "Error", "<p>Choose Allow or Deny.</p>")
+            decision = "allow" if clicked == "allow" else "deny"
         with self.state.lock:
             oauth = self.state.oauth
-            if request.method == "GET":
-                outcome = oauth.authorize(
-                    request.args.to_dict(), oauth.consent, self.state.now(), self.state.user_sys_id
-                )
-            else:
-                form = request.form.to_dict()
-                decision = form.pop("action", "")
-                if decision not in ("allow", "deny"):
-                    return _page(400, "Error", "<p>Choose Allow or Deny.</p>")
-                outcome = oauth.authorize(
-                    form, "allow" if decision == "allow" else "deny", self.state.now(),
-                    self.state.user_sys_id,
-                )
+            outcome = oauth.authorize(
+                params, decision or oauth.consent, self.state.now(), self.state.user_sys_id
+            )
         if isinstance(outcome, ErrorPage):
             return _page(outcome.status, "Error", f"<p>{html.escape(outcome.message)}</p>")
         if isinstance(outcome, ConsentPage):

@@ -83,11 +83,13 @@ class StubServer:
                     wasyncore.dispatcher.close(dispatcher)
 
         trigger.pull_trigger(close_connections)
-        # Worker threads finishing a request pull the trigger, so it stays open until they
-        # are gone; closing it last empties the socket map and ends the loop.
+        # Worker threads finishing a request pull the trigger, so it stays open until they are
+        # gone. Taking it out of the socket map ends the loop; it is closed only after that,
+        # because a thunk that closed it could run before `pull_trigger` has written to it.
         server.task_dispatcher.shutdown(timeout=STOP_TIMEOUT)
-        trigger.pull_trigger(trigger.close)
+        trigger.pull_trigger(trigger.del_channel)
         self._thread.join(STOP_TIMEOUT)
+        trigger.close()
 
     def _drop(self, environ: WSGIEnvironment) -> NoReturn:
         """Close the client's connection without an answer."""
