@@ -14,6 +14,7 @@ Everything that holds a token stays in this process; only redacted results leave
 
 from __future__ import annotations
 
+import contextlib
 import ctypes
 import functools
 import logging
@@ -60,6 +61,7 @@ logger = logging.getLogger("snworker.worker")
 
 _PR_SET_PDEATHSIG = 1
 _PR_SET_DUMPABLE = 4
+_M_ARENA_MAX = -8
 _MAX_REQUEST_THREADS = 64
 # After a body this large, hand freed heap back to the system: glibc keeps it otherwise, and a
 # worker that once carried 8 MB would hold some 160 MB for the rest of its life.
@@ -87,6 +89,9 @@ def harden(parent_pid: int) -> None:
     if not sys.platform.startswith("linux"):
         return
     libc = ctypes.CDLL(None, use_errno=True)
+    # A malloc arena per request thread would keep every large body's memory for good.
+    with contextlib.suppress(AttributeError):
+        libc.mallopt(_M_ARENA_MAX, 2)
     if libc.prctl(_PR_SET_DUMPABLE, 0, 0, 0, 0) != 0:
         raise OSError(ctypes.get_errno(), "prctl(PR_SET_DUMPABLE, 0) failed")
 
