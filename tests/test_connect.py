@@ -15,8 +15,10 @@ def test_connect_and_get_records_through_the_worker(stub):
     with connect(stub) as conn:
         assert conn.instance_url == stub.url
         assert conn.client_id == stub.client_id
-        resp = conn.execute_api_request("/api/now/table/incident", "GET",
-                                        params={"sysparm_limit": 5, "sysparm_query": "ORDERBYnumber"})
+        resp = conn.execute_api_request(
+            "/api/now/table/incident", "GET",
+            params={"sysparm_limit": 5, "sysparm_query": "ORDERBYnumber"},
+        )
         assert resp.status == 200
         expected = sorted(stub.records("incident"), key=lambda r: r["number"])[:5]
         assert [r["sys_id"] for r in resp.data] == [r["sys_id"] for r in expected]
@@ -74,9 +76,9 @@ def test_no_answer_times_out_and_frees_the_port(stub):
 
 
 def test_a_fixed_redirect_port_is_used_and_freed(stub):
-    from tests.conftest import port_is_free as free
-
     import socket
+
+    from tests.conftest import port_is_free as free
 
     with socket.socket() as probe:
         probe.bind(("127.0.0.1", 0))

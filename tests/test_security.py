@@ -9,7 +9,6 @@ import shutil
 import subprocess
 import sys
 import textwrap
-import threading
 import time
 from typing import Any
 
@@ -22,7 +21,7 @@ from snworker.channel import Channel
 from snworker.messages import Connect, Error, Request
 from snworker.policy import RetryPolicy
 from snworker.testing import StubServiceNow, approve, deny
-from tests.conftest import BrowserRecorder, api_requests, connect, port_is_free
+from tests.conftest import BrowserRecorder, connect, port_is_free
 from tests.test_crash import process_gone
 
 INCIDENTS = "/api/now/table/incident"

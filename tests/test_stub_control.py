@@ -15,6 +15,7 @@ import requests
 
 from snworker.testing import RemoteStub, StubControlError, StubServiceNow
 from snworker.testing.oauth import s256
+from tests.conftest import port_is_free
 
 REDIRECT = "http://127.0.0.1:8765/callback"
 
@@ -43,17 +44,6 @@ def get(stub: StubServiceNow | RemoteStub, token: str | None = None,
     headers = {"Authorization": f"Bearer {token}"} if token else {}
     return requests.get(f"{stub.url}{path}", headers=headers, timeout=10,
                         params={"sysparm_limit": 1})
-
-
-def port_is_free(port: int) -> bool:
-    with socket.socket() as sock:
-        # A server that closed its connections leaves them in TIME_WAIT; servers rebind anyway.
-        sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
-        try:
-            sock.bind(("127.0.0.1", port))
-        except OSError:
-            return False
-    return True
 
 
 # --- faults ---------------------------------------------------------------------------------

@@ -4,8 +4,8 @@ from __future__ import annotations
 
 import threading
 import time
+from datetime import UTC, datetime, timedelta
 from email.utils import format_datetime
-from datetime import datetime, timedelta, timezone
 
 import pytest
 
@@ -136,7 +136,7 @@ def test_retry_after_in_seconds_and_as_an_http_date():
     assert retry_after("3") == 3.0
     assert retry_after(None) is None
     assert retry_after("soon") is None
-    when = datetime.now(timezone.utc) + timedelta(seconds=10)
+    when = datetime.now(UTC) + timedelta(seconds=10)
     assert 8.0 <= (retry_after(format_datetime(when, usegmt=True)) or 0) <= 10.0
-    past = datetime.now(timezone.utc) - timedelta(seconds=10)
+    past = datetime.now(UTC) - timedelta(seconds=10)
     assert retry_after(format_datetime(past, usegmt=True)) == 0.0
