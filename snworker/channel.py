@@ -26,6 +26,7 @@ import select
 import signal
 import threading
 import time
+import weakref
 from collections.abc import Callable
 from typing import Any
 
@@ -125,6 +126,7 @@ class Channel:
         self._poll = select.epoll()
         self._poll.register(self._pipe_fd, select.EPOLLIN)
         self._poll.register(self._sentinel, select.EPOLLIN)
+        _channels.add(self)
 
     @property
     def pid(self) -> int | None:
@@ -336,6 +338,23 @@ class Channel:
                     self._dispatch(message)
         except Exception:
             pass
+
+
+# A forked child shares the parent's end of every pipe: were it to use one, parent and child
+# would read each other's answers. Its copies are marked unusable the moment it is born.
+_channels: weakref.WeakSet[Channel] = weakref.WeakSet()
+
+
+def _disown_after_fork() -> None:
+    for channel in list(_channels):
+        channel._broken = WorkerError(
+            f"this connection belongs to process {channel._owner_pid}; a forked child must "
+            "call connect() itself")
+        channel._lock = threading.Lock()  # the parent may have held it at the fork
+        channel._send_lock = threading.Lock()
+
+
+os.register_at_fork(after_in_child=_disown_after_fork)
 
 
 def _crash_message(code: int | None) -> str:

@@ -116,3 +116,46 @@ def test_a_script_without_a_main_guard_can_connect(stub, tmp_path):
     )
     assert result.returncode == 0, result.stderr[-2000:]
     assert stub.grant_counts["authorization_code"] == 1
+
+
+def test_a_forked_child_cannot_use_the_parents_connection(conn):
+    read_end, write_end = os.pipe()
+    pid = os.fork()
+    if pid == 0:  # the child: report what using the connection raised, then leave at once
+        try:
+            conn.execute_api_request("/api/now/table/incident")
+            os.write(write_end, b"no error")
+        except snworker.WorkerError as exc:
+            os.write(write_end, type(exc).__name__.encode() + b": " + str(exc).encode())
+        except BaseException as exc:
+            os.write(write_end, repr(exc).encode())
+        os._exit(0)
+    os.close(write_end)
+    os.waitpid(pid, 0)
+    with os.fdopen(read_end, "rb") as f:
+        said = f.read().decode()
+    assert said.startswith("WorkerError: this connection belongs to process")
+    assert conn.execute_api_request("/api/now/table/incident",
+                                    params={"sysparm_limit": 1}).status == 200
+
+
+def test_disconnect_while_calls_are_in_flight_fails_them_promptly(conn, stub):
+    stub.inject(status=None, delay=5.0, times=4, path_prefix="/api/now/table/incident")
+    errors: list[BaseException] = []
+
+    def caller() -> None:
+        try:
+            conn.execute_api_request("/api/now/table/incident", timeout=20)
+        except BaseException as exc:
+            errors.append(exc)
+
+    threads = [threading.Thread(target=caller) for _ in range(4)]
+    for t in threads:
+        t.start()
+    time.sleep(0.3)
+    started = time.monotonic()
+    conn.disconnect(timeout=1.0)
+    for t in threads:
+        t.join(10)
+    assert time.monotonic() - started < 4.0
+    assert [type(e) for e in errors] == [snworker.ConnectionClosedError] * 4
