@@ -1,0 +1,42 @@
+"""DESIGN.md's import rules: the worker folder is the trust boundary."""
+
+from __future__ import annotations
+
+import ast
+from pathlib import Path
+
+PACKAGE = Path(__file__).resolve().parent.parent / "snworker"
+
+
+def imports(path: Path) -> list[str]:
+    names = []
+    for node in ast.walk(ast.parse(path.read_text())):
+        if isinstance(node, ast.Import):
+            names += [alias.name for alias in node.names]
+        elif isinstance(node, ast.ImportFrom) and node.module and node.level == 0:
+            names.append(node.module)
+    return names
+
+
+def modules(folder: Path) -> list[Path]:
+    return sorted(folder.rglob("*.py"))
+
+
+def test_only_the_channel_names_the_worker_entry_point():
+    users = {str(p.relative_to(PACKAGE)) for p in modules(PACKAGE)
+             if "worker" not in p.relative_to(PACKAGE).parts[:1]
+             and any(n.startswith("snworker.worker") for n in imports(p))}
+    assert users == {"channel.py"}
+
+
+def test_the_worker_never_imports_the_parent_side_or_the_stub():
+    forbidden = ("snworker.connection", "snworker.channel", "snworker.testing", "snworker.table")
+    for path in modules(PACKAGE / "worker"):
+        assert not [n for n in imports(path) if n.startswith(forbidden)], path
+
+
+def test_the_stub_uses_only_the_public_api_and_its_own_modules():
+    for path in modules(PACKAGE / "testing"):
+        for name in imports(path):
+            if name.startswith("snworker"):
+                assert name == "snworker" or name.startswith("snworker.testing"), (path, name)
