@@ -121,10 +121,9 @@ class Channel:
             # Only the worker may hold its end: EOF on ours then means the worker is gone.
             child_conn.close()
         self._reader = messages.Reader(self._conn)
-        self._pipe_fd = self._conn.fileno()
         self._sentinel: int = self._process.sentinel
         self._poll = select.epoll()
-        self._poll.register(self._pipe_fd, select.EPOLLIN)
+        self._poll.register(self._conn.fileno(), select.EPOLLIN)
         self._poll.register(self._sentinel, select.EPOLLIN)
         _channels.add(self)
 
@@ -173,9 +172,8 @@ class Channel:
 
     def _send_quietly(self, message: ToWorker) -> None:
         try:
-            with self._send_lock:
-                messages.send(self._conn, message)
-        except (OSError, ValueError):
+            self.send(message)
+        except (ServiceNowError, OSError, ValueError):
             pass
 
     # --- waiting: read the pipe, or sleep while another caller reads it --------------------

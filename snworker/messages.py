@@ -188,7 +188,10 @@ def send(conn: Connection, message: Message) -> None:
     prefix = _PREFIX.pack(len(head), size)
     fd = conn.fileno()
     if size + len(head) <= _JOIN_LIMIT:
-        _write_all(fd, [prefix + head + body if body else prefix + head])
+        frame = prefix + head + body if body else prefix + head
+        written = os.write(fd, frame)
+        if written < len(frame):  # only when a signal interrupts a write already under way
+            _write_all(fd, [frame[written:]])
     else:
         _write_all(fd, [prefix + head, body or b""])
 

@@ -134,3 +134,22 @@ def test_messages_are_frozen_and_slotted():
 def test_secrets_do_not_show_in_reprs():
     assert "SECRET" not in repr(Request(1, "POST", "/x", (), (), False, 1.0, b"SECRET"))
     assert "SECRET" not in repr(Result(1, 200, (), b"SECRET"))
+
+
+def test_frames_stay_whole_when_the_pipe_is_full(pipe):
+    # 60 KB frames are each written at once; against a reader that starts late, the socket
+    # buffer fills and the writer waits mid-stream.
+    a, b = pipe
+    sent = [Result(i, 200, (), os.urandom(60_000)) for i in range(40)]
+
+    def send_all() -> None:
+        for message in sent:
+            messages.send(a, message)
+
+    sender = threading.Thread(target=send_all)
+    sender.start()
+    sender.join(0.3)
+    reader = messages.Reader(b)
+    assert [reader.receive() for _ in sent] == sent
+    sender.join(5)
+    assert not sender.is_alive()

@@ -17,6 +17,7 @@ from __future__ import annotations
 import contextlib
 import ctypes
 import functools
+import json
 import logging
 import os
 import signal
@@ -49,6 +50,7 @@ from snworker.worker.failures import (
 )
 from snworker.worker.tokens import TokenStore
 from snworker.worker.transport import (
+    IDEMPOTENT,
     Answer,
     Checked,
     Transport,
@@ -242,8 +244,6 @@ class Worker:
         except Failure as exc:
             logger.info("snworker worker: current user not readable (%s)", exc)
             return None
-        import json
-
         try:
             records = json.loads(result.body or b"{}").get("result")
             record = records[0] if isinstance(records, list) and records else None
@@ -259,7 +259,9 @@ class Worker:
         if not self._ready.is_set():
             self._reply_failure(request.id, Failure("the worker is not connected yet"))
             return
-        cancelled = self._cancelled.setdefault(request.id, threading.Event())
+        cancelled = self._cancelled.get(request.id)
+        if cancelled is None:  # registered by the thread that read it; this is a fallback
+            cancelled = self._cancelled[request.id] = threading.Event()
         try:
             answer: Result | Error = self._execute(request, cancelled)
         except Failure as exc:
@@ -281,14 +283,14 @@ class Worker:
             raise Failure("the worker is not connected")
         checked = transport.check(request)
         method = checked.method
-        deadline = time.monotonic() + min(checked.timeout, transport.policy.total_timeout)
+        started = time.monotonic()
+        deadline = started + min(checked.timeout, transport.policy.total_timeout)
 
         def attempt(remaining: float) -> Answer:
             return transport.classify(method, self._send_authorized(checked, tokens, remaining))
 
-        started = time.monotonic()
         response = transport.call(attempt, deadline, cancelled,
-                                  resend_on_error=method in ("GET", "HEAD", "PUT", "DELETE"))
+                                  resend_on_error=method in IDEMPOTENT)
         body, headers = redact(response.body, response_headers(response), tokens.secrets())
         status = response.status
         if logger.isEnabledFor(logging.DEBUG):

@@ -16,7 +16,7 @@ import threading
 import time
 from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass
-from typing import Any, TypeVar
+from typing import Any
 from urllib.parse import unquote, urlencode, urlsplit
 
 import requests
@@ -37,7 +37,6 @@ from snworker.messages import Pairs, Request
 from snworker.policy import RetryPolicy
 from snworker.worker.failures import ApiFailure, Cancelled, Failure, InvalidRequest, Timeout
 
-T = TypeVar("T")
 logger = logging.getLogger("snworker.worker")
 
 METHODS = frozenset({"GET", "POST", "PUT", "PATCH", "DELETE", "HEAD"})
@@ -158,13 +157,13 @@ class Transport:
 
     # --- sending -------------------------------------------------------------------------
 
-    def send(self, checked: Checked, authorization: str | None, timeout: float) -> Answer:
+    def send(self, checked: Checked, authorization: str, timeout: float) -> Answer:
         """One HTTP exchange, redirects not followed; raises `requests` errors."""
         prepared = requests.PreparedRequest()
         prepared.method = checked.method
         prepared.url = checked.url
-        prepared.headers = {**checked.headers, "Authorization": authorization} \
-            if authorization is not None else dict(checked.headers)  # type: ignore[assignment]
+        prepared.headers = {**checked.headers,  # type: ignore[assignment]
+                            "Authorization": authorization}
         prepared.body = checked.body
         prepared.hooks = {"response": []}
         response = self._adapter.send(prepared, timeout=timeout, **self._send_options)
