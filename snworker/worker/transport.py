@@ -17,11 +17,12 @@ import time
 from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass
 from typing import Any
-from urllib.parse import unquote, urlencode, urlsplit
+from urllib.parse import urlencode, urlsplit
 
 import requests
 import requests.adapters
 import urllib3.exceptions
+import urllib3.response
 from requests.utils import requote_uri
 from tenacity import (
     RetryCallState,
@@ -33,15 +34,15 @@ from tenacity import (
 )
 from tenacity.stop import stop_base
 
+from snworker import checks
+from snworker.checks import IDEMPOTENT
+from snworker.errors import InvalidRequestError
 from snworker.messages import Pairs, Request
 from snworker.policy import RetryPolicy
 from snworker.worker.failures import ApiFailure, Cancelled, Failure, InvalidRequest, Timeout
 
 logger = logging.getLogger("snworker.worker")
 
-METHODS = frozenset({"GET", "POST", "PUT", "PATCH", "DELETE", "HEAD"})
-IDEMPOTENT = frozenset({"GET", "PUT", "DELETE", "HEAD"})
-RESERVED_HEADERS = frozenset({"authorization", "cookie", "host", "proxy-authorization"})
 # Response headers that never reach the parent: a session cookie is a credential too.
 WITHHELD_HEADERS = frozenset({"set-cookie", "set-cookie2"})
 REDACTED = "[redacted by snworker]"
@@ -115,45 +116,39 @@ class Transport:
     # --- checks --------------------------------------------------------------------------
 
     def check(self, request: Request) -> Checked:
-        """Refuse anything that could leave the instance origin or smuggle a header."""
-        method = request.method
-        if not isinstance(method, str) or method not in METHODS:
-            raise InvalidRequest(f"unsupported HTTP method {method!r}; use one of "
-                                 + ", ".join(sorted(METHODS)))
-        path = request.path
-        _check_path(path)
+        """Refuse anything that could leave the instance origin or change how it is framed."""
+        try:
+            method = checks.check_method(request.method)
+            path = checks.check_path(request.path)
+            caller_headers = checks.check_headers(_pairs(request.headers, "header"))
+        except InvalidRequestError as exc:
+            raise InvalidRequest(str(exc)) from None
         url = self.origin + path
         if urlsplit(url).netloc != self._netloc:
             raise InvalidRequest(f"the path {path!r} does not stay on the instance")
-        headers = dict(self._default_headers)
-        for name, value in _pairs(request.headers, "header"):
-            if not name or not _is_token(name):
-                raise InvalidRequest(f"not a valid header name: {name!r}")
-            if name.lower() in RESERVED_HEADERS:
-                raise InvalidRequest(f"the {name} header is set by snworker and may not be given")
-            if any(c in value for c in "\r\n\0"):
-                raise InvalidRequest(f"the value of header {name} contains a line break")
-            headers[name] = value
+        # Names compare case-insensitively: a caller's header replaces a default, never doubles it.
+        headers = {name.lower(): (name, value) for name, value in self._default_headers.items()}
+        for name, value in caller_headers:
+            headers[name.lower()] = (name, value)
         params = _pairs(request.params, "parameter")
         if params:
             url += ("&" if "?" in path else "?") + urlencode(params)
         if _NEEDS_QUOTING.search(url):
             url = requote_uri(url)
         if request.suppress_response_body:
-            headers["X-no-response-body"] = "true"
+            headers["x-no-response-body"] = ("X-no-response-body", "true")
         body = request.body
         if body is not None:
             if not isinstance(body, bytes):
                 raise InvalidRequest("the request body must be bytes")
-            if not any(k.lower() == "content-type" for k in headers):
-                headers["Content-Type"] = "application/json"
-            headers["Content-Length"] = str(len(body))
+            headers.setdefault("content-type", ("Content-Type", "application/json"))
+            headers["content-length"] = ("Content-Length", str(len(body)))
         elif method in ("POST", "PUT", "PATCH"):
-            headers["Content-Length"] = "0"
+            headers["content-length"] = ("Content-Length", "0")
         timeout = request.timeout
         if not isinstance(timeout, int | float) or not math.isfinite(timeout) or timeout <= 0:
             raise InvalidRequest("timeout must be a positive number of seconds")
-        return Checked(method, url, headers, body, float(timeout))
+        return Checked(method, url, dict(headers.values()), body, float(timeout))
 
     # --- sending -------------------------------------------------------------------------
 
@@ -177,6 +172,12 @@ class Transport:
             raise requests.ConnectionError(exc) from exc
         finally:
             response.close()
+        encoding = response.headers.get("Content-Encoding")
+        if encoding and not _decodable(encoding):
+            # The body is still encoded: redaction could not see into it, so it stays here.
+            raise ApiFailure(f"the instance answered with Content-Encoding {encoding[:40]!r}, "
+                             "which snworker cannot decode and check; the body was withheld",
+                             response.status_code)
         return Answer(response.status_code, response.headers, body)
 
     def retrying(self, deadline: float, cancelled: threading.Event) -> Retrying:
@@ -344,35 +345,14 @@ def retry_after(value: str | None) -> float | None:
 
 # --- helpers ----------------------------------------------------------------------------
 
-_TOKEN_CHARS = frozenset("!#$%&'*+-.^_`|~0123456789abcdefghijklmnopqrstuvwxyz"
-                         "ABCDEFGHIJKLMNOPQRSTUVWXYZ")
-
-
-def _is_token(name: str) -> bool:
-    return all(c in _TOKEN_CHARS for c in name)
-
-
-_FORBIDDEN_IN_PATH = re.compile(r"[\x00-\x1f\x7f\\#]")
 _NEEDS_QUOTING = re.compile(r"[^A-Za-z0-9\-._~:/?\[\]@!$&'()*+,;=%]")
 
 
-def _check_path(path: object) -> None:
-    if not isinstance(path, str):
-        raise InvalidRequest("the path must be a string")
-    if not path.startswith("/") or path.startswith("//"):
-        raise InvalidRequest(
-            f"expected a path on the instance starting with '/', like "
-            f"'/api/now/table/incident'; got {path[:80]!r}"
-        )
-    if _FORBIDDEN_IN_PATH.search(path):
-        raise InvalidRequest(f"the path contains a control character, '\\' or '#': {path[:80]!r}")
-    route = path.split("?", 1)[0]
-    if "%" in route or "." in route:
-        decoded = unquote(route)
-        if _FORBIDDEN_IN_PATH.search(decoded) or decoded.startswith("//"):
-            raise InvalidRequest(f"the path hides a control character or '//': {path[:80]!r}")
-        if ".." in decoded.split("/"):
-            raise InvalidRequest(f"the path may not contain '..' segments: {path[:80]!r}")
+_DECODERS = frozenset({"identity", *urllib3.response.HTTPResponse.CONTENT_DECODERS})
+
+
+def _decodable(encoding: str) -> bool:
+    return all(part.strip().lower() in _DECODERS for part in encoding.split(",") if part.strip())
 
 
 def _pairs(value: object, what: str) -> Pairs:
