@@ -40,6 +40,7 @@ from snworker.messages import (
     Result,
     ToWorker,
 )
+from snworker.checks import IDEMPOTENT
 from snworker.policy import RetryPolicy
 from snworker.worker.authorize import TokenEndpoint, run_flow
 from snworker.worker.failures import (
@@ -50,7 +51,6 @@ from snworker.worker.failures import (
 )
 from snworker.worker.tokens import TokenStore
 from snworker.worker.transport import (
-    IDEMPOTENT,
     Answer,
     Checked,
     Transport,
