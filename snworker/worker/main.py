@@ -27,6 +27,7 @@ import time
 from typing import Any, assert_never
 
 from snworker import messages
+from snworker.checks import IDEMPOTENT
 from snworker.messages import (
     Cancel,
     Connect,
@@ -40,7 +41,6 @@ from snworker.messages import (
     Result,
     ToWorker,
 )
-from snworker.checks import IDEMPOTENT
 from snworker.policy import RetryPolicy
 from snworker.worker.authorize import TokenEndpoint, run_flow
 from snworker.worker.failures import (
