@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import base64
 import logging
 import os
 import secrets
@@ -9,6 +10,7 @@ import shutil
 import subprocess
 import sys
 import textwrap
+import threading
 import time
 from typing import Any
 
@@ -220,6 +222,60 @@ def test_a_response_that_reflects_a_token_is_redacted(conn, stub):
     assert "[redacted by snworker]" in resp.headers["X-Echo"]
     for token in access + refresh:
         assert token not in text
+
+
+def test_truncated_and_encoded_reflections_are_redacted(conn, stub):
+    access, refresh = access_and_refresh_tokens(stub)
+    token = access[0]
+    header = f"Bearer {token}".encode()
+    echoes = {
+        "cut": token[:-1],
+        "cut_front": token[2:],
+        "middle": token[10:40],
+        "b64": base64.b64encode(token.encode()).decode(),
+        "b64_header": base64.b64encode(header).decode(),
+        "b64url_header": base64.urlsafe_b64encode(b"Authorization: " + header).decode(),
+        "refresh": refresh[0],
+    }
+    for name, echo in echoes.items():
+        record = stub.insert("incident", {"short_description": echo})
+        resp = conn.execute_api_request(f"{INCIDENTS}/{record['sys_id']}")
+        assert "[redacted by snworker]" in resp.data["short_description"], name
+        assert echo.encode() not in resp.content, name
+
+
+def test_a_response_in_flight_when_the_grant_is_refused_is_redacted_and_revoked(conn, stub):
+    access, refresh = access_and_refresh_tokens(stub)
+    record = stub.insert("incident", {"short_description": f"echo {access[0]}"})
+    path = f"{INCIDENTS}/{record['sys_id']}"
+    stub.inject(status=None, delay=1.5, times=1, path_prefix=path)
+    answer: dict[str, Any] = {}
+    in_flight = threading.Thread(
+        target=lambda: answer.update(resp=conn.execute_api_request(path)), daemon=True)
+    in_flight.start()
+    time.sleep(0.3)  # the request now waits at the stub
+    # Another call meets a 401, and the instance refuses the refresh: the worker wipes its
+    # grant while the first answer is still on its way. The access token itself stays valid.
+    stub.inject(status=401, times=1, path_prefix="/api/now/table/sys_user")
+    stub.inject(status=401, times=1, path_prefix="/oauth_token.do")
+    with pytest.raises(snworker.AuthTokenExpiredError):
+        conn.execute_api_request("/api/now/table/sys_user", params={"sysparm_limit": 1})
+    in_flight.join(10)
+    resp = answer["resp"]
+    assert access[0].encode() not in resp.content
+    assert "[redacted by snworker]" in resp.data["short_description"]
+    assert stub.revocation_count == 0
+    conn.disconnect()
+    # The last refresh token the worker held is revoked, though its grant had been wiped.
+    assert stub.revocation_count == 1
+    assert not _refresh_works(stub, refresh[0])
+
+
+def _refresh_works(sn: StubServiceNow, refresh_token: str) -> bool:
+    r = requests.post(f"{sn.url}/oauth_token.do", data={
+        "grant_type": "refresh_token", "refresh_token": refresh_token, "client_id": sn.client_id},
+        timeout=5)
+    return r.status_code == 200
 
 
 def test_session_cookies_do_not_reach_the_parent(conn, stub):

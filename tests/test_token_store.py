@@ -92,8 +92,8 @@ def test_a_refused_refresh_wipes_the_tokens_for_everyone():
     store.install(grant("a1", "r1", clock.now + 10))
     with pytest.raises(TokenExpired):
         store.access_token()
-    assert store.secrets() == ()
     assert store.refresh_token is None
+    assert store.last_refresh_token == "r1"  # still revoked at disconnect
     with pytest.raises(TokenExpired):
         store.access_token()
 
@@ -116,16 +116,35 @@ def test_a_transient_refresh_failure_keeps_the_tokens():
     assert store.access_token() == "a2"
 
 
-def test_expire_wipes_every_token_it_held():
+def test_expire_wipes_the_grant_and_keeps_the_last_refresh_token_to_revoke():
     clock = Clock()
     store = TokenStore(lambda rt: grant("a2", "r2", clock.now + 1800), 60, clock)
     store.install(grant("a1", "r1", clock.now + 1800))
     store.renew_after_unauthorized("a1")
-    assert set(store.secrets()) == {"a1", "r1", "a2", "r2"}
     store.expire("the connection is closed")
-    assert store.secrets() == ()
+    assert store.refresh_token is None
+    assert store.last_refresh_token == "r2"
     with pytest.raises(TokenExpired, match="closed"):
         store.access_token()
+
+
+def test_the_refresh_margin_is_capped_by_the_token_lifespan():
+    clock = Clock()
+    calls: list[str] = []
+
+    def refresher(rt: str) -> TokenGrant:
+        calls.append(rt)
+        return TokenGrant(f"a{len(calls) + 1}", rt, clock.now + 30, 30)
+
+    store = TokenStore(refresher, 60, clock)
+    store.install(TokenGrant("a1", "r1", clock.now + 30, 30))
+    for _ in range(20):  # a 30 s token with a 60 s margin: not renewed before every call
+        store.access_token()
+        clock.now += 1
+    assert calls == []  # 20 s used of 30: more than a quarter left
+    clock.now += 3  # 7 s left, under a quarter of the lifespan
+    assert store.access_token() == "a2"
+    assert calls == ["r1"]
 
 
 def test_tokens_stay_out_of_reprs():

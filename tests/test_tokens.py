@@ -59,10 +59,11 @@ def test_32_threads_meeting_a_token_the_stub_expired_cause_one_refresh(stub):
 
 
 def test_32_threads_meeting_a_token_the_worker_knows_is_expired_cause_one_refresh(stub):
-    # Tokens live 2 s longer than the margin: after that the worker renews before use.
-    stub.set_lifespans(access=62)
+    # The stub says a token lives 3 s: the worker renews it before use with 0.75 s left (a
+    # quarter of its life, since that is less than the 60 s margin).
+    stub.set_lifespans(access=4)
     with connect(stub, retry=snworker.RetryPolicy(refresh_margin=60)) as conn:
-        time.sleep(1.2)
+        time.sleep(2.4)
         outcomes = all_at_once(32, lambda: get_one(conn))
         assert outcomes == [200] * 32
         assert stub.grant_counts["refresh_token"] == 1
@@ -70,15 +71,24 @@ def test_32_threads_meeting_a_token_the_worker_knows_is_expired_cause_one_refres
 
 
 def test_proactive_refresh_happens_before_the_stub_would_answer_401(stub):
-    stub.set_lifespans(access=62)
+    stub.set_lifespans(access=4)
     with connect(stub, retry=snworker.RetryPolicy(refresh_margin=60)) as conn:
         assert get_one(conn) == 200
         assert stub.grant_counts["refresh_token"] == 0
-        time.sleep(1.2)
+        time.sleep(2.4)
         assert get_one(conn) == 200
         assert stub.grant_counts["refresh_token"] == 1
         refresh_at = token_requests(stub)[-1]
         assert sn_index(stub, refresh_at) < sn_index(stub, api_requests(stub)[-1])
+        assert unauthorized(stub) == 0
+
+
+def test_a_short_lived_token_is_not_renewed_before_every_call(stub):
+    stub.set_lifespans(access=30)  # half the default 60 s margin
+    with connect(stub) as conn:
+        for _ in range(20):
+            assert get_one(conn) == 200
+        assert stub.grant_counts["refresh_token"] == 0
         assert unauthorized(stub) == 0
 
 

@@ -16,6 +16,7 @@ from typing import Any
 from urllib.parse import parse_qs, urlencode, urlsplit, urlunsplit
 
 from snworker.worker.failures import AuthorizationFailed, Failure, TokenExpired
+from snworker.worker.redact import Redactor
 from snworker.worker.tokens import TokenGrant
 from snworker.worker.transport import Transport
 
@@ -174,11 +175,24 @@ def _answer(request: BaseHTTPRequestHandler, status: int, text: str) -> None:
 class TokenEndpoint:
     """The instance's OAuth endpoints, for a public client."""
 
-    def __init__(self, transport: Transport, client_id: str, timeout: float) -> None:
+    def __init__(self, transport: Transport, client_id: str, timeout: float,
+                 redactor: Redactor) -> None:
         self._transport = transport
         self._client_id = client_id
         self._timeout = timeout
+        self._redactor = redactor
         self._never_cancelled = threading.Event()
+
+    def _grant(self, body: object) -> TokenGrant:
+        """The grant in a token endpoint's answer, its tokens registered for redaction first."""
+        if isinstance(body, dict):
+            for name in ("access_token", "refresh_token"):
+                if isinstance(body.get(name), str):
+                    # An access token may be accepted a while past its expiry on another clock.
+                    until = time.monotonic() + _expires_in(body) + _EXPIRY_SLACK
+                    self._redactor.add(body[name],
+                                       live_until=until if name == "access_token" else None)
+        return TokenGrant.from_response(body, time.monotonic())
 
     def exchange(self, code: str, redirect_uri: str, verifier: str,
                  cancelled: threading.Event) -> TokenGrant:
@@ -201,7 +215,7 @@ class TokenEndpoint:
                 "have answered with a code from an older grant: try again",
                 "exchange_failed")
         try:
-            return TokenGrant.from_response(body, time.monotonic())
+            return self._grant(body)
         except ValueError as exc:
             raise AuthorizationFailed(str(exc), "exchange_failed") from None
 
@@ -221,7 +235,7 @@ class TokenEndpoint:
         if status != 200:
             raise TokenRefreshFailed(f"could not renew the access token: HTTP {status}", status)
         try:
-            return TokenGrant.from_response(body, time.monotonic())
+            return self._grant(body)
         except ValueError as exc:
             raise TokenRefreshFailed(str(exc), status) from None
 
@@ -240,6 +254,16 @@ class TokenRefreshFailed(Failure):
     """The token endpoint failed for now (not a refusal): the tokens are kept."""
 
 
+_EXPIRY_SLACK = 300.0
+
+
+def _expires_in(body: dict[str, Any]) -> float:
+    try:
+        return max(float(body.get("expires_in", 1800)), 0.0)
+    except (TypeError, ValueError):
+        return 1800.0
+
+
 def _oauth_error(body: object) -> str:
     if isinstance(body, dict):
         return str(body.get("error_description") or body.get("error") or "no reason given")
@@ -251,9 +275,10 @@ Authorize = Callable[[threading.Event], TokenGrant]
 
 def run_flow(transport: Transport, endpoint: TokenEndpoint, client_id: str, redirect_uri: str,
              scopes: tuple[str, ...], timeout: float, open_browser: Callable[[str], None],
-             cancelled: threading.Event) -> TokenGrant:
+             cancelled: threading.Event, redactor: Redactor) -> TokenGrant:
     """Open the consent page, wait for the code, exchange it. Raises AuthorizationFailed."""
     pkce = Pkce.new()
+    redactor.add(pkce.verifier)
     state = secrets.token_urlsafe(24)
     try:
         listener = LoopbackListener(redirect_uri)
@@ -275,5 +300,6 @@ def run_flow(transport: Transport, endpoint: TokenEndpoint, client_id: str, redi
             f"the instance did not grant access: {callback.error}"
             + (f" ({callback.error_description})" if callback.error_description else ""),
             "denied" if callback.error else "exchange_failed")
+    redactor.add(callback.code)
     logger.debug("snworker worker: consent given; exchanging the code")
     return endpoint.exchange(callback.code, listener.redirect_uri, pkce.verifier, cancelled)

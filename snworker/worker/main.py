@@ -49,13 +49,13 @@ from snworker.worker.failures import (
     InvalidRequest,
     TokenExpired,
 )
+from snworker.worker.redact import Redactor
 from snworker.worker.tokens import TokenStore
 from snworker.worker.transport import (
     Answer,
     Checked,
     Transport,
     error_from_response,
-    redact,
     response_headers,
 )
 
@@ -115,6 +115,7 @@ class Worker:
     def __init__(self, conn: Any) -> None:
         self._conn = conn
         self._send_lock = threading.Lock()
+        self._redactor = Redactor()
         self._transport: Transport | None = None
         self._tokens: TokenStore | None = None
         self._endpoint: TokenEndpoint | None = None
@@ -212,12 +213,14 @@ class Worker:
             policy = RetryPolicy.from_wire(message.policy)
             _check_connect(message)
             transport = Transport(message.instance_url, policy)
-            endpoint = TokenEndpoint(transport, message.client_id, message.request_timeout)
+            endpoint = TokenEndpoint(transport, message.client_id, message.request_timeout,
+                                     self._redactor)
             self._transport, self._endpoint = transport, endpoint
             grant = run_flow(
                 transport, endpoint, message.client_id, message.redirect_uri,
                 tuple(message.scopes), message.authorization_timeout,
                 lambda url: self._send(OpenBrowser(message.id, url)), self._connect_cancel,
+                self._redactor,
             )
             tokens = TokenStore(endpoint.refresh, policy.refresh_margin)
             tokens.install(grant)
@@ -265,10 +268,10 @@ class Worker:
         try:
             answer: Result | Error = self._execute(request, cancelled)
         except Failure as exc:
-            answer = _error(request.id, exc)
+            answer = self._error(request.id, exc)
         except Exception as exc:  # a bug must not cost the caller its answer
             logger.exception("snworker worker: request failed unexpectedly")
-            answer = _error(request.id, ApiFailure(f"internal error: {type(exc).__name__}"))
+            answer = self._error(request.id, ApiFailure(f"internal error: {type(exc).__name__}"))
         finally:
             self._cancelled.pop(request.id, None)
         if not cancelled.is_set():
@@ -291,7 +294,8 @@ class Worker:
 
         response = transport.call(attempt, deadline, cancelled,
                                   resend_on_error=method in IDEMPOTENT)
-        body, headers = redact(response.body, response_headers(response), tokens.secrets())
+        body = self._redactor.body(response.body)
+        headers = self._redactor.pairs(response_headers(response))
         status = response.status
         if logger.isEnabledFor(logging.DEBUG):
             logger.debug("%s %s -> %d, %d bytes in %.1f ms", method, request.path.split("?")[0],
@@ -330,7 +334,7 @@ class Worker:
         tokens, endpoint = self._tokens, self._endpoint
         timeout = message.timeout if isinstance(message.timeout, int | float) else 5.0
         if tokens is not None and endpoint is not None:
-            refresh_token = tokens.refresh_token
+            refresh_token = tokens.last_refresh_token
             if refresh_token is not None:
                 revoked = endpoint.revoke(refresh_token, max(0.1, min(timeout, 30.0)))
                 logger.info("snworker worker: grant %s at disconnect",
@@ -353,7 +357,14 @@ class Worker:
             pass  # the parent is gone; the message loop sees EOF and ends
 
     def _reply_failure(self, ident: int, failure: Failure) -> None:
-        self._send(_error(ident, failure))
+        self._send(self._error(ident, failure))
+
+    def _error(self, ident: int, failure: Failure) -> Error:
+        """The Error message for `failure`, its texts redacted: they may quote the instance."""
+        redactor = self._redactor
+        detail = None if failure.detail is None else redactor.text(failure.detail)
+        return Error(ident, failure.kind, redactor.text(failure.message), failure.status, detail,
+                     redactor.pairs(failure.headers))
 
     def _install_logging(self, level: int) -> None:
         root = logging.getLogger("snworker")
@@ -361,9 +372,9 @@ class Worker:
         root.propagate = False
         root.addHandler(_PipeHandler(self))
 
-    def secrets(self) -> tuple[str, ...]:
-        """Tokens to keep out of log lines."""
-        return self._tokens.secrets() if self._tokens is not None else ()
+    def redact(self, text: str) -> str:
+        """`text` with every secret this worker has held replaced."""
+        return self._redactor.text(text)
 
 
 class _PipeHandler(logging.Handler):
@@ -378,8 +389,7 @@ class _PipeHandler(logging.Handler):
             text = record.getMessage()
             if record.exc_info and record.exc_info[1] is not None:
                 text += f" ({type(record.exc_info[1]).__name__})"
-            for secret in self._worker.secrets():
-                text = text.replace(secret, "[redacted by snworker]")
+            text = self._worker.redact(text)
             self._worker._send(Log(0, record.levelno, record.name, text))
         except Exception:
             self.handleError(record)
@@ -399,9 +409,6 @@ def _malloc_trim() -> Any:
         return None
 
 
-def _error(ident: int, failure: Failure) -> Error:
-    return Error(ident, failure.kind, failure.message, failure.status, failure.detail,
-                 failure.headers)
 
 
 def _check_connect(message: Connect) -> None:

@@ -10,6 +10,10 @@ from dataclasses import dataclass, field
 
 from snworker.worker.failures import TokenExpired
 
+# The most of a token's lifespan the refresh margin may take: with a 60 s margin, a 30 s token
+# would otherwise be renewed before every call.
+MARGIN_SHARE = 0.25
+
 
 @dataclass(slots=True)
 class TokenGrant:
@@ -18,6 +22,7 @@ class TokenGrant:
     access_token: str = field(repr=False)
     refresh_token: str | None = field(repr=False)
     expires_at: float
+    lifespan: float = 1800.0
 
     @classmethod
     def from_response(cls, body: object, now: float) -> TokenGrant:
@@ -29,12 +34,18 @@ class TokenGrant:
             expires_in = float(body.get("expires_in", 1800))
         except (TypeError, ValueError):
             expires_in = 1800.0
+        lifespan = max(expires_in, 0.0)
         return cls(body["access_token"], refresh if isinstance(refresh, str) else None,
-                   now + max(expires_in, 0.0))
+                   now + lifespan, lifespan)
 
     def is_expired(self, leeway: float, now: float) -> bool:
         """True when less than `leeway` seconds of life are left."""
         return now + leeway >= self.expires_at
+
+    def renewal_margin(self, margin: float) -> float:
+        """`margin`, capped so that a short-lived token is renewed about once in its life."""
+        return min(margin, self.lifespan * MARGIN_SHARE)
+
 
 
 # Renews a grant from a refresh token. Raises TokenExpired when the grant is refused, any other
@@ -54,9 +65,9 @@ class TokenStore:
         self._grant: TokenGrant | None = None
         self._refreshing: Future[TokenGrant] | None = None
         self._expired_reason: str | None = None
-        # Every token this worker has held, so a response that reflects an older one is still
-        # redacted. Bounded: rotation adds one refresh token per refresh at most.
-        self._seen: list[str] = []
+        # Kept through a wipe: disconnect() revokes it even after the grant was refused, since
+        # only the instance knows whether the grant is really over.
+        self._last_refresh_token: str | None = None
 
     def install(self, grant: TokenGrant) -> None:
         """Take the grant from the code exchange."""
@@ -69,7 +80,7 @@ class TokenStore:
         """A token with at least `refresh_margin` seconds of life, refreshing first if needed."""
         with self._lock:
             grant = self._usable()
-            if not grant.is_expired(self._margin, self._clock()):
+            if not grant.is_expired(grant.renewal_margin(self._margin), self._clock()):
                 return grant.access_token
             stale = grant.access_token
         return self._refresh(stale)
@@ -78,16 +89,17 @@ class TokenStore:
         """A token to resend with after the instance refused `rejected` with 401."""
         return self._refresh(rejected)
 
-    def secrets(self) -> tuple[str, ...]:
-        """Every token held so far (for redaction of responses and logs)."""
-        with self._lock:
-            return tuple(self._seen)
-
     @property
     def refresh_token(self) -> str | None:
-        """The current refresh token, for revocation."""
+        """The current refresh token; None once the grant is wiped."""
         with self._lock:
             return None if self._grant is None else self._grant.refresh_token
+
+    @property
+    def last_refresh_token(self) -> str | None:
+        """The last refresh token held, wiped or not: what disconnect() revokes."""
+        with self._lock:
+            return self._last_refresh_token
 
     def expire(self, reason: str) -> None:
         """Forget the grant: every later call raises TokenExpired with `reason`."""
@@ -102,15 +114,12 @@ class TokenStore:
         return self._grant
 
     def _remember(self, grant: TokenGrant) -> None:
-        for token in (grant.access_token, grant.refresh_token):
-            if token and token not in self._seen:
-                self._seen.append(token)
-        del self._seen[:-16]
+        if grant.refresh_token:
+            self._last_refresh_token = grant.refresh_token
 
     def _wipe(self, reason: str) -> None:
         self._grant = None
         self._expired_reason = reason
-        self._seen.clear()
 
     def _refresh(self, stale: str) -> str:
         with self._lock:

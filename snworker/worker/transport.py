@@ -14,7 +14,7 @@ import math
 import re
 import threading
 import time
-from collections.abc import Callable, Iterable, Mapping
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from typing import Any
 from urllib.parse import urlencode, urlsplit
@@ -45,8 +45,6 @@ logger = logging.getLogger("snworker.worker")
 
 # Response headers that never reach the parent: a session cookie is a credential too.
 WITHHELD_HEADERS = frozenset({"set-cookie", "set-cookie2"})
-REDACTED = "[redacted by snworker]"
-_REDACTED_BYTES = REDACTED.encode()
 POOL_SIZE = 64
 
 
@@ -291,17 +289,6 @@ class Transport:
 
 
 # --- responses --------------------------------------------------------------------------
-
-
-def redact(body: bytes, headers: Pairs, secrets: Iterable[str]) -> tuple[bytes, Pairs]:
-    """Blank out any token the instance reflected back, in the body or the headers."""
-    for secret in secrets:
-        encoded = secret.encode()
-        if encoded in body:
-            body = body.replace(encoded, _REDACTED_BYTES)
-        if any(secret in value for _, value in headers):
-            headers = tuple((name, value.replace(secret, REDACTED)) for name, value in headers)
-    return body, headers
 
 
 def response_headers(response: Answer) -> Pairs:

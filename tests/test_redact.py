@@ -1,0 +1,125 @@
+"""The worker's redaction, driven directly: every form of every secret it ever held."""
+
+from __future__ import annotations
+
+import base64
+import json
+import secrets
+
+import pytest
+
+from snworker.worker.redact import FRAGMENT, REDACTED, Redactor
+
+TOKEN = secrets.token_urlsafe(64)  # 86 characters, as ServiceNow's tokens
+
+
+class Clock:
+    def __init__(self) -> None:
+        self.now = 100.0
+
+    def __call__(self) -> float:
+        return self.now
+
+
+def live(token: str = TOKEN) -> Redactor:
+    redactor = Redactor(Clock())
+    redactor.add(token, live_until=1e9)
+    return redactor
+
+
+def test_a_token_is_replaced_wherever_it_stands():
+    redactor = live()
+    body = f'{{"a":"{TOKEN}","b":"x{TOKEN}y{TOKEN}"}}'.encode()
+    clean = redactor.body(body)
+    assert TOKEN.encode() not in clean
+    assert clean.count(REDACTED.encode()) == 3
+    assert clean.startswith(b'{"a":"[redacted') and clean.endswith(b'"}')
+
+
+@pytest.mark.parametrize("prefix", [b"", b"B", b"Be", b"Bearer ", b"Authorization: Bearer "])
+@pytest.mark.parametrize("encode", [base64.b64encode, base64.urlsafe_b64encode])
+def test_base64_of_the_token_or_its_header_value_at_any_alignment(prefix, encode):
+    redactor = live()
+    encoded = encode(prefix + TOKEN.encode() + b"\r\n")
+    clean = redactor.body(b"echo=" + encoded)
+    assert REDACTED.encode() in clean
+    decoded = base64.b64decode(_b64_run(clean), altchars=b"-_", validate=False)
+    assert TOKEN.encode() not in decoded
+    assert TOKEN[10:40].encode() not in decoded  # what is left does not give the token away
+
+
+def _b64_run(data: bytes) -> bytes:
+    tail = data.split(b"]")[-1]
+    return tail[: len(tail) - len(tail) % 4]
+
+
+@pytest.mark.parametrize(("start", "length"), [
+    (0, FRAGMENT), (0, len(TOKEN) - 1), (1, len(TOKEN) - 1), (5, FRAGMENT), (30, 40),
+    (len(TOKEN) - FRAGMENT, FRAGMENT), (17, FRAGMENT + 1),
+])
+def test_any_run_of_24_or_more_characters_of_a_live_token_is_replaced(start, length):
+    fragment = TOKEN[start:start + length]
+    clean = live().body(f'{{"echo":"<{fragment}>"}}'.encode())
+    assert clean == f'{{"echo":"<{REDACTED}>"}}'.encode()
+
+
+def test_every_start_and_end_of_a_fragment_is_caught():
+    redactor = live()
+    for start in range(len(TOKEN) - FRAGMENT + 1):
+        fragment = TOKEN[start:start + FRAGMENT]
+        assert fragment.encode() not in redactor.body(b"x" + fragment.encode() + b"y"), start
+
+
+def test_shorter_runs_and_other_text_are_left_alone():
+    redactor = live()
+    short = TOKEN[3:3 + FRAGMENT - 1]
+    body = f'{{"echo":"{short}","n":"INC0010001"}}'.encode()
+    assert redactor.body(body) is body
+
+
+def test_fragments_are_searched_only_while_the_token_may_be_accepted():
+    clock = Clock()
+    redactor = Redactor(clock)
+    redactor.add(TOKEN, live_until=clock.now + 10)
+    fragment = TOKEN[:40].encode()
+    assert fragment not in redactor.body(fragment)
+    clock.now += 11
+    assert redactor.body(fragment) == fragment
+    assert TOKEN.encode() not in redactor.body(TOKEN.encode())  # whole, it is still caught
+
+
+def test_secrets_stay_in_for_the_workers_whole_life():
+    redactor = Redactor(Clock())
+    old, new = secrets.token_urlsafe(48), secrets.token_urlsafe(48)
+    redactor.add(old)
+    redactor.add(new)
+    body = f"{old} {new}".encode()
+    assert redactor.body(body) == f"{REDACTED} {REDACTED}".encode()
+    assert len(redactor) == 2
+
+
+def test_json_unicode_escapes_are_looked_through():
+    redactor = live()
+    escaped = "".join(f"\\u{ord(c):04x}" for c in TOKEN)
+    body = ('{"error":{"message":"token ' + escaped + '","detail":null},"status":"failure"}')
+    clean = redactor.body(body.encode())
+    assert TOKEN not in json.loads(clean)["error"]["message"]
+    assert REDACTED in json.loads(clean)["error"]["message"]
+    partly = TOKEN[:20] + "".join(f"\\u{ord(c):04x}" for c in TOKEN[20:])
+    clean = redactor.body(('{"result":["' + partly + '"]}').encode())
+    assert json.loads(clean) == {"result": [REDACTED]}
+
+
+def test_escaped_json_without_a_secret_is_passed_as_it_is():
+    body = b'{"result":{"name":"caf\\u00e9"}}'
+    assert live().body(body) is body
+
+
+def test_header_values_and_texts():
+    redactor = live()
+    assert redactor.header(f"<x?t={TOKEN}>") == f"<x?t={REDACTED}>"
+    assert redactor.text(f"refused {TOKEN[:30]}") == f"refused {REDACTED}"
+    pairs = (("X-Echo", f"Bearer {TOKEN}"), ("X-Ok", "1"))
+    assert redactor.pairs(pairs) == (("X-Echo", f"Bearer {REDACTED}"), ("X-Ok", "1"))
+    untouched = (("X-Ok", "1"),)
+    assert redactor.pairs(untouched) is untouched
