@@ -1,21 +1,35 @@
-"""snworker: use a ServiceNow instance from synchronous Python without holding a credential."""
+"""snworker: use a ServiceNow instance from synchronous Python without holding a credential.
 
-from snworker import entities
-from snworker.connection import ApiResponse, ServiceNowConnection, connect
-from snworker.errors import (
-    ApiRequestError,
-    AuthorizationError,
-    AuthTokenExpiredError,
-    ConnectionClosedError,
-    InvalidRequestError,
-    RequestTimeoutError,
-    ServiceNowError,
-    WorkerCrashedError,
-    WorkerError,
-    WorkerStartError,
-)
-from snworker.logs import enable_logging
-from snworker.policy import RetryPolicy
+The public names are loaded on first use, so that the worker, which imports parts of this
+package, runs none of the parent side's code.
+"""
+
+import importlib as _importlib
+import typing as _typing
+
+if _typing.TYPE_CHECKING:
+    from snworker import entities
+    from snworker.connection import (
+        ApiResponse,
+        ServiceNowConnection,
+        WorkerHardening,
+        connect,
+    )
+    from snworker.errors import (
+        ApiRequestError,
+        AuthorizationError,
+        AuthTokenExpiredError,
+        ConnectionClosedError,
+        InvalidRequestError,
+        RequestTimeoutError,
+        ServiceNowError,
+        WorkerCrashedError,
+        WorkerError,
+        WorkerStartError,
+    )
+    from snworker.logs import enable_logging
+    from snworker.policy import RetryPolicy
+    from snworker.spawn import freeze_support, set_worker_executable
 
 __version__ = "0.1.0"
 
@@ -32,8 +46,47 @@ __all__ = [
     "ServiceNowError",
     "WorkerCrashedError",
     "WorkerError",
+    "WorkerHardening",
     "WorkerStartError",
     "connect",
     "enable_logging",
     "entities",
+    "freeze_support",
+    "set_worker_executable",
 ]
+
+_HOMES = {
+    "ApiRequestError": "snworker.errors",
+    "ApiResponse": "snworker.connection",
+    "AuthTokenExpiredError": "snworker.errors",
+    "AuthorizationError": "snworker.errors",
+    "ConnectionClosedError": "snworker.errors",
+    "InvalidRequestError": "snworker.errors",
+    "RequestTimeoutError": "snworker.errors",
+    "RetryPolicy": "snworker.policy",
+    "ServiceNowConnection": "snworker.connection",
+    "ServiceNowError": "snworker.errors",
+    "WorkerCrashedError": "snworker.errors",
+    "WorkerError": "snworker.errors",
+    "WorkerHardening": "snworker.connection",
+    "WorkerStartError": "snworker.errors",
+    "connect": "snworker.connection",
+    "enable_logging": "snworker.logs",
+    "freeze_support": "snworker.spawn",
+    "set_worker_executable": "snworker.spawn",
+}
+
+
+def __getattr__(name: str) -> _typing.Any:
+    if name == "entities":
+        return _importlib.import_module("snworker.entities")
+    home = _HOMES.get(name)
+    if home is None:
+        raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
+    value = getattr(_importlib.import_module(home), name)
+    globals()[name] = value  # later lookups are plain attribute reads
+    return value
+
+
+def __dir__() -> list[str]:
+    return sorted([*globals(), *__all__])

@@ -22,18 +22,12 @@ from __future__ import annotations
 import itertools
 import logging
 import os
-import select
-import signal
 import threading
 import time
 import weakref
 from collections.abc import Callable
-from typing import Any
 
-import multiprocess
-import multiprocess.spawn as mp_spawn
-
-from snworker import messages
+from snworker import spawn
 from snworker.errors import (
     ConnectionClosedError,
     RequestTimeoutError,
@@ -48,29 +42,14 @@ from snworker.messages import (
     Error,
     FromWorker,
     Log,
+    Message,
     OpenBrowser,
     Result,
     ToWorker,
 )
+from snworker.pipes import IoMode, default_io
 
 logger = logging.getLogger("snworker")
-
-# The worker runs only snworker's own code. By default a spawned child re-imports the parent's
-# __main__, which would run the application's top-level code (and its imports) in the process
-# that holds the tokens, cost start-up time, and break scripts without a __main__ guard.
-_spawning_worker = threading.local()
-_preparation_data = mp_spawn.get_preparation_data
-
-
-def _worker_preparation_data(name: str) -> dict[str, Any]:
-    data: dict[str, Any] = _preparation_data(name)
-    if getattr(_spawning_worker, "active", False):
-        data.pop("init_main_from_name", None)
-        data.pop("init_main_from_path", None)
-    return data
-
-
-mp_spawn.get_preparation_data = _worker_preparation_data
 
 
 class _Call:
@@ -90,7 +69,7 @@ class _Call:
 class Channel:
     """A worker process and the pipe to it."""
 
-    def __init__(self, on_open_browser: Callable[[str], None]) -> None:
+    def __init__(self, on_open_browser: Callable[[str], None], io: IoMode | None = None) -> None:
         self._on_open_browser = on_open_browser
         self._ids = itertools.count(1)
         self._send_lock = threading.Lock()
@@ -101,36 +80,18 @@ class Channel:
         self._reading = False
         self._broken: WorkerError | None = None
         self._closing = False
+        self._heard = False  # a first message came: the worker started
         self._owner_pid = os.getpid()
-
-        ctx = multiprocess.get_context("spawn")
-        self._conn, child_conn = ctx.Pipe(duplex=True)
-        from snworker.worker.main import run as worker_entry  # the one import of the worker
-
-        self._process = ctx.Process(
-            target=worker_entry, args=(child_conn, os.getpid()), name="snworker-worker",
-            daemon=True,
-        )
-        _spawning_worker.active = True
-        try:
-            self._process.start()
-        except Exception as exc:
-            raise WorkerStartError(f"could not start the snworker worker process: {exc}") from exc
-        finally:
-            _spawning_worker.active = False
-            # Only the worker may hold its end: EOF on ours then means the worker is gone.
-            child_conn.close()
-        self._reader = messages.Reader(self._conn)
-        self._sentinel: int = self._process.sentinel
-        self._poll = select.epoll()
-        self._poll.register(self._conn.fileno(), select.EPOLLIN)
-        self._poll.register(self._sentinel, select.EPOLLIN)
+        self.io = io or default_io()
+        self._pipe, self._process = spawn.launch(self.io)
+        self._worker_pid: int = self._process.pid
+        self._waiter = self._pipe.waiter(self._process.sentinel)
         _channels.add(self)
 
     @property
-    def pid(self) -> int | None:
-        """The worker's process id."""
-        return self._process.pid  # type: ignore[no-any-return]
+    def pid(self) -> int:
+        """The id of the process that holds the tokens (known for sure once connected)."""
+        return self._worker_pid
 
     @property
     def owned_here(self) -> bool:
@@ -150,7 +111,7 @@ class Channel:
             self._pending[call.ident] = call
         try:
             with self._send_lock:
-                messages.send(self._conn, message)
+                self._pipe.send(message)
         except (OSError, ValueError):
             pass  # the worker is gone: reading the pipe shows it and fails this call
         deadline = None if timeout is None else time.monotonic() + max(timeout, 0.0)
@@ -168,7 +129,7 @@ class Channel:
         if self._broken is not None:
             raise self._broken
         with self._send_lock:
-            messages.send(self._conn, message)
+            self._pipe.send(message)
 
     def _send_quietly(self, message: ToWorker) -> None:
         try:
@@ -225,36 +186,42 @@ class Channel:
             successor.wake.release()
 
     def _read_until(self, own: _Call, deadline: float | None) -> None:
-        reader = self._reader
+        pipe = self._pipe
         while own.outcome is None:
-            if not reader.buffered:
+            if not pipe.buffered:
                 if deadline is None:
-                    wait = -1.0
+                    wait = None
                 else:
                     wait = deadline - time.monotonic()
                     if wait <= 0:
                         return
-                ready = self._poll.poll(wait)
-                if not ready:
+                readable, exited = self._waiter.wait(wait)
+                if not readable:
+                    if exited:
+                        # The worker exited and left nothing unread: fail every pending call.
+                        self._fail_all(self._failure())
+                        return
                     continue
-                if all(fd == self._sentinel for fd, _ in ready):
-                    # The worker exited and left nothing unread: fail every pending call.
-                    self._fail_all(self._failure())
-                    return
             try:
-                message = reader.receive()
-            except (EOFError, OSError, ValueError):
+                message = pipe.receive()
+            except (EOFError, OSError):
                 self._fail_all(self._failure())
                 return
             except Exception:  # a malformed frame: the stream can no longer be trusted
                 logger.exception("snworker: unreadable message from the worker")
                 self._fail_all(self._failure())
                 return
+            self._heard = True
             self._dispatch(message)
 
-    def _dispatch(self, message: messages.Message) -> None:
+    def _dispatch(self, message: Message) -> None:
         match message:
-            case Result() | Error() | Connected():
+            case Error(id=0):  # the worker refused to start
+                self._fail_all(WorkerStartError(message.message))
+            case Connected():
+                self._worker_pid = message.pid or self._worker_pid
+                self._deliver(message.id, message)
+            case Result() | Error():
                 self._deliver(message.id, message)
             case OpenBrowser():
                 threading.Thread(
@@ -284,7 +251,9 @@ class Channel:
             return ConnectionClosedError("the connection is closed")
         self._process.join(1.0)  # the pipe can close a moment before the exit status is known
         code = self._process.exitcode
-        return WorkerCrashedError(_crash_message(code), code)
+        if not self._heard:
+            return WorkerStartError(f"the worker did not start: {spawn.describe_exit(code)}")
+        return WorkerCrashedError(spawn.describe_exit(code), code)
 
     def _fail_all(self, error: WorkerError) -> None:
         with self._lock:
@@ -308,12 +277,9 @@ class Channel:
         """Wait up to `timeout` s for the worker to exit, then terminate it, then kill it."""
         self._closing = True
         process = self._process
-        if self.owned_here:
-            process.join(timeout)
-            if process.is_alive():
-                process.terminate()
-                process.join(1.0)
-            if process.is_alive():
+        if self.owned_here and not process.join(timeout):
+            process.terminate()
+            if not process.join(1.0):
                 process.kill()
                 process.join(1.0)
         self._fail_all(ConnectionClosedError("the connection is closed"))
@@ -321,17 +287,17 @@ class Channel:
             reading, self._reading = self._reading, True
         if not reading:
             self._drain_logs()
-            try:
-                self._conn.close()
-            except OSError:
-                pass
-            self._poll.close()
+            for release in (self._pipe.close, self._waiter.close, process.close):
+                try:
+                    release()
+                except OSError:
+                    pass
 
     def _drain_logs(self) -> None:
         """Re-emit what the worker logged after the last answer anybody read."""
         try:
-            while self._reader.buffered or self._poll.poll(0):
-                message = self._reader.receive()
+            while self._pipe.buffered or self._waiter.wait(0)[0]:
+                message = self._pipe.receive()
                 if isinstance(message, Log):
                     self._dispatch(message)
         except Exception:
@@ -339,7 +305,8 @@ class Channel:
 
 
 # A forked child shares the parent's end of every pipe: were it to use one, parent and child
-# would read each other's answers. Its copies are marked unusable the moment it is born.
+# would read each other's answers, and while it held them the worker would not see its
+# parent's death. Its copies are closed and marked unusable the moment it is born.
 _channels: weakref.WeakSet[Channel] = weakref.WeakSet()
 
 
@@ -350,26 +317,12 @@ def _disown_after_fork() -> None:
             "call connect() itself")
         channel._lock = threading.Lock()  # the parent may have held it at the fork
         channel._send_lock = threading.Lock()
+        for release in (channel._pipe.close, channel._waiter.close, channel._process.close):
+            try:
+                release()
+            except Exception:
+                pass
 
 
-os.register_at_fork(after_in_child=_disown_after_fork)
-
-
-def _crash_message(code: int | None) -> str:
-    if code is None:
-        return "the snworker worker process stopped answering (its pipe closed)"
-    if code < 0:
-        try:
-            name = signal.Signals(-code).name
-        except ValueError:
-            name = f"signal {-code}"
-        return (
-            f"the snworker worker process was killed by {name} (exit code {code}); this usually "
-            "means something outside snworker ended it (the OOM killer, a kill command, or a "
-            "supervisor). Call connect() again."
-        )
-    return (
-        f"the snworker worker process exited unexpectedly with code {code}; "
-        f"its log (snworker.enable_logging('DEBUG')) may say why. Call connect() again."
-    )
-
+if hasattr(os, "register_at_fork"):  # POSIX; Windows has no fork()
+    os.register_at_fork(after_in_child=_disown_after_fork)

@@ -7,11 +7,14 @@ import ipaddress
 import json
 import logging
 import math
+import os
 import sys
 import threading
+import urllib.request
 import weakref
 import webbrowser
 from collections.abc import Callable, Iterable, Mapping
+from dataclasses import dataclass
 from types import TracebackType
 from typing import Any, Generic, TypeVar, overload
 from urllib.parse import urlsplit
@@ -98,18 +101,37 @@ def _parse_body(content: bytes) -> Any:
     return parsed
 
 
+@dataclass(frozen=True, slots=True)
+class WorkerHardening:
+    """What the worker's OS hardening applied, and what it could not, with the reason."""
+
+    platform: str
+    applied: tuple[str, ...]
+    not_applied: tuple[tuple[str, str], ...]
+
+    @classmethod
+    def from_report(cls, report: Pairs) -> WorkerHardening:
+        """From the (protection, "" or reason) pairs the worker sends."""
+        return cls(sys.platform, tuple(name for name, why in report if not why),
+                   tuple((name, why) for name, why in report if why))
+
+    def __contains__(self, protection: object) -> bool:
+        return protection in self.applied
+
+
 class ServiceNowConnection:
     """A connection to one instance through a worker process that holds the tokens."""
 
     def __init__(
         self, channel: Channel, instance_url: str, client_id: str, request_timeout: float,
-        current_user: dict[str, str] | None,
+        current_user: dict[str, str] | None, hardening: Pairs = (),
     ) -> None:
         self._channel = channel
         self._instance_url = instance_url
         self._client_id = client_id
         self._request_timeout = request_timeout
         self._current_user = current_user
+        self._hardening = WorkerHardening.from_report(hardening)
         self._expired: AuthTokenExpiredError | None = None
         self._closed = False
         self._close_lock = threading.Lock()
@@ -137,6 +159,11 @@ class ServiceNowConnection:
     def worker_pid(self) -> int | None:
         """The worker process's id (for monitoring; it cannot be attached to)."""
         return self._channel.pid
+
+    @property
+    def worker_hardening(self) -> WorkerHardening:
+        """What the worker's OS hardening applied and could not."""
+        return self._hardening
 
     @property
     def closed(self) -> bool:
@@ -272,6 +299,8 @@ def connect(
     authorization_timeout: float = 300.0,
     request_timeout: float = 30.0,
     retry: RetryPolicy | None = None,
+    ca_bundle: str | os.PathLike[str] | None = None,
+    proxy: str | None = None,
 ) -> ServiceNowConnection:
     """Start a worker, have the user authorize it, and return a connection through it.
 
@@ -285,6 +314,10 @@ def connect(
         authorization_timeout: seconds the user has to allow access.
         request_timeout: the default deadline for each request, in seconds.
         retry: how transient failures are retried; default RetryPolicy().
+        ca_bundle: a PEM file of the certificate authorities to trust, instead of the
+            operating system's trust store (for example a corporate inspection proxy's CA).
+        proxy: an http(s):// proxy URL for the instance; default: HTTPS_PROXY, unless
+            NO_PROXY names the instance. Never used for a loopback instance.
 
     Raises:
         AuthorizationError: the user denied access, did not answer in time, or the instance
@@ -305,11 +338,14 @@ def connect(
     if not isinstance(policy, RetryPolicy):
         raise InvalidRequestError("retry must be a snworker.RetryPolicy")
     opener = open_browser if open_browser is not None else _open_system_browser
+    bundle = _ca_bundle(ca_bundle)
+    proxy_url = _proxy_for(instance_url, proxy)
 
     channel = Channel(_browser_runner(opener))
     message = Connect(
         channel.next_id(), instance_url, client_id, redirect_uri, scope_list, auth_timeout,
         req_timeout, policy.to_wire(), logging.getLogger("snworker").getEffectiveLevel(),
+        proxy_url, bundle,
     )
     try:
         answer = channel.call(message, auth_timeout + req_timeout + _CONNECT_GRACE)
@@ -329,7 +365,7 @@ def connect(
         _stop_worker(channel)
         raise ServiceNowError(f"unexpected answer from the worker: {type(answer).__name__}")
     conn = ServiceNowConnection(channel, answer.instance_url, client_id, req_timeout,
-                                answer.user)
+                                answer.user, answer.hardening)
     _open_connections.add(conn)
     return conn
 
@@ -394,6 +430,42 @@ def _check_redirect_uri(uri: str) -> None:
             "redirect_uri must be a loopback URL with a port, like "
             f"'http://127.0.0.1:8765/callback' (port 0: any free port); got {uri!r}"
         )
+
+
+def _ca_bundle(path: str | os.PathLike[str] | None) -> str | None:
+    if path is None:
+        return None
+    bundle = os.path.abspath(os.fspath(path))
+    if not os.path.isfile(bundle):
+        raise InvalidRequestError(f"ca_bundle is not a file: {bundle!r}")
+    return bundle
+
+
+def _proxy_for(instance_url: str, proxy: str | None) -> str | None:
+    """The proxy for the instance: the argument, else HTTPS_PROXY unless NO_PROXY says no."""
+    host = urlsplit(instance_url).hostname or ""
+    if _is_loopback(host):
+        return None
+    if proxy is None:
+        environment = urllib.request.getproxies_environment()
+        proxy = environment.get("https")
+        if proxy is None or _bypassed(host, environment.get("no", "")):
+            return None
+    parts = urlsplit(proxy if "://" in proxy else f"http://{proxy}")
+    if parts.scheme not in ("http", "https") or not parts.hostname:
+        raise InvalidRequestError(f"proxy must be an http:// or https:// URL, not {proxy!r}")
+    return parts.geturl()
+
+
+def _bypassed(host: str, no_proxy: str) -> bool:
+    """True when NO_PROXY (comma-separated hosts, domain suffixes or *) names `host`."""
+    host = host.lower().rstrip(".")
+    for entry in no_proxy.split(","):
+        name = entry.strip().lower().split(":")[0].rstrip(".")
+        if name == "*" or (name and (host == name.lstrip(".") or host.endswith(
+                "." + name.lstrip(".")))):
+            return True
+    return False
 
 
 def _is_loopback(host: str) -> bool:

@@ -103,6 +103,7 @@ KIND_API = "api"
 KIND_TIMEOUT = "timeout"
 KIND_INVALID = "invalid_request"
 KIND_WORKER = "worker"
+KIND_START = "worker_start"
 
 _AUTH_REASONS: frozenset[str] = frozenset(
     {"denied", "timeout", "state_mismatch", "exchange_failed", "cancelled"}
@@ -128,6 +129,8 @@ def from_error_fields(
         return RequestTimeoutError(message, status, detail, _case_insensitive(headers))
     if kind == KIND_INVALID:
         return InvalidRequestError(message)
+    if kind == KIND_START:
+        return WorkerStartError(message)
     return WorkerError(message)
 
 

@@ -1,26 +1,23 @@
-"""The typed messages that cross the pipe between the parent and the worker, and their framing.
+"""The typed messages that cross the pipe between the parent and the worker, and their encoding.
 
-A message is one frame: a 12-byte prefix (head length, body length), the head, then the body.
-The head is a stdlib pickle of a tuple of builtins: the message's tag, whether it has a body,
-then its other fields in order. A body (request or response payload) is raw bytes, never copied
-into or out of a pickle. Heads are decoded by an unpickler that refuses every global: a
-compromised parent cannot make the worker run code by sending it a crafted pickle, and nothing
-but plain data can cross either way.
+A message is a head and, for requests and results, a body. The head is a stdlib pickle of a
+tuple of builtins: the message's tag, whether it has a body, then its other fields in order. A
+body (request or response payload) is raw bytes, never copied into or out of a pickle. Heads are
+decoded by an unpickler that refuses every global: a compromised parent cannot make the worker
+run code by sending it a crafted pickle, and nothing but plain data can cross either way.
 
-Framing is done here on the pipe's file descriptor rather than with the connection's own
-send_bytes/recv_bytes: a small message then costs one write and usually one read, where the
-connection's framing costs two reads per frame and two frames per message with a body.
+How a head and a body are framed on the pipe is the business of `snworker.pipes`: each framing
+writes `PREFIX` (head length, body length), the head, then the body.
 """
 
 from __future__ import annotations
 
 import io
-import os
 import pickle
 import struct
 from dataclasses import dataclass, field, fields
 from operator import attrgetter
-from typing import Any, ClassVar, Protocol, TypeAlias
+from typing import Any, ClassVar, TypeAlias
 
 Pairs: TypeAlias = tuple[tuple[str, str], ...]
 
@@ -41,6 +38,8 @@ class Connect:
     request_timeout: float
     policy: tuple[Any, ...]
     log_level: int
+    proxy: str | None = None
+    ca_bundle: str | None = None
     TAG: ClassVar[int] = 1
 
 
@@ -90,11 +89,17 @@ class OpenBrowser:
 
 @dataclass(frozen=True, slots=True)
 class Connected:
-    """Authorization finished; `user` is the signed-in sys_user record, if readable."""
+    """Authorization finished; `user` is the signed-in sys_user record, if readable.
+
+    `pid` is the process that holds the tokens; `hardening` pairs each OS protection with ""
+    when it was applied, or why it was not.
+    """
 
     id: int
     instance_url: str
     user: dict[str, str] | None
+    pid: int = 0
+    hardening: Pairs = ()
     TAG: ClassVar[int] = 6
 
 
@@ -159,18 +164,31 @@ _BY_CLASS: dict[type[Any], _Codec] = {cls: _Codec(cls) for cls in _TYPES}
 _BY_TAG: dict[int, _Codec] = {cls.TAG: _BY_CLASS[cls] for cls in _TYPES}
 
 
-class Connection(Protocol):
-    """The part of a `multiprocess` connection the framing uses: its file descriptor."""
+# How a worker that ends on its own says why, in its exit status.
+EXIT_PROTOCOL = 3  # it read a frame that was not a message: the stream could not be trusted
+EXIT_REFUSED = 4  # it refused to start (it was being traced, or its settings were unusable)
 
-    def fileno(self) -> int: ...
+
+def describe_status(code: int) -> str:
+    """A worker's own exit status in words."""
+    if code == EXIT_PROTOCOL:
+        return ("the snworker worker process stopped: it received a message it could not read "
+                f"(exit code {code}); something in this process wrote to its pipe. Call "
+                "connect() again.")
+    if code == EXIT_REFUSED:
+        return (f"the snworker worker process refused to start (exit code {code}); its log "
+                "(snworker.enable_logging('DEBUG')) says why.")
+    return (f"the snworker worker process exited unexpectedly with code {code}; its log "
+            "(snworker.enable_logging('DEBUG')) may say why. Call connect() again.")
 
 
-_PREFIX = struct.Struct("!IQ")  # head length, body length
-# Below this, prefix, head and body are joined and written at once; above it the copy would
-# cost more than a second write.
-_JOIN_LIMIT = 1 << 16
-_READ_SIZE = 1 << 16
+class ProtocolError(ValueError):
+    """A frame that is not a well-formed message: the stream can no longer be trusted."""
+
+
+PREFIX = struct.Struct("!IQ")  # head length, body length
 MAX_HEAD = 1 << 20
+MAX_BODY = 1 << 30
 
 
 def encode(message: Message) -> tuple[bytes, bytes | None]:
@@ -181,30 +199,12 @@ def encode(message: Message) -> tuple[bytes, bytes | None]:
     return head, body
 
 
-def send(conn: Connection, message: Message) -> None:
-    """Write `message` to `conn`. The caller holds the connection's send lock."""
-    head, body = encode(message)
-    size = 0 if body is None else len(body)
-    prefix = _PREFIX.pack(len(head), size)
-    fd = conn.fileno()
-    if size + len(head) <= _JOIN_LIMIT:
-        frame = prefix + head + body if body else prefix + head
-        written = os.write(fd, frame)
-        if written < len(frame):  # only when a signal interrupts a write already under way
-            _write_all(fd, [frame[written:]])
-    else:
-        _write_all(fd, [prefix + head, body or b""])
-
-
-def _write_all(fd: int, buffers: list[bytes]) -> None:
-    views = [memoryview(b) for b in buffers if b]
-    while views:
-        written = os.writev(fd, views)
-        while views and written >= len(views[0]):
-            written -= len(views[0])
-            views.pop(0)
-        if views and written:
-            views[0] = views[0][written:]
+def sizes(prefix: bytes) -> tuple[int, int]:
+    """Head and body length from a frame's prefix; ProtocolError past the limits."""
+    head_size, body_size = PREFIX.unpack(prefix)
+    if head_size > MAX_HEAD or body_size > MAX_BODY:
+        raise ProtocolError(f"a frame over the size limit ({head_size} + {body_size} bytes)")
+    return head_size, body_size
 
 
 class _PlainData(pickle.Unpickler):
@@ -212,87 +212,25 @@ class _PlainData(pickle.Unpickler):
         raise pickle.UnpicklingError(f"refused global {module}.{name} in a message")
 
 
-def _message(values: Any, body: bytes | None) -> Message:
+def read_head(head: bytes) -> tuple[Any, ...]:
+    """The values in a message head: (tag, has body, fields...)."""
+    try:
+        values = _PlainData(io.BytesIO(head)).load()
+    except Exception as exc:  # any error at all: the bytes are not a message
+        raise ProtocolError(f"an unreadable message head: {exc}") from None
+    if not isinstance(values, tuple) or len(values) < 2:
+        raise ProtocolError("a message head that is not a tuple")
+    return values
+
+
+def build(values: tuple[Any, ...], body: bytes | None) -> Message:
+    """The message of a head's values and its body (None when the frame had none)."""
+    if bool(values[1]) != (body is not None):
+        raise ProtocolError("a body where the head says none, or none where it says one")
     try:
         codec = _BY_TAG[values[0]]
         fields_ = values[2:]
         message: Message = codec.cls(*fields_, body) if codec.has_body else codec.cls(*fields_)
     except (KeyError, IndexError, TypeError) as exc:
-        raise pickle.UnpicklingError(f"malformed message: {exc}") from None
+        raise ProtocolError(f"malformed message: {exc}") from None
     return message
-
-
-class Reader:
-    """Reads framed messages from one end of the pipe.
-
-    With `read_ahead`, one read takes whatever the pipe holds (often several small messages),
-    kept in a buffer for the next call. Not thread-safe: one thread reads at a time.
-    """
-
-    def __init__(self, conn: Connection, read_ahead: bool = True) -> None:
-        self._fd = conn.fileno()
-        self._read_ahead = read_ahead
-        self._buffer = bytearray()
-        self._start = 0
-
-    @property
-    def buffered(self) -> bool:
-        """True when bytes read ahead wait in the buffer (select() would not see them)."""
-        return len(self._buffer) > self._start
-
-    def receive(self) -> Message:
-        """The next message; raises EOFError when the peer is gone."""
-        head_size, body_size = _PREFIX.unpack(self._take(_PREFIX.size))
-        if head_size > MAX_HEAD:
-            raise pickle.UnpicklingError("a message head over the size limit")
-        values = _PlainData(io.BytesIO(self._take(head_size))).load()
-        if not isinstance(values, tuple) or len(values) < 2:
-            raise pickle.UnpicklingError("a message head that is not a tuple")
-        if values[1]:
-            body: bytes | None = self._take(body_size)
-        elif body_size:
-            raise pickle.UnpicklingError("a body where the head says none")
-        else:
-            body = None
-        return _message(values, body)
-
-    def _take(self, size: int) -> bytes:
-        buffer = self._buffer
-        missing = size - (len(buffer) - self._start)
-        if missing > 0:
-            if missing > _READ_SIZE:
-                return self._take_large(size)
-            while missing > 0:
-                data = os.read(self._fd, _READ_SIZE if self._read_ahead else missing)
-                if not data:
-                    raise EOFError
-                buffer += data
-                missing -= len(data)
-        start = self._start
-        end = self._start = start + size
-        chunk = bytes(buffer[start:end])
-        if end == len(buffer):
-            buffer.clear()
-            self._start = 0
-        return chunk
-
-    def _take_large(self, size: int) -> bytes:
-        # Read straight into one buffer of the right size: no growing, no re-copying.
-        out = bytearray(size)
-        view = memoryview(out)
-        filled = len(self._buffer) - self._start
-        view[:filled] = self._buffer[self._start:]
-        self._buffer.clear()
-        self._start = 0
-        while filled < size:
-            count = os.readv(self._fd, [view[filled:]])
-            if not count:
-                raise EOFError
-            filled += count
-        view.release()
-        return bytes(out)
-
-
-def receive(conn: Connection) -> Message:
-    """Read exactly one message from `conn` (no read-ahead: for one-off reads)."""
-    return Reader(conn, read_ahead=False).receive()

@@ -1,12 +1,18 @@
-"""The framing of messages across the pipe: round trips, and refusal of anything but data."""
+"""The framing of messages across the pipe: round trips, and refusal of anything but data.
+
+Every test runs over both framings: on the file descriptor (POSIX) and with the connection's
+send_bytes/recv_bytes (Windows, and SNWORKER_IO=conn).
+"""
 
 from __future__ import annotations
 
 import os
 import pickle
+import struct
 import threading
 
 import multiprocess
+import multiprocess.connection
 import pytest
 
 from snworker import messages
@@ -21,6 +27,9 @@ from snworker.messages import (
     Request,
     Result,
 )
+from snworker.messages import ProtocolError
+from snworker.pipes.conn import ConnPipe
+from snworker.pipes.fd import FdPipe
 from snworker.policy import RetryPolicy
 
 SAMPLES = [
@@ -41,19 +50,32 @@ SAMPLES = [
 ]
 
 
-@pytest.fixture
-def pipe():
+def ends(io: str, read_ahead: bool = True):
     a, b = multiprocess.Pipe()
+    if io == "fd":
+        return FdPipe(a.fileno(), a.close), FdPipe(b.fileno(), b.close, read_ahead), a, b
+    wait = multiprocess.connection.wait
+    return ConnPipe(a, wait), ConnPipe(b, wait), a, b
+
+
+@pytest.fixture(params=["fd", "conn"])
+def io(request):
+    return request.param
+
+
+@pytest.fixture
+def pipe(io):
+    a, b, raw_a, raw_b = ends(io)
     yield a, b
-    a.close()
-    b.close()
+    raw_a.close()
+    raw_b.close()
 
 
 @pytest.mark.parametrize("message", SAMPLES, ids=lambda m: type(m).__name__)
 def test_every_message_round_trips(pipe, message):
     a, b = pipe
-    messages.send(a, message)
-    assert messages.receive(b) == message
+    a.send(message)
+    assert b.receive() == message
 
 
 @pytest.mark.parametrize("size", [0, 10, 70_000, 1 << 20, 8 << 20])
@@ -63,65 +85,92 @@ def test_bodies_of_every_size_cross_whole_and_raw(pipe, size):
     message = Result(1, 200, (("A", "b"),), body)
     head, _ = messages.encode(message)
     assert len(head) < 100  # the body is never inside the pickle
+
     def send_both() -> None:
-        messages.send(a, message)
-        messages.send(a, Cancel(2))
+        a.send(message)
+        a.send(Cancel(2))
 
     sender = threading.Thread(target=send_both)
     sender.start()
-    reader = messages.Reader(b)
-    assert reader.receive() == message
-    assert reader.receive() == Cancel(2)
+    assert b.receive() == message
+    assert b.receive() == Cancel(2)
     sender.join(5)
 
 
-def test_read_ahead_keeps_what_it_read_for_the_next_message(pipe):
-    a, b = pipe
+def test_read_ahead_keeps_what_it_read_for_the_next_message():
+    a, b, raw_a, raw_b = ends("fd")
     for message in SAMPLES:
-        messages.send(a, message)
-    reader = messages.Reader(b)
-    got = [reader.receive()]
-    assert reader.buffered  # one read took several messages
-    got += [reader.receive() for _ in SAMPLES[1:]]
+        a.send(message)
+    got = [b.receive()]
+    assert b.buffered  # one read took several messages
+    got += [b.receive() for _ in SAMPLES[1:]]
     assert got == SAMPLES
-    assert not reader.buffered
+    assert not b.buffered
+    raw_a.close()
+    raw_b.close()
 
 
-def test_a_frame_naming_a_global_is_refused(pipe):
+def send_raw(io: str, conn, head: bytes, body: bytes = b"", claimed: int | None = None) -> None:
+    """Write a frame as a compromised peer would, bypassing the encoder."""
+    prefix = struct.pack("!IQ", len(head), len(body) if claimed is None else claimed)
+    if io == "fd":
+        os.write(conn.fileno(), prefix + head + body)
+    else:
+        conn.send_bytes(prefix + head + body)
+
+
+@pytest.fixture
+def raw_pipe(io):
+    a, b, raw_a, raw_b = ends(io, read_ahead=False)
+    yield raw_a, b
+    raw_a.close()
+    raw_b.close()
+
+
+def test_a_frame_naming_a_global_is_refused(io, raw_pipe):
     # A compromised parent could otherwise make the worker run code by sending a crafted pickle.
-    a, b = pipe
+    raw, b = raw_pipe
 
     class Payload:
         def __reduce__(self):
             return (os.getcwd, ())
 
-    send_raw(a, pickle.dumps((2, False, Payload())))
-    with pytest.raises(pickle.UnpicklingError, match="refused global"):
-        messages.receive(b)
+    send_raw(io, raw, pickle.dumps((2, False, Payload())))
+    with pytest.raises(ProtocolError, match="refused global"):
+        b.receive()
 
 
-def test_malformed_frames_raise_unpickling_errors(pipe):
-    a, b = pipe
-    for head in (pickle.dumps((99, False, 1)), pickle.dumps((2, False, 1)), pickle.dumps(7)):
-        send_raw(a, head)
-        with pytest.raises(pickle.UnpicklingError):
-            messages.receive(b)
-    send_raw(a, pickle.dumps((5, False, 1, "u")), body=b"unexpected")
-    with pytest.raises(pickle.UnpicklingError):
-        messages.receive(b)
+@pytest.mark.parametrize("head", [
+    pickle.dumps((99, False, 1)), pickle.dumps((2, False, 1)), pickle.dumps(7), b"garbage",
+    pickle.dumps((2, True, 1)),
+])
+def test_malformed_frames_raise_protocol_errors(io, raw_pipe, head):
+    raw, b = raw_pipe
+    send_raw(io, raw, head)
+    with pytest.raises(ProtocolError):
+        b.receive()
 
 
-def send_raw(conn, head: bytes, body: bytes = b"") -> None:
-    import struct
+def test_a_body_the_head_does_not_announce_is_refused(io, raw_pipe):
+    raw, b = raw_pipe
+    send_raw(io, raw, pickle.dumps((5, False, 1, "u")), body=b"unexpected")
+    with pytest.raises(ProtocolError):
+        b.receive()
 
-    os.write(conn.fileno(), struct.pack("!IQ", len(head), len(body)) + head + body)
+
+def test_a_frame_claiming_a_huge_body_is_refused_before_reading_it(io, raw_pipe):
+    raw, b = raw_pipe
+    send_raw(io, raw, pickle.dumps((7, True, 1, 200, ())), claimed=1 << 62)
+    with pytest.raises(ProtocolError, match="size limit"):
+        b.receive()
 
 
-def test_a_closed_peer_is_eof(pipe):
-    a, b = pipe
-    a.close()
+def test_a_closed_peer_is_eof(io):
+    a, b, raw_a, raw_b = ends(io)
+    raw_a.close()
     with pytest.raises(EOFError):
-        messages.receive(b)
+        b.receive()
+    raw_b.close()
 
 
 def test_messages_are_frozen_and_slotted():
@@ -144,12 +193,29 @@ def test_frames_stay_whole_when_the_pipe_is_full(pipe):
 
     def send_all() -> None:
         for message in sent:
-            messages.send(a, message)
+            a.send(message)
 
     sender = threading.Thread(target=send_all)
     sender.start()
     sender.join(0.3)
-    reader = messages.Reader(b)
-    assert [reader.receive() for _ in sent] == sent
+    assert [b.receive() for _ in sent] == sent
     sender.join(5)
     assert not sender.is_alive()
+
+
+def test_the_waiter_sees_the_pipe_and_the_sentinel(io):
+    a, b, raw_a, raw_b = ends(io)
+    sentinel_r, sentinel_w = os.pipe()
+    waiter = b.waiter(sentinel_r)
+    try:
+        assert waiter.wait(0.01) == (False, False)
+        a.send(Cancel(1))
+        assert waiter.wait(1.0) == (True, False)
+        assert b.receive() == Cancel(1)
+        os.close(sentinel_w)
+        assert waiter.wait(1.0) == (False, True)
+    finally:
+        waiter.close()
+        os.close(sentinel_r)
+        raw_a.close()
+        raw_b.close()

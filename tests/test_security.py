@@ -21,6 +21,8 @@ import snworker
 from snworker import messages
 from snworker.channel import Channel
 from snworker.messages import Connect, Error, Request
+from snworker.pipes.conn import ConnPipe
+from snworker.pipes.fd import FdPipe
 from snworker.policy import RetryPolicy
 from snworker.testing import StubServiceNow, approve, deny
 from tests.conftest import BrowserRecorder, connect, port_is_free
@@ -54,14 +56,13 @@ def _is_code_or_verifier(sn: StubServiceNow, secret: str) -> bool:
 
 def test_no_secret_in_any_message_exception_or_log_line(stub, monkeypatch, caplog):
     received: list[Any] = []
-    real_receive = messages.Reader.receive
+    for framing in (FdPipe, ConnPipe):  # whichever this run uses (SNWORKER_IO)
+        def spy(pipe: Any, real: Any = framing.receive) -> Any:
+            message = real(pipe)
+            received.append(message)
+            return message
 
-    def spy(reader: messages.Reader) -> Any:
-        message = real_receive(reader)
-        received.append(message)
-        return message
-
-    monkeypatch.setattr(messages.Reader, "receive", spy)
+        monkeypatch.setattr(framing, "receive", spy)
     snworker.enable_logging("DEBUG")
     caplog.set_level(logging.DEBUG, logger="snworker")
     texts: list[str] = []

@@ -1,4 +1,4 @@
-"""The worker process: entry point, hardening, and the message loop on request threads.
+"""The worker process: the message loop on request threads (boot.py starts it, hardened).
 
     parent pipe --> [read lock] --> one request thread reads; on a Request it hands the pipe to
                                     an idle thread (starting one if none is idle) and carries
@@ -14,21 +14,19 @@ Everything that holds a token stays in this process; only redacted results leave
 
 from __future__ import annotations
 
-import contextlib
 import ctypes
 import functools
 import json
 import logging
 import os
-import signal
-import sys
+import platform
 import threading
 import time
-from typing import Any, assert_never
+from typing import Any, NoReturn, assert_never
 
-from snworker import messages
 from snworker.checks import IDEMPOTENT
 from snworker.messages import (
+    EXIT_PROTOCOL,
     Cancel,
     Connect,
     Connected,
@@ -37,10 +35,12 @@ from snworker.messages import (
     FromWorker,
     Log,
     OpenBrowser,
+    Pairs,
     Request,
     Result,
     ToWorker,
 )
+from snworker.pipes import Pipe
 from snworker.policy import RetryPolicy
 from snworker.worker.authorize import TokenEndpoint, run_flow
 from snworker.worker.failures import (
@@ -49,6 +49,7 @@ from snworker.worker.failures import (
     InvalidRequest,
     TokenExpired,
 )
+from snworker.worker.harden import Report
 from snworker.worker.redact import Redactor
 from snworker.worker.tokens import TokenStore
 from snworker.worker.transport import (
@@ -61,10 +62,9 @@ from snworker.worker.transport import (
 
 logger = logging.getLogger("snworker.worker")
 
-_PR_SET_PDEATHSIG = 1
-_PR_SET_DUMPABLE = 4
-_M_ARENA_MAX = -8
 _MAX_REQUEST_THREADS = 64
+# How long the worker tries to revoke the grant when its parent has died.
+_REVOKE_WHEN_ORPHANED = 1.0
 # After a body this large, hand freed heap back to the system: glibc keeps it otherwise, and a
 # worker that once carried 8 MB would hold some 160 MB for the rest of its life.
 _TRIM_AT = 1 << 20
@@ -77,43 +77,12 @@ _CURRENT_USER_QUERY = (
 )
 
 
-def run(conn: Any, parent_pid: int) -> None:
-    """Worker entry point (spawned by the parent's channel)."""
-    harden(parent_pid)
-    Worker(conn).serve()
-
-
-def harden(parent_pid: int) -> None:
-    """No core dumps, no ptrace attach by same-user processes, exit with the parent."""
-    import resource
-
-    resource.setrlimit(resource.RLIMIT_CORE, (0, 0))
-    if not sys.platform.startswith("linux"):
-        return
-    libc = ctypes.CDLL(None, use_errno=True)
-    # A malloc arena per request thread would keep every large body's memory for good.
-    with contextlib.suppress(AttributeError):
-        libc.mallopt(_M_ARENA_MAX, 2)
-    if libc.prctl(_PR_SET_DUMPABLE, 0, 0, 0, 0) != 0:
-        raise OSError(ctypes.get_errno(), "prctl(PR_SET_DUMPABLE, 0) failed")
-
-    # PDEATHSIG fires when the *thread* that started us ends, not only the parent process, so
-    # the signal only means "look": exit if we now have another parent.
-    def on_parent_death(signum: int, frame: object) -> None:
-        if os.getppid() != parent_pid:
-            os._exit(0)
-
-    signal.signal(signal.SIGUSR2, on_parent_death)
-    libc.prctl(_PR_SET_PDEATHSIG, signal.SIGUSR2, 0, 0, 0)
-    if os.getppid() != parent_pid:  # the parent died before the line above
-        os._exit(0)
-
-
 class Worker:
     """One connection's worth of state: the pipe, the transport, the tokens."""
 
-    def __init__(self, conn: Any) -> None:
-        self._conn = conn
+    def __init__(self, pipe: Pipe, hardening: Report) -> None:
+        self._pipe = pipe
+        self._hardening = hardening
         self._send_lock = threading.Lock()
         self._redactor = Redactor()
         self._transport: Transport | None = None
@@ -123,7 +92,6 @@ class Worker:
         self._connect_cancel = threading.Event()
         self._ready = threading.Event()
         self._cancelled: dict[int, threading.Event] = {}
-        self._reader = messages.Reader(conn)
         self._read_lock = threading.Lock()
         self._pool_lock = threading.Lock()
         self._threads = 0  # request threads alive
@@ -151,13 +119,12 @@ class Worker:
                 if self._done.is_set():
                     return
                 try:
-                    message = self._reader.receive()
+                    message = self._pipe.receive()
                 except (EOFError, OSError):
                     self._done.set()  # the parent is gone
                     return
-                except Exception as exc:
-                    logger.warning("snworker worker: unreadable message (%s)", exc)
-                    continue
+                except Exception as exc:  # ProtocolError, or worse: the stream is lost
+                    self._protocol_violation(exc)
                 if type(message) is Request:
                     # Registered before the next read, so a Cancel for it cannot be missed.
                     self._cancelled[message.id] = threading.Event()
@@ -212,7 +179,8 @@ class Worker:
             self._install_logging(message.log_level)
             policy = RetryPolicy.from_wire(message.policy)
             _check_connect(message)
-            transport = Transport(message.instance_url, policy)
+            transport = Transport(message.instance_url, policy, message.proxy,
+                                  message.ca_bundle)
             endpoint = TokenEndpoint(transport, message.client_id, message.request_timeout,
                                      self._redactor)
             self._transport, self._endpoint = transport, endpoint
@@ -236,7 +204,9 @@ class Worker:
             self._reply_failure(message.id, InvalidRequest(str(exc)))
             return
         self._ready.set()
-        self._send(Connected(message.id, message.instance_url, user))
+        logger.info("snworker worker: hardening %s", _describe(self._hardening))
+        self._send(Connected(message.id, message.instance_url, user, os.getpid(),
+                             self._hardening))
 
     def _current_user(self, timeout: float) -> dict[str, str] | None:
         request = Request(0, "GET", _CURRENT_USER_PATH, _CURRENT_USER_QUERY, (), False, timeout)
@@ -331,17 +301,33 @@ class Worker:
         self._connect_cancel.set()
         for event in list(self._cancelled.values()):
             event.set()
-        tokens, endpoint = self._tokens, self._endpoint
         timeout = message.timeout if isinstance(message.timeout, int | float) else 5.0
-        if tokens is not None and endpoint is not None:
-            refresh_token = tokens.last_refresh_token
-            if refresh_token is not None:
-                revoked = endpoint.revoke(refresh_token, max(0.1, min(timeout, 30.0)))
-                logger.info("snworker worker: grant %s at disconnect",
-                            "revoked" if revoked else "NOT revoked (the instance did not answer)")
+        self._revoke(max(0.1, min(timeout, 30.0)))
         self._wipe("the connection is closed")
         if self._transport is not None:
             self._transport.close()
+
+    def _revoke(self, timeout: float) -> None:
+        """Revoke the last refresh token held, refused or not, within `timeout` seconds."""
+        tokens, endpoint = self._tokens, self._endpoint
+        refresh_token = tokens.last_refresh_token if tokens is not None else None
+        if refresh_token is None or endpoint is None:
+            return
+        revoked = endpoint.revoke(refresh_token, timeout)
+        logger.info("snworker worker: grant %s", "revoked" if revoked else
+                    "NOT revoked (the instance did not answer)")
+
+    def parent_gone(self) -> None:
+        """The parent process ended without a Disconnect: revoke, briefly, and exit."""
+        self._revoke(_REVOKE_WHEN_ORPHANED)
+        os._exit(0)
+
+    def _protocol_violation(self, error: Exception) -> NoReturn:
+        """A frame that is not a message: nothing after it can be trusted. Revoke and exit."""
+        logger.error("snworker worker: an unreadable message from the parent (%s); stopping",
+                     type(error).__name__)
+        self._revoke(_REVOKE_WHEN_ORPHANED)
+        os._exit(EXIT_PROTOCOL)
 
     def _wipe(self, reason: str) -> None:
         if self._tokens is not None:
@@ -352,7 +338,7 @@ class Worker:
     def _send(self, message: FromWorker) -> None:
         try:
             with self._send_lock:
-                messages.send(self._conn, message)
+                self._pipe.send(message)
         except (OSError, ValueError):
             pass  # the parent is gone; the message loop sees EOF and ends
 
@@ -398,17 +384,24 @@ class _PipeHandler(logging.Handler):
 def _release_freed_memory() -> None:
     trim = _malloc_trim()
     if trim is not None:
-        trim(0)
+        try:
+            trim(0)
+        except Exception:  # a platform call must never cost a request thread its life
+            logger.debug("snworker worker: malloc_trim failed", exc_info=True)
 
 
 @functools.cache
 def _malloc_trim() -> Any:
+    if platform.libc_ver()[0] != "glibc":
+        return None
     try:
-        return ctypes.CDLL(None).malloc_trim  # glibc only
-    except (AttributeError, OSError):
+        return ctypes.CDLL(None).malloc_trim
+    except (AttributeError, OSError, TypeError):
         return None
 
 
+def _describe(report: Pairs) -> str:
+    return "; ".join(f"{name}: {status or 'applied'}" for name, status in report)
 
 
 def _check_connect(message: Connect) -> None:
@@ -421,7 +414,10 @@ def _check_connect(message: Connect) -> None:
     redirect = urlsplit(message.redirect_uri)
     if redirect.scheme != "http" or redirect.hostname not in ("127.0.0.1", "localhost"):
         raise InvalidRequest("the redirect URI must be a loopback http URL")
+    if message.proxy is not None:
+        proxy = urlsplit(message.proxy)
+        if proxy.scheme not in ("http", "https") or not proxy.hostname:
+            raise InvalidRequest("the proxy must be an http:// or https:// URL")
+    if message.ca_bundle is not None and not os.path.isabs(message.ca_bundle):
+        raise InvalidRequest("the CA bundle must be an absolute path")
 
-
-if __name__ == "__main__":  # pragma: no cover
-    sys.exit("the snworker worker is started by snworker.connect()")

@@ -8,10 +8,12 @@ failures in this module and nowhere else.
 from __future__ import annotations
 
 import email.utils
+import ipaddress
 import json
 import logging
 import math
 import re
+import ssl
 import threading
 import time
 from collections.abc import Callable, Mapping
@@ -77,27 +79,67 @@ class Transient(Exception):
         self.error = error
 
 
+def tls_trust(ca_bundle: str | None) -> tuple[bool | str, ssl.SSLContext | None, str]:
+    """`verify` and SSL context for requests, and what they trust, in words."""
+    if ca_bundle:
+        return ca_bundle, None, f"the CA bundle {ca_bundle}"
+    try:
+        import truststore
+
+        return True, truststore.SSLContext(ssl.PROTOCOL_TLS_CLIENT), "the system trust store"
+    except Exception:  # not installed, or this OS's store cannot be used
+        import certifi
+
+        return certifi.where(), None, "certifi's CA bundle"
+
+
+def is_loopback(host: str) -> bool:
+    """True for localhost and loopback addresses (a local stub, never proxied)."""
+    if host.lower() == "localhost":
+        return True
+    try:
+        return ipaddress.ip_address(host.strip("[]")).is_loopback
+    except ValueError:
+        return False
+
+
+class _Adapter(requests.adapters.HTTPAdapter):
+    """requests' adapter, verifying with `context` when one is given."""
+
+    def __init__(self, context: ssl.SSLContext | None, **kwargs: Any) -> None:
+        self._context = context
+        super().__init__(**kwargs)
+
+    def init_poolmanager(self, *args: Any, **kwargs: Any) -> None:
+        if self._context is not None:
+            kwargs["ssl_context"] = self._context
+        super().init_poolmanager(*args, **kwargs)
+
+    def proxy_manager_for(self, proxy: str, **kwargs: Any) -> Any:
+        if self._context is not None:
+            kwargs["ssl_context"] = self._context
+        return super().proxy_manager_for(proxy, **kwargs)
+
+
 class Transport:
     """The worker's only way to the network."""
 
-    def __init__(self, instance_url: str, policy: RetryPolicy) -> None:
+    def __init__(self, instance_url: str, policy: RetryPolicy, proxy: str | None = None,
+                 ca_bundle: str | None = None) -> None:
         self.origin = instance_url
         self._netloc = urlsplit(instance_url).netloc
         self.policy = policy
+        # Trust and proxy are what the parent said, fixed now: never the environment (a
+        # REQUESTS_CA_BUNDLE or a proxy variable set by code in the parent has no effect here).
+        verify, context, self.trust = tls_trust(ca_bundle)
         session = requests.Session()
-        adapter = requests.adapters.HTTPAdapter(
-            pool_connections=1, pool_maxsize=POOL_SIZE, max_retries=0
-        )
+        adapter = _Adapter(context, pool_connections=1, pool_maxsize=POOL_SIZE, max_retries=0)
         session.mount("https://", adapter)
         session.mount("http://", adapter)
-        # Proxies and CA bundle come from the environment once, at start-up; resolving them per
-        # request costs more than the rest of the client side of a small GET.
-        settings = session.merge_environment_settings(instance_url, {}, None, None, None)
         session.trust_env = False
-        session.proxies = settings["proxies"]
-        session.verify = settings["verify"]
-        if settings.get("cert"):
-            session.cert = settings["cert"]
+        if proxy and not is_loopback(urlsplit(instance_url).hostname or ""):
+            session.proxies = {"https": proxy, "http": proxy}
+        session.verify = verify
         session.headers["Accept"] = "application/json"
         session.headers["User-Agent"] = "snworker"
         self.session = session

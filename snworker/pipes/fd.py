@@ -1,0 +1,160 @@
+"""POSIX framing: messages written and read on the pipe's file descriptor.
+
+A frame is PREFIX (head length, body length), the head, then the raw body. A small message
+costs one write and usually one read: reads take whatever the pipe holds, kept in a buffer for
+the next call. A connection's own send_bytes/recv_bytes would cost two reads per frame and two
+frames per message with a body.
+"""
+
+from __future__ import annotations
+
+import sys
+
+assert sys.platform != "win32"  # file descriptors frame the pipe on POSIX only
+
+import os
+import select
+import selectors
+from collections.abc import Callable
+
+from snworker.messages import PREFIX, Message, ProtocolError, build, encode, read_head, sizes
+from snworker.pipes import Waiter
+
+# Below this, prefix, head and body are joined and written at once; above it the copy would
+# cost more than a second write.
+_JOIN_LIMIT = 1 << 16
+_READ_SIZE = 1 << 16
+
+
+class FdPipe:
+    """One end of the pipe, framed on its file descriptor. One thread reads at a time."""
+
+    def __init__(self, fd: int, close: Callable[[], None] | None = None,
+                 read_ahead: bool = True) -> None:
+        self._fd = fd
+        self._close = close if close is not None else (lambda: os.close(fd))
+        self._read_ahead = read_ahead
+        self._buffer = bytearray()
+        self._start = 0
+
+    def fileno(self) -> int:
+        """The descriptor the frames travel on."""
+        return self._fd
+
+    @property
+    def buffered(self) -> bool:
+        """True when bytes read ahead wait in the buffer (select() would not see them)."""
+        return len(self._buffer) > self._start
+
+    def send(self, message: Message) -> None:
+        """Write `message`. The caller holds the pipe's send lock."""
+        head, body = encode(message)
+        size = 0 if body is None else len(body)
+        prefix = PREFIX.pack(len(head), size)
+        fd = self._fd
+        if size + len(head) <= _JOIN_LIMIT:
+            frame = prefix + head + body if body else prefix + head
+            written = os.write(fd, frame)
+            if written < len(frame):  # only when a signal interrupts a write already under way
+                _write_all(fd, [frame[written:]])
+        else:
+            _write_all(fd, [prefix + head, body or b""])
+
+    def receive(self) -> Message:
+        """The next message; EOFError when the peer is gone."""
+        head_size, body_size = sizes(self._take(PREFIX.size))
+        values = read_head(self._take(head_size))
+        if not values[1] and body_size:
+            raise ProtocolError("a body where the head says none")
+        return build(values, self._take(body_size) if values[1] else None)
+
+    def waiter(self, sentinel: int) -> Waiter:
+        """Waits for this pipe and `sentinel` together: epoll on Linux, selectors elsewhere."""
+        if sys.platform == "linux":
+            return _EpollWaiter(self._fd, sentinel)
+        return _SelectorWaiter(self._fd, sentinel)
+
+    def close(self) -> None:
+        """Close the descriptor."""
+        self._close()
+
+    def _take(self, size: int) -> bytes:
+        buffer = self._buffer
+        missing = size - (len(buffer) - self._start)
+        if missing > 0:
+            if missing > _READ_SIZE:
+                return self._take_large(size)
+            while missing > 0:
+                data = os.read(self._fd, _READ_SIZE if self._read_ahead else missing)
+                if not data:
+                    raise EOFError
+                buffer += data
+                missing -= len(data)
+        start = self._start
+        end = self._start = start + size
+        chunk = bytes(buffer[start:end])
+        if end == len(buffer):
+            buffer.clear()
+            self._start = 0
+        return chunk
+
+    def _take_large(self, size: int) -> bytes:
+        # Read straight into one buffer of the right size: no growing, no re-copying.
+        out = bytearray(size)
+        view = memoryview(out)
+        filled = len(self._buffer) - self._start
+        view[:filled] = self._buffer[self._start:]
+        self._buffer.clear()
+        self._start = 0
+        while filled < size:
+            count = os.readv(self._fd, [view[filled:]])
+            if not count:
+                raise EOFError
+            filled += count
+        view.release()
+        return bytes(out)
+
+
+def _write_all(fd: int, buffers: list[bytes]) -> None:
+    views = [memoryview(b) for b in buffers if b]
+    while views:
+        written = os.writev(fd, views)
+        while views and written >= len(views[0]):
+            written -= len(views[0])
+            views.pop(0)
+        if views and written:
+            views[0] = views[0][written:]
+
+
+if sys.platform == "linux":
+
+    class _EpollWaiter:
+        def __init__(self, fd: int, sentinel: int) -> None:
+            self._sentinel = sentinel
+            self._poll = select.epoll()
+            self._poll.register(fd, select.EPOLLIN)
+            self._poll.register(sentinel, select.EPOLLIN)
+
+        def wait(self, timeout: float | None) -> tuple[bool, bool]:
+            ready = self._poll.poll(-1.0 if timeout is None else max(timeout, 0.0))
+            fired = any(fd == self._sentinel for fd, _ in ready)
+            return len(ready) > fired, fired
+
+        def close(self) -> None:
+            self._poll.close()
+
+
+class _SelectorWaiter:
+    def __init__(self, fd: int, sentinel: int) -> None:
+        self._sentinel = sentinel
+        self._selector = selectors.DefaultSelector()
+        self._selector.register(fd, selectors.EVENT_READ)
+        self._selector.register(sentinel, selectors.EVENT_READ)
+
+    def wait(self, timeout: float | None) -> tuple[bool, bool]:
+        ready = self._selector.select(None if timeout is None else max(timeout, 0.0))
+        fired = any(key.fd == self._sentinel for key, _ in ready)
+        return len(ready) > fired, fired
+
+    def close(self) -> None:
+        self._selector.close()

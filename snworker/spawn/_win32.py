@@ -1,0 +1,201 @@
+"""Starting the worker on Windows.
+
+The pipe is a `multiprocess` named-pipe connection: after the worker is created, its end is
+duplicated into the worker, and so is a handle on this process that the worker's watchdog
+waits on (it exits when the parent does). The worker is put in a job object with
+kill-on-close, whose only handle this process holds: when this process ends, however it ends,
+Windows ends the worker. It runs in a process group of its own, so a Ctrl-C in the console
+reaches the application, which decides, and not the worker.
+"""
+
+from __future__ import annotations
+
+import sys
+
+assert sys.platform == "win32"
+
+import _winapi
+import ctypes
+import json
+import os
+import subprocess
+from ctypes import wintypes
+from typing import TYPE_CHECKING
+
+import multiprocess
+import multiprocess.connection
+
+from snworker.messages import describe_status
+from snworker.pipes.conn import ConnPipe
+
+if TYPE_CHECKING:
+    from snworker.pipes import Pipe
+    from snworker.spawn import Launch
+
+_SYNCHRONIZE = 0x00100000
+_PROCESS_TERMINATE = 0x0001
+_PROCESS_SET_QUOTA = 0x0100
+_PROCESS_DUP_HANDLE = 0x0040
+_PROCESS_QUERY_LIMITED_INFORMATION = 0x1000
+_JOB_OBJECT_LIMIT_KILL_ON_JOB_CLOSE = 0x2000
+_JOB_OBJECT_EXTENDED_LIMIT_INFORMATION = 9
+
+# NTSTATUS codes a crashed worker may end with, in words.
+_STATUSES = {
+    0xC0000005: "an access violation",
+    0xC0000017: "running out of memory",
+    0xC00000FD: "a stack overflow",
+    0xC000013A: "Ctrl-C (STATUS_CONTROL_C_EXIT)",
+    0xC0000409: "a fail-fast exit (STATUS_STACK_BUFFER_OVERRUN)",
+    0xC0000374: "heap corruption",
+}
+
+
+class _IoCounters(ctypes.Structure):
+    _fields_ = [(name, ctypes.c_ulonglong) for name in (
+        "ReadOperationCount", "WriteOperationCount", "OtherOperationCount",
+        "ReadTransferCount", "WriteTransferCount", "OtherTransferCount")]
+
+
+class _BasicLimits(ctypes.Structure):
+    _fields_ = [
+        ("PerProcessUserTimeLimit", ctypes.c_int64),
+        ("PerJobUserTimeLimit", ctypes.c_int64),
+        ("LimitFlags", wintypes.DWORD),
+        ("MinimumWorkingSetSize", ctypes.c_size_t),
+        ("MaximumWorkingSetSize", ctypes.c_size_t),
+        ("ActiveProcessLimit", wintypes.DWORD),
+        ("Affinity", ctypes.c_size_t),
+        ("PriorityClass", wintypes.DWORD),
+        ("SchedulingClass", wintypes.DWORD),
+    ]
+
+
+class _ExtendedLimits(ctypes.Structure):
+    _fields_ = [
+        ("BasicLimitInformation", _BasicLimits),
+        ("IoInfo", _IoCounters),
+        ("ProcessMemoryLimit", ctypes.c_size_t),
+        ("JobMemoryLimit", ctypes.c_size_t),
+        ("PeakProcessMemoryUsed", ctypes.c_size_t),
+        ("PeakJobMemoryUsed", ctypes.c_size_t),
+    ]
+
+
+_kernel32 = ctypes.WinDLL("kernel32", use_last_error=True)
+
+
+class WindowsWorker:
+    """The started worker process, held in a kill-on-close job."""
+
+    def __init__(self, popen: subprocess.Popen[bytes], handle: int, job: int | None) -> None:
+        self._popen = popen
+        self._handle = handle
+        self._job = job
+
+    @property
+    def pid(self) -> int:
+        """The worker's process id."""
+        return self._popen.pid
+
+    @property
+    def sentinel(self) -> int:
+        """The process handle: signalled when the worker exits."""
+        return self._handle
+
+    @property
+    def exitcode(self) -> int | None:
+        """The exit status, or None while it runs."""
+        return self._popen.poll()
+
+    def join(self, timeout: float) -> bool:
+        """Wait up to `timeout` seconds; True once it has exited."""
+        try:
+            self._popen.wait(max(timeout, 0.0))
+        except subprocess.TimeoutExpired:
+            return False
+        return True
+
+    def terminate(self) -> None:
+        """TerminateProcess."""
+        if self._popen.returncode is None:
+            self._popen.terminate()
+
+    def kill(self) -> None:
+        """TerminateProcess (Windows has nothing harder)."""
+        self.terminate()
+
+    def close(self) -> None:
+        """Close the handles; the job's last, which ends the worker if it still runs."""
+        for handle in (self._handle, self._job):
+            if handle:
+                try:
+                    _winapi.CloseHandle(handle)
+                except OSError:
+                    pass
+        self._handle, self._job = 0, None
+
+
+
+def _kill_on_close_job(process: int) -> int | None:
+    job = _kernel32.CreateJobObjectW(None, None)
+    if not job:
+        return None
+    limits = _ExtendedLimits()
+    limits.BasicLimitInformation.LimitFlags = _JOB_OBJECT_LIMIT_KILL_ON_JOB_CLOSE
+    if not (_kernel32.SetInformationJobObject(job, _JOB_OBJECT_EXTENDED_LIMIT_INFORMATION,
+                                              ctypes.byref(limits), ctypes.sizeof(limits))
+            and _kernel32.AssignProcessToJobObject(job, process)):
+        _winapi.CloseHandle(job)
+        return None
+    return int(job)
+
+
+def launch(spec: Launch) -> tuple[Pipe, WindowsWorker]:
+    """Start the worker, then hand it its pipe and a handle on this process."""
+    parent_end, child_end = multiprocess.Pipe(duplex=True)
+    try:
+        popen = subprocess.Popen(
+            spec.command, env=spec.environment, stdin=subprocess.PIPE, close_fds=True,
+            cwd=os.path.abspath(os.sep),
+            creationflags=subprocess.CREATE_NEW_PROCESS_GROUP | subprocess.CREATE_NO_WINDOW,
+        )
+        rights = (_SYNCHRONIZE | _PROCESS_TERMINATE | _PROCESS_SET_QUOTA | _PROCESS_DUP_HANDLE
+                  | _PROCESS_QUERY_LIMITED_INFORMATION)
+        handle = _winapi.OpenProcess(rights, False, popen.pid)
+        job = _kill_on_close_job(handle)
+        current = _winapi.GetCurrentProcess()
+        pipe_handle = _winapi.DuplicateHandle(current, child_end.fileno(), handle, 0, False,
+                                              _winapi.DUPLICATE_SAME_ACCESS)
+        parent_handle = _winapi.DuplicateHandle(current, current, handle, _SYNCHRONIZE, False,
+                                                0)
+    except BaseException:
+        parent_end.close()
+        raise
+    finally:
+        child_end.close()
+    settings = dict(spec.settings, pipe=pipe_handle, parent=parent_handle)
+    try:
+        assert popen.stdin is not None
+        popen.stdin.write(json.dumps(settings).encode() + b"\n")
+        popen.stdin.close()
+    except OSError:
+        pass  # it died at once: the sentinel shows it
+    return ConnPipe(parent_end, multiprocess.connection.wait), WindowsWorker(popen, handle, job)
+
+
+def describe_exit(code: int | None) -> str:
+    """The exit status in words, NTSTATUS codes named."""
+    if code is None:
+        return "the snworker worker process stopped answering (its pipe closed)"
+    status = code & 0xFFFFFFFF
+    if status in _STATUSES:
+        return (f"the snworker worker process ended with {_STATUSES[status]} "
+                f"(exit code 0x{status:08X}). Call connect() again.")
+    if status >= 0xC0000000:
+        return (f"the snworker worker process crashed (NTSTATUS 0x{status:08X}). Call connect() "
+                "again.")
+    if status == 1:
+        return ("the snworker worker process was terminated (exit code 1); something outside "
+                "snworker may have ended it. Call connect() again.")
+    return describe_status(status)

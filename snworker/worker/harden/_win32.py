@@ -1,0 +1,109 @@
+"""Windows: a process DACL that keeps the user's other processes out, and mitigation policies.
+
+By default any process of the same user may open the worker with PROCESS_VM_READ and read its
+memory. The worker replaces its own DACL, first thing, with one that lets the user's processes
+only wait on it, read its basic information and end it (an OWNER RIGHTS entry takes away the
+owner's implicit right to rewrite the DACL); SYSTEM keeps full access. Handles opened before
+that keep their access: the parent's, which it needs to wait on and end the worker, and, in
+the worker's first milliseconds, an attacker's; Windows has no fork() to start afresh from.
+"""
+
+from __future__ import annotations
+
+import sys
+
+assert sys.platform == "win32"
+
+import ctypes
+from collections.abc import Sequence
+from ctypes import wintypes
+
+from snworker.worker.harden._common import APPLIED, Report
+
+# Wait on it (SYNCHRONIZE), query limited information, terminate: nothing more.
+_PROCESS_SDDL = "D:P(A;;0x00101001;;;OW)(A;;0x001FFFFF;;;SY)"
+_SDDL_REVISION_1 = 1
+_SE_KERNEL_OBJECT = 6
+_DACL_SECURITY_INFORMATION = 0x00000004
+_PROTECTED_DACL_SECURITY_INFORMATION = 0x80000000
+_PROCESS_EXTENSION_POINT_DISABLE_POLICY = 6
+_PROCESS_IMAGE_LOAD_POLICY = 10
+_NO_REMOTE_IMAGES = 0x1
+_NO_LOW_MANDATORY_LABEL_IMAGES = 0x2
+_SEM_FAILCRITICALERRORS = 0x0001
+_SEM_NOGPFAULTERRORBOX = 0x0002
+
+_advapi32 = ctypes.WinDLL("advapi32", use_last_error=True)
+_kernel32 = ctypes.WinDLL("kernel32", use_last_error=True)
+_kernel32.GetCurrentProcess.restype = wintypes.HANDLE
+_kernel32.LocalFree.argtypes = [ctypes.c_void_p]
+_kernel32.SetProcessMitigationPolicy.argtypes = [ctypes.c_int, ctypes.c_void_p, ctypes.c_size_t]
+_kernel32.SetProcessMitigationPolicy.restype = wintypes.BOOL
+_advapi32.ConvertStringSecurityDescriptorToSecurityDescriptorW.argtypes = [
+    wintypes.LPCWSTR, wintypes.DWORD, ctypes.POINTER(ctypes.c_void_p), ctypes.c_void_p]
+_advapi32.ConvertStringSecurityDescriptorToSecurityDescriptorW.restype = wintypes.BOOL
+_advapi32.GetSecurityDescriptorDacl.argtypes = [
+    ctypes.c_void_p, ctypes.POINTER(wintypes.BOOL), ctypes.POINTER(ctypes.c_void_p),
+    ctypes.POINTER(wintypes.BOOL)]
+_advapi32.GetSecurityDescriptorDacl.restype = wintypes.BOOL
+_advapi32.SetSecurityInfo.argtypes = [
+    wintypes.HANDLE, ctypes.c_int, wintypes.DWORD, ctypes.c_void_p, ctypes.c_void_p,
+    ctypes.c_void_p, ctypes.c_void_p]
+_advapi32.SetSecurityInfo.restype = wintypes.DWORD
+
+
+def apply() -> Report:
+    """Close this process to the user's other processes; say what could not be done."""
+    return (
+        ("memory_closed", _close_memory()),
+        ("mitigations", _mitigations()),
+        ("no_fault_dialogs", _quiet_faults()),
+        ("no_crash_dumps", "not changed: Windows Error Reporting's LocalDumps, if an "
+                           "administrator turned them on, are a machine-wide setting"),
+    )
+
+
+def start_fresh(parent_pid: int, close: Sequence[int]) -> Report:
+    """Nothing to start afresh from: Windows has no fork()."""
+    del parent_pid, close
+    return (("fresh_address_space", "not available on Windows: a handle opened on the worker "
+             "before its DACL was set keeps its access"),)
+
+
+def _close_memory() -> str:
+    descriptor = ctypes.c_void_p()
+    if not _advapi32.ConvertStringSecurityDescriptorToSecurityDescriptorW(
+            _PROCESS_SDDL, _SDDL_REVISION_1, ctypes.byref(descriptor), None):
+        return f"the DACL could not be built: {ctypes.WinError(ctypes.get_last_error())}"
+    try:
+        present, defaulted = wintypes.BOOL(), wintypes.BOOL()
+        dacl = ctypes.c_void_p()
+        if not _advapi32.GetSecurityDescriptorDacl(descriptor, ctypes.byref(present),
+                                                   ctypes.byref(dacl), ctypes.byref(defaulted)):
+            return f"the DACL could not be read: {ctypes.WinError(ctypes.get_last_error())}"
+        error = _advapi32.SetSecurityInfo(
+            _kernel32.GetCurrentProcess(), _SE_KERNEL_OBJECT,
+            _DACL_SECURITY_INFORMATION | _PROTECTED_DACL_SECURITY_INFORMATION, None, None, dacl,
+            None)
+        return APPLIED if error == 0 else f"SetSecurityInfo failed: {ctypes.WinError(error)}"
+    finally:
+        _kernel32.LocalFree(descriptor)
+
+
+def _mitigations() -> str:
+    failed = []
+    for policy, flags, name in (
+        (_PROCESS_EXTENSION_POINT_DISABLE_POLICY, 0x1, "extension points"),
+        (_PROCESS_IMAGE_LOAD_POLICY, _NO_REMOTE_IMAGES | _NO_LOW_MANDATORY_LABEL_IMAGES,
+         "image load"),
+    ):
+        value = wintypes.DWORD(flags)
+        if not _kernel32.SetProcessMitigationPolicy(policy, ctypes.byref(value),
+                                                    ctypes.sizeof(value)):
+            failed.append(f"{name} ({ctypes.WinError(ctypes.get_last_error())})")
+    return APPLIED if not failed else "not applied: " + ", ".join(failed)
+
+
+def _quiet_faults() -> str:
+    _kernel32.SetErrorMode(_SEM_FAILCRITICALERRORS | _SEM_NOGPFAULTERRORBOX)
+    return APPLIED
