@@ -13,20 +13,7 @@ import time
 import pytest
 
 import snworker
-
-
-def process_gone(pid: int, within: float) -> bool:
-    """True when `pid` no longer runs (or is a zombie) within `within` seconds."""
-    deadline = time.monotonic() + within
-    while time.monotonic() < deadline:
-        try:
-            with open(f"/proc/{pid}/stat") as stat:
-                if stat.read().rsplit(")", 1)[1].split()[0] == "Z":
-                    return True
-        except FileNotFoundError:
-            return True
-        time.sleep(0.02)
-    return False
+from tests.processes import process_gone
 
 
 def test_sigkill_fails_pending_calls_within_two_seconds(conn, stub):

@@ -24,10 +24,10 @@ from snworker.messages import (
     Error,
     Log,
     OpenBrowser,
+    ProtocolError,
     Request,
     Result,
 )
-from snworker.messages import ProtocolError
 from snworker.pipes.conn import ConnPipe
 from snworker.pipes.fd import FdPipe
 from snworker.policy import RetryPolicy
@@ -121,7 +121,7 @@ def send_raw(io: str, conn, head: bytes, body: bytes = b"", claimed: int | None 
 
 @pytest.fixture
 def raw_pipe(io):
-    a, b, raw_a, raw_b = ends(io, read_ahead=False)
+    _, b, raw_a, raw_b = ends(io, read_ahead=False)
     yield raw_a, b
     raw_a.close()
     raw_b.close()
@@ -166,7 +166,7 @@ def test_a_frame_claiming_a_huge_body_is_refused_before_reading_it(io, raw_pipe)
 
 
 def test_a_closed_peer_is_eof(io):
-    a, b, raw_a, raw_b = ends(io)
+    _, b, raw_a, raw_b = ends(io)
     raw_a.close()
     with pytest.raises(EOFError):
         b.receive()

@@ -26,7 +26,7 @@ from snworker.pipes.fd import FdPipe
 from snworker.policy import RetryPolicy
 from snworker.testing import StubServiceNow, approve, deny
 from tests.conftest import BrowserRecorder, connect, port_is_free
-from tests.test_crash import process_gone
+from tests.processes import process_gone
 
 INCIDENTS = "/api/now/table/incident"
 

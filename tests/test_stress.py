@@ -11,7 +11,7 @@ import pytest
 
 import snworker
 from tests.conftest import connect
-from tests.test_crash import process_gone
+from tests.processes import process_gone
 
 pytestmark = pytest.mark.slow
 

@@ -20,6 +20,7 @@ import json
 import logging
 import os
 import platform
+import sys
 import threading
 import time
 from typing import Any, NoReturn, assert_never
@@ -177,6 +178,7 @@ class Worker:
     def _connect(self, message: Connect) -> None:
         try:
             self._install_logging(message.log_level)
+            logger.debug("snworker worker: process %d, sys.path %s", os.getpid(), sys.path)
             policy = RetryPolicy.from_wire(message.policy)
             _check_connect(message)
             transport = Transport(message.instance_url, policy, message.proxy,

@@ -1,0 +1,33 @@
+"""Process checks for tests, portable through psutil: no /proc, so they cannot pass by default."""
+
+from __future__ import annotations
+
+import time
+
+import psutil
+
+
+def process_gone(pid: int, within: float) -> bool:
+    """True when `pid` has exited (or is a zombie) within `within` seconds."""
+    deadline = time.monotonic() + within
+    while True:
+        try:
+            if psutil.Process(pid).status() == psutil.STATUS_ZOMBIE:
+                return True
+        except psutil.NoSuchProcess:
+            return True
+        if time.monotonic() >= deadline:
+            return False
+        time.sleep(0.02)
+
+
+def descendants() -> list[psutil.Process]:
+    """Every process this test process started, and theirs (zombies left out)."""
+    found = []
+    for proc in psutil.Process().children(recursive=True):
+        try:
+            if proc.status() != psutil.STATUS_ZOMBIE:
+                found.append(proc)
+        except psutil.NoSuchProcess:
+            pass
+    return found
