@@ -146,3 +146,29 @@ def test_disconnect_while_calls_are_in_flight_fails_them_promptly(conn, stub):
         t.join(10)
     assert time.monotonic() - started < 4.0
     assert [type(e) for e in errors] == [snworker.ConnectionClosedError] * 4
+
+
+FORKING_PARENT = PARENT.replace("time.sleep(60)", textwrap.dedent("""
+    import os
+    if os.fork() == 0:  # a child of the application, living on after it
+        time.sleep(30)
+        os._exit(0)
+    time.sleep(60)
+"""))
+
+
+@pytest.mark.skipif(not hasattr(os, "fork"), reason="needs fork()")
+def test_a_forked_child_of_the_parent_does_not_keep_the_worker_alive(stub):
+    parent = subprocess.Popen(
+        [sys.executable, "-c", FORKING_PARENT, stub.url, stub.client_id, stub.redirect_uri],
+        stdout=subprocess.PIPE, text=True, start_new_session=True,
+    )
+    try:
+        worker_pid = int(parent.stdout.readline())
+        time.sleep(0.3)  # the child is born and holds copies of whatever it was given
+        parent.send_signal(signal.SIGKILL)
+        parent.wait(5)
+        assert process_gone(worker_pid, 2.0)
+    finally:
+        os.killpg(parent.pid, signal.SIGKILL)  # the forked child too
+        parent.wait(5)

@@ -274,3 +274,23 @@ def test_a_worker_that_is_traced_when_it_hardens_refuses_to_start(sn):
     assert "refused:" in result.stdout, result.stdout + result.stderr[-2000:]
     assert "being traced" in result.stdout
     assert sn.grant_counts.get("authorization_code", 0) == 0
+
+
+@linux_only
+def test_the_hardening_report_says_what_linux_applied_and_it_holds(sn):
+    import psutil
+
+    from tests.conftest import connect
+
+    with connect(sn) as conn:
+        hardening = conn.worker_hardening
+        assert hardening.platform == sys.platform
+        assert set(hardening.applied) == {"no_core_dumps", "not_dumpable", "not_traced",
+                                          "fresh_address_space", "parent_death"}
+        assert hardening.not_applied == ()
+        assert "not_dumpable" in hardening
+        worker = psutil.Process(conn.worker_pid)
+        assert worker.rlimit(psutil.RLIMIT_CORE) == (0, 0)
+        supervisor = worker.parent()
+        assert supervisor is not None and supervisor.ppid() == os.getpid()
+        assert supervisor.num_threads() == 1  # it holds nothing and runs nothing

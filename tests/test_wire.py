@@ -7,8 +7,6 @@ would show. Callers try every way of smuggling a request through the public API.
 
 from __future__ import annotations
 
-import socket
-import threading
 from collections.abc import Iterator
 from typing import Any
 
@@ -16,61 +14,11 @@ import pytest
 
 import snworker
 from snworker.testing import StubServiceNow, approve
+from tests.relays import Relay
 
 INCIDENTS = "/api/now/table/incident"
 SMUGGLED = (b"0\r\n\r\nGET /api/now/table/sys_user HTTP/1.1\r\nHost: 127.0.0.1\r\n"
             b"X-Swallow: ")
-
-
-class Relay:
-    """127.0.0.1:port -> the stub, keeping every byte clients sent, per connection."""
-
-    def __init__(self, target: tuple[str, int]) -> None:
-        self._target = target
-        self._server = socket.create_server(("127.0.0.1", 0))
-        self.port = self._server.getsockname()[1]
-        self.streams: list[bytearray] = []
-        self._lock = threading.Lock()
-        threading.Thread(target=self._accept, daemon=True).start()
-
-    def _accept(self) -> None:
-        while True:
-            try:
-                client, _ = self._server.accept()
-            except OSError:
-                return
-            upstream = socket.create_connection(self._target, timeout=10)
-            stream = bytearray()
-            with self._lock:
-                self.streams.append(stream)
-            threading.Thread(target=self._pump, args=(client, upstream, stream),
-                             daemon=True).start()
-            threading.Thread(target=self._pump, args=(upstream, client, None),
-                             daemon=True).start()
-
-    def _pump(self, source: socket.socket, sink: socket.socket,
-              record: bytearray | None) -> None:
-        try:
-            while data := source.recv(65536):
-                if record is not None:
-                    with self._lock:
-                        record += data
-                sink.sendall(data)
-        except OSError:
-            pass
-        finally:
-            for sock in (source, sink):
-                try:
-                    sock.shutdown(socket.SHUT_RDWR)
-                except OSError:
-                    pass
-
-    def recorded(self) -> list[bytes]:
-        with self._lock:
-            return [bytes(s) for s in self.streams]
-
-    def close(self) -> None:
-        self._server.close()
 
 
 def parse_requests(stream: bytes) -> list[dict[str, Any]]:
