@@ -81,6 +81,7 @@ def test_killing_the_parent_ends_its_worker_within_two_seconds(stub, how):
         parent.send_signal(how)
         parent.wait(5)
         assert process_gone(worker_pid, 2.0)
+        assert stub.revocation_count == 1  # it revoked its grant on the way out
     finally:
         parent.kill()
         parent.wait(5)

@@ -7,6 +7,8 @@ import hashlib
 import hmac
 import logging
 import secrets
+import socket
+import sys
 import threading
 import time
 from collections.abc import Callable
@@ -74,6 +76,22 @@ class Callback:
     error_description: str | None = None
 
 
+class _LoopbackServer(HTTPServer):
+    """An HTTP server on one loopback port that no other process can share.
+
+    On Windows, SO_REUSEADDR would let another process bind the same port and take the
+    callback; SO_EXCLUSIVEADDRUSE refuses it. On POSIX, SO_REUSEADDR only allows a rebind over
+    connections in TIME_WAIT.
+    """
+
+    allow_reuse_address = sys.platform != "win32"
+
+    def server_bind(self) -> None:
+        if sys.platform == "win32":
+            self.socket.setsockopt(socket.SOL_SOCKET, socket.SO_EXCLUSIVEADDRUSE, 1)
+        super().server_bind()
+
+
 class LoopbackListener:
     """Waits on 127.0.0.1 for the one redirect that carries the code.
 
@@ -98,7 +116,7 @@ class LoopbackListener:
             def log_message(self, format: str, *args: Any) -> None:
                 pass  # the request line holds the code: never print it
 
-        self._server = HTTPServer(("127.0.0.1", parts.port or 0), Handler)
+        self._server = _LoopbackServer(("127.0.0.1", parts.port or 0), Handler)
         self._server.timeout = 0.2
         port = self._server.server_address[1]
         self.redirect_uri = urlunsplit(

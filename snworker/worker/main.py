@@ -98,6 +98,8 @@ class Worker:
         self._threads = 0  # request threads alive
         self._busy = 0  # of which carrying out a request
         self._done = threading.Event()
+        self._disconnecting = threading.Event()
+        self._orphaned = threading.Lock()
 
     # --- the message loop -----------------------------------------------------------------
 
@@ -122,8 +124,10 @@ class Worker:
                 try:
                     message = self._pipe.receive()
                 except (EOFError, OSError):
-                    self._done.set()  # the parent is gone
-                    return
+                    if self._disconnecting.is_set():  # it closed its end after a Disconnect
+                        self._done.set()
+                        return
+                    self.parent_gone()  # the parent is gone
                 except Exception as exc:  # ProtocolError, or worse: the stream is lost
                     self._protocol_violation(exc)
                 if type(message) is Request:
@@ -300,6 +304,7 @@ class Worker:
     # --- disconnecting --------------------------------------------------------------------
 
     def _disconnect(self, message: Disconnect) -> None:
+        self._disconnecting.set()
         self._connect_cancel.set()
         for event in list(self._cancelled.values()):
             event.set()
@@ -319,10 +324,12 @@ class Worker:
         logger.info("snworker worker: grant %s", "revoked" if revoked else
                     "NOT revoked (the instance did not answer)")
 
-    def parent_gone(self) -> None:
+    def parent_gone(self) -> NoReturn:
         """The parent process ended without a Disconnect: revoke, briefly, and exit."""
-        self._revoke(_REVOKE_WHEN_ORPHANED)
-        os._exit(0)
+        # The pipe's reader and the parent watchdog may both get here: one revokes.
+        with self._orphaned:
+            self._revoke(_REVOKE_WHEN_ORPHANED)
+            os._exit(0)
 
     def _protocol_violation(self, error: Exception) -> NoReturn:
         """A frame that is not a message: nothing after it can be trusted. Revoke and exit."""

@@ -28,6 +28,8 @@ from snworker.worker.harden._common import APPLIED, Refused, Report
 _PR_SET_PDEATHSIG = 1
 _PR_SET_DUMPABLE = 4
 _M_ARENA_MAX = -8
+# Seconds an orphaned worker has to revoke its grant before its supervisor kills it.
+_ORPHAN_GRACE = 2
 
 _libc = ctypes.CDLL(None, use_errno=True)
 
@@ -81,15 +83,17 @@ def _supervise(child: int, parent_pid: int, close: Sequence[int]) -> None:
     signal.signal(signal.SIGTERM, lambda signum, frame: _forward(child, signal.SIGTERM))
 
     # PDEATHSIG fires when the *thread* that started us ends, not only the parent process, so
-    # the signal only means "look": stop the worker if we now have another parent.
+    # the signal only means "look". When the parent is gone, the worker sees it too and revokes
+    # its grant on the way out; it gets a moment for that before it is killed.
     def on_parent_death(signum: int, frame: object) -> None:
         if os.getppid() != parent_pid:
-            _forward(child, signal.SIGKILL)
+            signal.alarm(_ORPHAN_GRACE)
 
+    signal.signal(signal.SIGALRM, lambda signum, frame: _forward(child, signal.SIGKILL))
     signal.signal(signal.SIGUSR2, on_parent_death)
     _libc.prctl(_PR_SET_PDEATHSIG, signal.SIGUSR2, 0, 0, 0)
     if os.getppid() != parent_pid:  # the parent died before the line above
-        _forward(child, signal.SIGKILL)
+        signal.alarm(_ORPHAN_GRACE)
     while True:
         try:
             _, status = os.waitpid(child, 0)
