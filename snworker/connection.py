@@ -13,7 +13,7 @@ import threading
 import urllib.request
 import weakref
 import webbrowser
-from collections.abc import Callable, Iterable, Mapping
+from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from types import TracebackType
 from typing import Any, Generic, TypeVar, overload
@@ -293,7 +293,7 @@ def connect(
     instance: str,
     client_id: str,
     *,
-    redirect_uri: str = DEFAULT_REDIRECT_URI,
+    redirect_uri: str | Sequence[str] = DEFAULT_REDIRECT_URI,
     scopes: Iterable[str] = (),
     open_browser: Callable[[str], Any] | None = None,
     authorization_timeout: float = 300.0,
@@ -307,8 +307,9 @@ def connect(
     Args:
         instance: "https://<name>.service-now.com", or just "<name>".
         client_id: the OAuth client id registered on the instance (a public client with PKCE).
-        redirect_uri: the registered loopback redirect URL; port 0 picks any free port (only
-            for servers that match loopback ports loosely, such as the stub).
+        redirect_uri: the registered loopback redirect URL, or a list of them: the first whose
+            port is free is used. Port 0 picks any free port (only for servers that match
+            loopback ports loosely, such as the stub).
         scopes: extra OAuth scopes.
         open_browser: shows the consent page, called with its URL; default: the system browser.
         authorization_timeout: seconds the user has to allow access.
@@ -326,7 +327,7 @@ def connect(
         WorkerStartError: the worker process could not be started.
     """
     instance_url = normalize_instance_url(instance)
-    _check_redirect_uri(redirect_uri)
+    redirect_uris = _redirect_uris(redirect_uri)
     if not isinstance(client_id, str) or not client_id or not client_id.isprintable():
         raise InvalidRequestError("client_id must be a non-empty printable string")
     scope_list = (scopes,) if isinstance(scopes, str) else tuple(scopes)
@@ -343,7 +344,7 @@ def connect(
 
     channel = Channel(_browser_runner(opener))
     message = Connect(
-        channel.next_id(), instance_url, client_id, redirect_uri, scope_list, auth_timeout,
+        channel.next_id(), instance_url, client_id, redirect_uris, scope_list, auth_timeout,
         req_timeout, policy.to_wire(), logging.getLogger("snworker").getEffectiveLevel(),
         proxy_url, bundle,
     )
@@ -416,9 +417,18 @@ def normalize_instance_url(instance: str) -> str:
     return f"{parts.scheme}://{netloc}" + (f":{port}" if port is not None else "")
 
 
+def _redirect_uris(given: str | Sequence[str]) -> tuple[str, ...]:
+    uris = (given,) if isinstance(given, str) else tuple(given)
+    if not uris:
+        raise InvalidRequestError("redirect_uri must name at least one loopback URL")
+    for uri in uris:
+        _check_redirect_uri(uri)
+    return uris
+
+
 def _check_redirect_uri(uri: str) -> None:
     if not isinstance(uri, str):
-        raise InvalidRequestError("redirect_uri must be a string")
+        raise InvalidRequestError("redirect_uri must be a string or a list of strings")
     parts = urlsplit(uri)
     try:
         port = parts.port

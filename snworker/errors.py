@@ -2,7 +2,8 @@
 
     ServiceNowError
     ├── AuthorizationError        .reason: denied | timeout | state_mismatch |
-    │                             exchange_failed | cancelled
+    │                             exchange_failed | cancelled | invalid_client |
+    │                             redirect_mismatch | redirect_busy | unreachable
     ├── AuthTokenExpiredError     the grant is gone: call connect() again
     ├── ApiRequestError           .status (None for a transport failure), .message, .detail,
     │   │                         .headers
@@ -19,10 +20,14 @@ No exception object crosses the process boundary: the worker sends an `Error` me
 
 from __future__ import annotations
 
+import typing
 from collections.abc import Mapping
 from typing import Literal
 
-AuthorizationReason = Literal["denied", "timeout", "state_mismatch", "exchange_failed", "cancelled"]
+AuthorizationReason = Literal[
+    "denied", "timeout", "state_mismatch", "exchange_failed", "cancelled", "invalid_client",
+    "redirect_mismatch", "redirect_busy", "unreachable",
+]
 
 
 class ServiceNowError(Exception):
@@ -105,9 +110,7 @@ KIND_INVALID = "invalid_request"
 KIND_WORKER = "worker"
 KIND_START = "worker_start"
 
-_AUTH_REASONS: frozenset[str] = frozenset(
-    {"denied", "timeout", "state_mismatch", "exchange_failed", "cancelled"}
-)
+_AUTH_REASONS: frozenset[str] = frozenset(typing.get_args(AuthorizationReason))
 
 
 def from_error_fields(

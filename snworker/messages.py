@@ -32,7 +32,7 @@ class Connect:
     id: int
     instance_url: str
     client_id: str
-    redirect_uri: str
+    redirect_uris: tuple[str, ...]  # registered loopback URLs; the first free port is used
     scopes: tuple[str, ...]
     authorization_timeout: float
     request_timeout: float

@@ -42,7 +42,8 @@ def connect(sn: StubServiceNow, **kwargs: Any) -> snworker.ServiceNowConnection:
     """Connect to the stub through a worker, with the approve stand-in unless told otherwise."""
     kwargs.setdefault("open_browser", approve)
     kwargs.setdefault("authorization_timeout", 15)
-    return snworker.connect(sn.url, sn.client_id, redirect_uri=sn.redirect_uri, **kwargs)
+    kwargs.setdefault("redirect_uri", sn.redirect_uri)
+    return snworker.connect(sn.url, sn.client_id, **kwargs)
 
 
 def port_is_free(port: int) -> bool:

@@ -7,7 +7,7 @@ import time
 import pytest
 
 import snworker
-from snworker.testing import StubServiceNow, deny, ignore
+from snworker.testing import StubServiceNow, approve, deny, ignore
 from tests.conftest import BrowserRecorder, api_requests, connect, port_is_free
 
 
@@ -98,10 +98,60 @@ def test_a_busy_redirect_port_is_a_clear_error(stub):
         busy.bind(("127.0.0.1", 0))
         busy.listen()
         port = busy.getsockname()[1]
-        with pytest.raises(snworker.AuthorizationError, match="cannot listen"):
+        with pytest.raises(snworker.AuthorizationError, match="cannot listen") as caught:
             snworker.connect(stub.url, stub.client_id,
                              redirect_uri=f"http://127.0.0.1:{port}/callback",
                              authorization_timeout=5)
+        assert caught.value.reason == "redirect_busy"
+
+
+def test_the_first_free_redirect_port_of_a_list_is_used(stub):
+    import socket
+
+    with socket.socket() as busy, socket.socket() as free:
+        busy.bind(("127.0.0.1", 0))
+        busy.listen()
+        free.bind(("127.0.0.1", 0))
+        taken, spare = busy.getsockname()[1], free.getsockname()[1]
+        free.close()
+        recorder = BrowserRecorder()
+        uris = [f"http://127.0.0.1:{taken}/callback", f"http://127.0.0.1:{spare}/callback"]
+        with connect(stub, redirect_uri=uris, open_browser=recorder):
+            assert recorder.listener_port == spare
+        with pytest.raises(snworker.AuthorizationError) as caught:
+            connect(stub, redirect_uri=uris[:1] * 2)
+        assert caught.value.reason == "redirect_busy"
+        assert str(caught.value).count(str(taken)) == 2  # it says what it tried
+
+
+def test_two_connections_on_one_machine_share_a_list_of_redirect_ports(stub):
+    import socket
+
+    ports = []
+    for _ in range(2):
+        with socket.socket() as sock:
+            sock.bind(("127.0.0.1", 0))
+            ports.append(sock.getsockname()[1])
+    uris = [f"http://127.0.0.1:{p}/callback" for p in ports]
+    held = []
+
+    def slow(url: str) -> bool:  # keep the first listener open while the second starts
+        held.append(url)
+        time.sleep(0.5)
+        return approve(url)
+
+    import threading
+
+    results: list[object] = []
+    threads = [threading.Thread(target=lambda: results.append(
+        connect(stub, redirect_uri=uris, open_browser=slow))) for _ in range(2)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join(20)
+    assert len(results) == 2 and all(isinstance(r, snworker.ServiceNowConnection) for r in results)
+    for conn in results:
+        conn.disconnect()  # type: ignore[attr-defined]
 
 
 def test_strict_redirect_instance_times_out_with_the_cause_named():
@@ -238,3 +288,39 @@ def test_a_connection_dropped_without_disconnect_stops_its_worker(stub):
     gc.collect()
     assert process_gone(pid, 5.0)
     assert stub.revocation_count == 1
+
+
+# --- fail fast: a setup mistake ends connect() at once, with the cause named ---------------
+
+
+def test_a_wrong_client_id_fails_fast_without_opening_the_browser(stub):
+    recorder = BrowserRecorder()
+    started = time.monotonic()
+    with pytest.raises(snworker.AuthorizationError) as caught:
+        snworker.connect(stub.url, "no-such-client", redirect_uri=stub.redirect_uri,
+                         open_browser=recorder, authorization_timeout=300)
+    assert time.monotonic() - started < 5
+    assert caught.value.reason == "invalid_client"
+    assert "no-such-client" in str(caught.value)
+    assert recorder.urls == []
+
+
+def test_an_unreachable_instance_fails_fast_without_opening_the_browser():
+    recorder = BrowserRecorder()
+    started = time.monotonic()
+    with pytest.raises(snworker.AuthorizationError) as caught:
+        snworker.connect("http://127.0.0.1:1", "cid", redirect_uri="http://127.0.0.1:0/cb",
+                         open_browser=recorder, authorization_timeout=300)
+    assert time.monotonic() - started < 5
+    assert caught.value.reason == "unreachable"
+    assert "does not answer" in str(caught.value)
+    assert recorder.urls == []
+
+
+def test_an_unregistered_redirect_path_fails_fast(stub):
+    recorder = BrowserRecorder()
+    with pytest.raises(snworker.AuthorizationError) as caught:
+        snworker.connect(stub.url, stub.client_id, redirect_uri="http://127.0.0.1:0/elsewhere",
+                         open_browser=recorder, authorization_timeout=300)
+    assert caught.value.reason == "redirect_mismatch"
+    assert recorder.urls == []

@@ -33,7 +33,7 @@ from snworker.pipes.fd import FdPipe
 from snworker.policy import RetryPolicy
 
 SAMPLES = [
-    Connect(1, "https://x.service-now.com", "cid", "http://127.0.0.1:0/cb", ("a",), 300.0, 30.0,
+    Connect(1, "https://x.service-now.com", "cid", ("http://127.0.0.1:0/cb",), ("a",), 300.0, 30.0,
             RetryPolicy().to_wire(), 20),
     Request(2, "GET", "/api/now/table/incident", (("sysparm_limit", "1"),), (), False, 30.0),
     Request(3, "POST", "/api/now/table/incident", (), (("X-A", "b"),), True, 5.0, b'{"a":1}'),

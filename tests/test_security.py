@@ -190,7 +190,7 @@ def test_the_worker_itself_refuses_requests_that_leave_the_origin(conn, stub):
 def test_a_second_connect_on_a_worker_is_refused(conn):
     channel: Channel = conn._channel
     answer = channel.call(Connect(channel.next_id(), "https://evil.example", "c",
-                                  "http://127.0.0.1:0/cb", (), 5.0, 5.0, RetryPolicy().to_wire(),
+                                  ("http://127.0.0.1:0/cb",), (), 5.0, 5.0, RetryPolicy().to_wire(),
                                   30), 5.0)
     assert isinstance(answer, Error) and answer.kind == "invalid_request"
 
@@ -441,7 +441,7 @@ def test_the_worker_refuses_a_plain_http_instance(stub):
     channel = Channel(lambda url: None)
     try:
         answer = channel.call(Connect(channel.next_id(), "http://example.com", "c",
-                                      "http://127.0.0.1:0/cb", (), 5.0, 5.0,
+                                      ("http://127.0.0.1:0/cb",), (), 5.0, 5.0,
                                       RetryPolicy().to_wire(), 30), 10.0)
     finally:
         channel.send(messages.Disconnect(channel.next_id(), 0.1))

@@ -290,22 +290,79 @@ def _oauth_error(body: object) -> str:
 
 Authorize = Callable[[threading.Event], TokenGrant]
 
+def open_listener(redirect_uris: tuple[str, ...]) -> LoopbackListener:
+    """A listener on the first of `redirect_uris` whose port is free."""
+    tried = []
+    for uri in redirect_uris:
+        try:
+            return LoopbackListener(uri)
+        except OSError as exc:
+            tried.append(f"{uri} ({exc.strerror or exc})")
+    raise AuthorizationFailed(
+        "cannot listen for the browser's answer on " + ", ".join(tried) + ": another program "
+        "(or another snworker connection) uses the port; register more redirect URLs with the "
+        "OAuth application and pass them all as redirect_uri=[...]", "redirect_busy")
 
-def run_flow(transport: Transport, endpoint: TokenEndpoint, client_id: str, redirect_uri: str,
+
+# How long the instance may take to answer the probe of its authorization endpoint.
+PROBE_TIMEOUT = 5.0
+
+
+def probe_authorization(transport: Transport, client_id: str, redirect_uri: str,
+                        scopes: tuple[str, ...], timeout: float, redactor: Redactor) -> None:
+    """Before the user is asked anything: fail at once if the consent could never succeed.
+
+    Loads the authorization endpoint as the browser will (with a throwaway state and
+    challenge): an instance that does not answer, or that says the client id or the redirect
+    URL is not registered, ends the flow now, with the cause named, instead of after the whole
+    authorization timeout. Anything else (a sign-in page, a consent page) lets the flow go on.
+    """
+    url = authorize_url("", client_id, redirect_uri, secrets.token_urlsafe(16),
+                        Pkce.new().challenge, scopes)
+    try:
+        answer = transport.get_page(url, timeout)
+    except Failure as exc:
+        raise AuthorizationFailed(
+            f"the instance at {transport.origin} does not answer: {exc.message}; check the "
+            "instance name and the network (a proxy, or a CA bundle, may be needed)",
+            "unreachable") from None
+    location = answer.headers.get("Location", "")
+    query = {k: v[0] for k, v in parse_qs(urlsplit(location).query).items()}
+    if "code" in query:  # an instance that consents at once: keep its code in the worker
+        redactor.add(query["code"])
+    text = answer.body.decode("utf-8", "replace").lower()
+    error = query.get("error", "")
+    if error in ("unauthorized_client", "invalid_client") or (
+            400 <= answer.status < 500 and "client_id" in text):
+        raise AuthorizationFailed(
+            f"the instance does not know the client id {client_id!r} (HTTP {answer.status}): "
+            "check it against the OAuth application in System OAuth > Application Registry",
+            "invalid_client")
+    if 400 <= answer.status < 500 and "redirect_uri" in text:
+        raise AuthorizationFailed(
+            f"the instance refuses the redirect URL {redirect_uri} (HTTP {answer.status}): "
+            "register it with the OAuth application", "redirect_mismatch")
+    if location and not location.startswith(redirect_uri.split("?")[0]) and (
+            "code" in query or "error" in query):
+        raise AuthorizationFailed(
+            f"the instance sends the browser to {location.split('?')[0]}, not to "
+            f"{redirect_uri}: register this redirect URL with the OAuth application",
+            "redirect_mismatch")
+
+
+def run_flow(transport: Transport, endpoint: TokenEndpoint, client_id: str,
+             redirect_uris: tuple[str, ...],
              scopes: tuple[str, ...], timeout: float, open_browser: Callable[[str], None],
              cancelled: threading.Event, redactor: Redactor) -> TokenGrant:
     """Open the consent page, wait for the code, exchange it. Raises AuthorizationFailed."""
     pkce = Pkce.new()
     redactor.add(pkce.verifier)
     state = secrets.token_urlsafe(24)
-    try:
-        listener = LoopbackListener(redirect_uri)
-    except OSError as exc:
-        raise AuthorizationFailed(
-            f"cannot listen on {redirect_uri} for the browser's answer: {exc.strerror or exc}",
-            "exchange_failed") from None
+    listener = open_listener(redirect_uris)
     with listener:
         deadline = time.monotonic() + timeout
+        probe_authorization(transport, client_id, listener.redirect_uri, scopes,
+                            min(PROBE_TIMEOUT, timeout), redactor)
         logger.debug("snworker worker: waiting up to %.0f s for the browser on %s", timeout,
                      listener.redirect_uri)
         open_browser(authorize_url(transport.origin, client_id, listener.redirect_uri, state,

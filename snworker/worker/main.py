@@ -191,7 +191,7 @@ class Worker:
                                      self._redactor)
             self._transport, self._endpoint = transport, endpoint
             grant = run_flow(
-                transport, endpoint, message.client_id, message.redirect_uri,
+                transport, endpoint, message.client_id, message.redirect_uris,
                 tuple(message.scopes), message.authorization_timeout,
                 lambda url: self._send(OpenBrowser(message.id, url)), self._connect_cancel,
                 self._redactor,
@@ -420,9 +420,13 @@ def _check_connect(message: Connect) -> None:
     loopback = parts.hostname in ("127.0.0.1", "localhost", "::1")
     if not (parts.scheme == "https" or (parts.scheme == "http" and loopback)) or parts.path:
         raise InvalidRequest("the instance URL must be an https origin (http only for loopback)")
-    redirect = urlsplit(message.redirect_uri)
-    if redirect.scheme != "http" or redirect.hostname not in ("127.0.0.1", "localhost"):
-        raise InvalidRequest("the redirect URI must be a loopback http URL")
+    uris = message.redirect_uris
+    if not isinstance(uris, tuple) or not uris or not all(isinstance(u, str) for u in uris):
+        raise InvalidRequest("the redirect URIs must be a tuple of loopback http URLs")
+    for uri in uris:
+        redirect = urlsplit(uri)
+        if redirect.scheme != "http" or redirect.hostname not in ("127.0.0.1", "localhost"):
+            raise InvalidRequest("the redirect URI must be a loopback http URL")
     if message.proxy is not None:
         proxy = urlsplit(message.proxy)
         if proxy.scheme not in ("http", "https") or not proxy.hostname:

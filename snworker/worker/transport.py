@@ -325,6 +325,15 @@ class Transport:
         except ValueError:
             return answer.status, None
 
+    def get_page(self, path_and_query: str, timeout: float) -> Answer:
+        """GET a page of the instance once, without a token or redirects (for the OAuth probe)."""
+        try:
+            response = self.session.get(self.origin + path_and_query, timeout=timeout,
+                                        allow_redirects=False, headers={"Accept": "text/html"})
+        except requests.RequestException as exc:
+            raise _transport_failure(exc) from None
+        return Answer(response.status_code, response.headers, response.content[:1 << 16])
+
     def close(self) -> None:
         """Close pooled connections."""
         self.session.close()
