@@ -70,7 +70,7 @@ class Channel:
     """A worker process and the pipe to it."""
 
     def __init__(self, on_open_browser: Callable[[str], None], io: IoMode | None = None) -> None:
-        self._on_open_browser = on_open_browser
+        self.on_open_browser = on_open_browser
         self._ids = itertools.count(1)
         self._send_lock = threading.Lock()
         # Guards _pending, _followers, _reading and _broken; held only briefly, never for I/O.
@@ -225,7 +225,7 @@ class Channel:
                 self._deliver(message.id, message)
             case OpenBrowser():
                 threading.Thread(
-                    target=self._on_open_browser, args=(message.url,),
+                    target=self.on_open_browser, args=(message.url,),
                     name="snworker-browser", daemon=True,
                 ).start()
             case Log():

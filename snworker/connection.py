@@ -14,7 +14,8 @@ import urllib.request
 import weakref
 import webbrowser
 from collections.abc import Callable, Iterable, Mapping, Sequence
-from dataclasses import dataclass
+from concurrent.futures import Future
+from dataclasses import dataclass, replace
 from types import TracebackType
 from typing import Any, Generic, TypeVar, overload
 from urllib.parse import urlsplit
@@ -122,17 +123,21 @@ class WorkerHardening:
 class ServiceNowConnection:
     """A connection to one instance through a worker process that holds the tokens."""
 
-    def __init__(
-        self, channel: Channel, instance_url: str, client_id: str, request_timeout: float,
-        current_user: dict[str, str] | None, hardening: Pairs = (),
-    ) -> None:
+    def __init__(self, channel: Channel, settings: Connect, answer: Connected) -> None:
         self._channel = channel
-        self._instance_url = instance_url
-        self._client_id = client_id
-        self._request_timeout = request_timeout
-        self._current_user = current_user
-        self._hardening = WorkerHardening.from_report(hardening)
+        self._settings = settings  # what a reconnect() asks for again
+        self._instance_url = answer.instance_url
+        self._client_id = settings.client_id
+        self._request_timeout = settings.request_timeout
+        self._current_user = answer.user
+        self._hardening = WorkerHardening.from_report(answer.hardening)
         self._expired: AuthTokenExpiredError | None = None
+        # reconnect() is single-flight: callers during one wait for its outcome, and a caller
+        # whose AuthTokenExpiredError came before the last reconnect() finished needs none.
+        self._reconnect_lock = threading.Lock()
+        self._reconnecting: Future[None] | None = None
+        self._generation = 0
+        self._seen = threading.local()  # the generation at this thread's last expired grant
         self._closed = False
         self._close_lock = threading.Lock()
         # Dropped without disconnect(): ask the worker to revoke and exit, without waiting
@@ -225,6 +230,7 @@ class ServiceNowConnection:
         if self._closed:
             raise ConnectionClosedError("the connection is closed; call connect() again")
         if self._expired is not None:
+            self._seen.generation = self._generation
             raise AuthTokenExpiredError(str(self._expired))
         deadline = self._request_timeout if timeout is None else _seconds(timeout, "timeout")
         channel = self._channel
@@ -250,9 +256,63 @@ class ServiceNowConnection:
                 answer.kind, answer.message, answer.status, answer.detail, dict(answer.headers)
             )
             if isinstance(error, AuthTokenExpiredError):
+                self._seen.generation = self._generation
                 self._expired = error
             raise error
         raise ServiceNowError(f"unexpected answer from the worker: {type(answer).__name__}")
+
+    def reconnect(self, *, open_browser: Callable[[str], Any] | None = None,
+                  authorization_timeout: float | None = None) -> None:
+        """Ask the user to authorize this same connection again, after AuthTokenExpiredError.
+
+        Single-flight across threads: threads that call it while a consent is under way wait
+        for its outcome, and a thread whose AuthTokenExpiredError came before the last
+        reconnect() finished returns at once. So any number of threads that meet the error and
+        call this cause one consent. Afterwards every holder of the connection goes on working.
+
+        Args:
+            open_browser: shows the consent page; default: what connect() was given.
+            authorization_timeout: seconds the user has; default: connect()'s.
+
+        Raises:
+            AuthorizationError: the user did not allow access again (the connection stays as
+                it was).
+            WorkerError: the worker is gone, or the connection is closed.
+        """
+        if self._closed:
+            raise ConnectionClosedError("the connection is closed; call connect() again")
+        with self._reconnect_lock:
+            flight = self._reconnecting
+            leader = flight is None
+            if flight is None:
+                seen = getattr(self._seen, "generation", None)
+                if seen is not None and seen < self._generation and self._expired is None:
+                    return  # reconnected since this thread met the expired grant
+                flight = self._reconnecting = Future()
+        settings = self._settings
+        timeout = settings.authorization_timeout if authorization_timeout is None else \
+            _seconds(authorization_timeout, "authorization_timeout")
+        if not leader:
+            flight.result(timeout + settings.request_timeout + _CONNECT_GRACE)
+            return
+        try:
+            if open_browser is not None:
+                self._channel.on_open_browser = _browser_runner(open_browser)
+            channel = self._channel
+            answer = _authorize(channel, replace(settings, id=channel.next_id(),
+                                                 authorization_timeout=timeout))
+            with self._reconnect_lock:
+                self._current_user = answer.user
+                self._expired = None
+                self._generation += 1
+        except BaseException as exc:
+            flight.set_exception(exc)
+            raise
+        else:
+            flight.set_result(None)
+        finally:
+            with self._reconnect_lock:
+                self._reconnecting = None
 
     def disconnect(self, timeout: float = _DISCONNECT_TIMEOUT) -> None:
         """Revoke the grant at the instance and stop the worker. Safe to call twice.
@@ -349,26 +409,33 @@ def connect(
         proxy_url, bundle,
     )
     try:
-        answer = channel.call(message, auth_timeout + req_timeout + _CONNECT_GRACE)
-    except RequestTimeoutError:
+        answer = _authorize(channel, message)
+    except ServiceNowError:
         _stop_worker(channel)
-        raise AuthorizationError(
-            f"the worker did not finish authorization within {auth_timeout:g} s", "timeout"
-        ) from None
+        raise
     except BaseException:  # KeyboardInterrupt included: never leave a worker behind
         channel.close(0.5)
         raise
+    conn = ServiceNowConnection(channel, message, answer)
+    _open_connections.add(conn)
+    return conn
+
+
+def _authorize(channel: Channel, message: Connect) -> Connected:
+    """Run one consent in the worker; the answer, or the error it ended with."""
+    try:
+        answer = channel.call(message, message.authorization_timeout + message.request_timeout
+                              + _CONNECT_GRACE)
+    except RequestTimeoutError:
+        raise AuthorizationError(
+            f"the worker did not finish authorization within "
+            f"{message.authorization_timeout:g} s", "timeout") from None
     if type(answer) is Error:
-        _stop_worker(channel)
         raise from_error_fields(answer.kind, answer.message, answer.status, answer.detail,
                                 dict(answer.headers))
     if type(answer) is not Connected:
-        _stop_worker(channel)
         raise ServiceNowError(f"unexpected answer from the worker: {type(answer).__name__}")
-    conn = ServiceNowConnection(channel, answer.instance_url, client_id, req_timeout,
-                                answer.user, answer.hardening)
-    _open_connections.add(conn)
-    return conn
+    return answer
 
 
 def _abandon(channel: Channel) -> None:

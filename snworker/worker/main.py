@@ -52,7 +52,7 @@ from snworker.worker.failures import (
 )
 from snworker.worker.harden import Report
 from snworker.worker.redact import Redactor
-from snworker.worker.tokens import TokenStore
+from snworker.worker.tokens import TokenGrant, TokenStore
 from snworker.worker.transport import (
     Answer,
     Checked,
@@ -66,6 +66,8 @@ logger = logging.getLogger("snworker.worker")
 _MAX_REQUEST_THREADS = 64
 # How long the worker tries to revoke the grant when its parent has died.
 _REVOKE_WHEN_ORPHANED = 1.0
+# How long it tries to revoke a grant that a new consent replaced.
+_REVOKE_REPLACED = 5.0
 # After a body this large, hand freed heap back to the system: glibc keeps it otherwise, and a
 # worker that once carried 8 MB would hold some 160 MB for the rest of its life.
 _TRIM_AT = 1 << 20
@@ -91,6 +93,9 @@ class Worker:
         self._endpoint: TokenEndpoint | None = None
         self._connect_id: int | None = None
         self._connect_cancel = threading.Event()
+        self._connecting = False
+        self._origin: tuple[str, str] | None = None  # (instance, client id), once connected
+        self._policy = RetryPolicy()
         self._ready = threading.Event()
         self._cancelled: dict[int, threading.Event] = {}
         self._read_lock = threading.Lock()
@@ -160,11 +165,13 @@ class Worker:
                 elif message.id == self._connect_id:
                     self._connect_cancel.set()
             case Connect():
-                if self._connect_id is not None:
-                    self._reply_failure(message.id, InvalidRequest(
-                        "this worker already serves a connection; start a new one"))
+                refusal = self._refuse_connect(message)
+                if refusal is not None:
+                    self._reply_failure(message.id, InvalidRequest(refusal))
                 else:
                     self._connect_id = message.id
+                    self._connect_cancel = threading.Event()
+                    self._connecting = True
                     threading.Thread(target=self._connect, args=(message,),
                                      name="snworker-authorize", daemon=True).start()
             case Disconnect():
@@ -179,40 +186,70 @@ class Worker:
 
     # --- connecting -----------------------------------------------------------------------
 
+    def _refuse_connect(self, message: Connect) -> str | None:
+        """Why this worker will not run `message`'s consent, or None."""
+        if self._connecting:
+            return "an authorization is already under way"
+        if self._origin is not None and self._origin != (message.instance_url, message.client_id):
+            # A worker serves one instance and client for its life: a connection that was
+            # authorized there can be authorized again there, nowhere else.
+            return "this worker serves another instance or client id; start a new connection"
+        return None
+
     def _connect(self, message: Connect) -> None:
+        """Run the consent: the first for this worker, or again for the same connection."""
         try:
-            self._install_logging(message.log_level)
-            logger.debug("snworker worker: process %d, sys.path %s", os.getpid(), sys.path)
-            policy = RetryPolicy.from_wire(message.policy)
-            _check_connect(message)
-            transport = Transport(message.instance_url, policy, message.proxy,
-                                  message.ca_bundle)
-            endpoint = TokenEndpoint(transport, message.client_id, message.request_timeout,
-                                     self._redactor)
-            self._transport, self._endpoint = transport, endpoint
+            if self._transport is None:
+                self._install_logging(message.log_level)
+                logger.debug("snworker worker: process %d, sys.path %s", os.getpid(), sys.path)
+                self._policy = RetryPolicy.from_wire(message.policy)
+                _check_connect(message)
+                self._transport = Transport(message.instance_url, self._policy, message.proxy,
+                                            message.ca_bundle)
+                self._endpoint = TokenEndpoint(self._transport, message.client_id,
+                                               message.request_timeout, self._redactor)
+                self._origin = (message.instance_url, message.client_id)
+            else:
+                _check_connect(message)
+            transport, endpoint = self._transport, self._endpoint
+            assert endpoint is not None
             grant = run_flow(
                 transport, endpoint, message.client_id, message.redirect_uris,
                 tuple(message.scopes), message.authorization_timeout,
                 lambda url: self._send(OpenBrowser(message.id, url)), self._connect_cancel,
                 self._redactor,
             )
-            tokens = TokenStore(endpoint.refresh, policy.refresh_margin)
-            tokens.install(grant)
+            tokens = self._tokens
+            if tokens is None:
+                tokens = TokenStore(endpoint.refresh, self._policy.refresh_margin)
+                tokens.install(grant)
+                self._tokens = tokens
+            else:
+                self._replace_grant(tokens, grant)
             logger.info("snworker worker: authorized at %s; access token valid %.0f s",
                         message.instance_url, grant.expires_at - time.monotonic())
-            self._tokens = tokens
             user = self._current_user(message.request_timeout)
         except Failure as exc:
-            self._wipe(str(exc))
             self._reply_failure(message.id, exc)
             return
         except ValueError as exc:
             self._reply_failure(message.id, InvalidRequest(str(exc)))
             return
+        finally:
+            self._connecting = False
         self._ready.set()
         logger.info("snworker worker: hardening %s", _describe(self._hardening))
         self._send(Connected(message.id, message.instance_url, user, os.getpid(),
                              self._hardening))
+
+    def _replace_grant(self, tokens: TokenStore, grant: TokenGrant) -> None:
+        """A new consent for the same connection: use its grant; revoke the one it replaces."""
+        previous = tokens.last_refresh_token
+        tokens.install(grant)
+        endpoint = self._endpoint
+        if previous is not None and previous != grant.refresh_token and endpoint is not None:
+            threading.Thread(target=endpoint.revoke, args=(previous, _REVOKE_REPLACED),
+                             name="snworker-revoke", daemon=True).start()
 
     def _current_user(self, timeout: float) -> dict[str, str] | None:
         request = Request(0, "GET", _CURRENT_USER_PATH, _CURRENT_USER_QUERY, (), False, timeout)
