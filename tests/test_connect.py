@@ -324,3 +324,24 @@ def test_an_unregistered_redirect_path_fails_fast(stub):
                          open_browser=recorder, authorization_timeout=300)
     assert caught.value.reason == "redirect_mismatch"
     assert recorder.urls == []
+
+
+def test_a_user_who_may_not_read_sys_user_connects_with_no_current_user(stub, caplog):
+    import logging
+
+    snworker.enable_logging("INFO")
+    caplog.set_level(logging.INFO, logger="snworker")
+    try:
+        stub.inject(status=403, times=1, path_prefix="/api/now/table/sys_user")
+        with connect(stub) as conn:
+            assert conn.current_user is None
+            assert conn.execute_api_request("/api/now/table/incident",
+                                            params={"sysparm_limit": 1}).status == 200
+        lines = [r.getMessage() for r in caplog.records if r.levelno == logging.INFO]
+        assert any("current_user is None" in line and "403" in line and "sys_user" in line
+                   for line in lines), lines
+    finally:
+        root = logging.getLogger("snworker")
+        root.setLevel(logging.NOTSET)
+        for handler in [h for h in root.handlers if getattr(h, "_snworker", False)]:
+            root.removeHandler(handler)

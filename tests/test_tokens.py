@@ -278,6 +278,22 @@ def test_a_request_past_its_deadline_times_out_and_the_connection_works_on(stub)
         assert resp.data["sys_id"] == record["sys_id"]  # not the late answer of the first call
 
 
+def test_a_deadline_error_says_whether_the_request_was_sent(stub):
+    with connect(stub) as conn:
+        stub.inject(status=None, delay=2.0, times=1, path_prefix=INCIDENTS)
+        with pytest.raises(snworker.RequestTimeoutError) as caught:
+            conn.execute_api_request(INCIDENTS, params={"sysparm_limit": 1}, timeout=0.5)
+        assert "was sent" in str(caught.value) and "did not answer" in str(caught.value)
+        time.sleep(1.7)
+        assert api_requests(stub)[-1]["path"] == INCIDENTS  # the instance did receive it
+        # A 503 whose Retry-After goes past the deadline: answered, not tried again.
+        stub.inject(status=503, times=1, path_prefix=INCIDENTS, retry_after=0)
+        stub.inject(status=None, delay=1.0, times=1, path_prefix=INCIDENTS)
+        with pytest.raises(snworker.RequestTimeoutError) as caught:
+            conn.execute_api_request(INCIDENTS, params={"sysparm_limit": 1}, timeout=0.6)
+        assert "was sent" in str(caught.value)
+
+
 def test_retries_stop_at_the_deadline(stub):
     # The worker does not start a wait that would end past the caller's deadline: it answers
     # with the last status instead, and sends nothing more.

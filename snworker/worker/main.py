@@ -258,7 +258,10 @@ class Worker:
         except TokenExpired:
             raise
         except Failure as exc:
-            logger.info("snworker worker: current user not readable (%s)", exc)
+            answered = f"answered {exc.status}" if exc.status else "failed"
+            logger.info("snworker worker: current_user is None: GET %s %s (%s); the instance "
+                        "may not let this user read sys_user. The connection works.",
+                        _CURRENT_USER_PATH, answered, exc.message)
             return None
         try:
             records = json.loads(result.body or b"{}").get("result")

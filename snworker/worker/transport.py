@@ -207,7 +207,7 @@ class Transport:
             # costs 0.7 ms of CPU per megabyte.
             body = response.raw.read(decode_content=True)
         except urllib3.exceptions.ReadTimeoutError as exc:
-            raise requests.ReadTimeout(exc) from exc
+            raise BodyTimeout(exc) from exc
         except urllib3.exceptions.HTTPError as exc:
             raise requests.ConnectionError(exc) from exc
         finally:
@@ -264,24 +264,22 @@ class Transport:
         when `resend_on_error`, or when the request surely never left this machine. The retry
         loop is built only after a first failure, which it then replays as its first attempt.
         """
+        tries = _Tries(attempt, deadline, resend_on_error)
         try:
-            return self._try(attempt, deadline, resend_on_error)
-        except Transient as failure:
-            first: Transient | None = failure
+            return tries.once()
+        except Transient:
+            pass
+        except _DeadlinePassed:
+            raise _deadline_failure(None) from None
         except requests.RequestException as exc:
             raise _transport_failure(exc) from None
-
-        def replay_then_attempt(remaining: float) -> Answer:
-            nonlocal first
-            if first is not None:
-                failure, first = first, None
-                raise failure
-            return attempt(remaining)
-
+        tries.replay = True
         try:
             for try_ in self.retrying(deadline, cancelled):
                 with try_:
-                    return self._try(replay_then_attempt, deadline, resend_on_error)
+                    return tries.once()
+        except _DeadlinePassed:
+            raise _deadline_failure(tries.last) from None
         except Transient as exc:
             if cancelled.is_set():
                 raise Cancelled("cancelled by the caller") from None
@@ -292,19 +290,6 @@ class Transport:
         except requests.RequestException as exc:
             raise _transport_failure(exc) from None
         raise Timeout("no attempt was made within the deadline")  # pragma: no cover
-
-    @staticmethod
-    def _try(attempt: Callable[[float], Answer], deadline: float,
-             resend_on_error: bool) -> Answer:
-        remaining = deadline - time.monotonic()
-        if remaining <= 0:
-            raise Timeout("the deadline passed before the request could be sent")
-        try:
-            return attempt(remaining)
-        except requests.RequestException as exc:
-            if _retryable_error(exc, resend_on_error):
-                raise Transient(error=exc) from exc
-            raise
 
     def post_form(self, path: str, form: dict[str, str], deadline: float,
                   cancelled: threading.Event, retry: bool) -> tuple[int, Any]:
@@ -442,9 +427,66 @@ def _not_sent(exc: requests.RequestException) -> bool:
     return False
 
 
+class _Tries:
+    """The tries of one call, and how the latest one ended (to say what a deadline cut short)."""
+
+    def __init__(self, attempt: Callable[[float], Answer], deadline: float,
+                 resend_on_error: bool) -> None:
+        self._attempt = attempt
+        self._deadline = deadline
+        self._resend_on_error = resend_on_error
+        self.last: Transient | None = None
+        self.replay = False  # the retry loop's first try is the failure that started it
+
+    def once(self) -> Answer:
+        """One try; Transient for a failure worth another, _DeadlinePassed when out of time."""
+        if self.replay and self.last is not None:
+            self.replay = False
+            raise self.last
+        remaining = self._deadline - time.monotonic()
+        if remaining <= 0:
+            raise _DeadlinePassed()
+        try:
+            return self._attempt(remaining)
+        except Transient as failure:
+            self.last = failure
+            raise
+        except requests.RequestException as exc:
+            if _retryable_error(exc, self._resend_on_error):
+                self.last = Transient(error=exc)
+                raise self.last from exc
+            raise
+
+
+class BodyTimeout(requests.ReadTimeout):
+    """The instance began to answer, but the body did not arrive in time."""
+
+
+class _DeadlinePassed(Exception):
+    """No time is left for another try."""
+
+
+def _deadline_failure(previous: Transient | None) -> Timeout:
+    """What is known when the deadline ends the tries: sent or not, answered or not."""
+    if previous is None:
+        return Timeout("the deadline passed before the request could be sent: it was not sent")
+    if previous.response is not None:
+        return Timeout(f"the instance answered {previous.response.status}, and the deadline "
+                       "passed before the request could be tried again")
+    failure = _transport_failure(previous.error or Exception())
+    return Timeout(f"{failure.message}; the deadline passed before another try")
+
+
 def _transport_failure(exc: Exception) -> Failure:
+    if isinstance(exc, BodyTimeout):
+        return Timeout("the instance began to answer, but the answer was not read in full "
+                       "before the deadline")
+    if isinstance(exc, requests.ConnectTimeout):
+        return Timeout("the request was not sent: the instance accepted no connection before "
+                       "the deadline")
     if isinstance(exc, requests.Timeout):
-        return Timeout(f"the instance did not answer in time ({type(exc).__name__})")
+        return Timeout("the request was sent, but the instance did not answer before the "
+                       "deadline")
     if isinstance(exc, requests.exceptions.SSLError):
         return ApiFailure("TLS failure talking to the instance (certificate or protocol)")
     if isinstance(exc, requests.ConnectionError):
