@@ -68,11 +68,20 @@ class Cancel:
 
 @dataclass(frozen=True, slots=True)
 class Disconnect:
-    """Revoke the grant within `timeout` seconds, wipe the tokens and exit."""
+    """Revoke the grant within `timeout` seconds, wipe the tokens and exit (an agent: detach)."""
 
     id: int
     timeout: float
     TAG: ClassVar[int] = 4
+
+
+@dataclass(frozen=True, slots=True)
+class Control:
+    """A command for an agent: "status" (answered by a Result with a JSON body) or "stop"."""
+
+    id: int
+    command: str
+    TAG: ClassVar[int] = 10
 
 
 # --- worker to parent -----------------------------------------------------------------------
@@ -138,12 +147,12 @@ class Log:
     TAG: ClassVar[int] = 9
 
 
-ToWorker: TypeAlias = Connect | Request | Cancel | Disconnect
+ToWorker: TypeAlias = Connect | Request | Cancel | Disconnect | Control
 FromWorker: TypeAlias = OpenBrowser | Connected | Result | Error | Log
 Message: TypeAlias = ToWorker | FromWorker
 
 _TYPES: tuple[type[Any], ...] = (
-    Connect, Request, Cancel, Disconnect, OpenBrowser, Connected, Result, Error, Log
+    Connect, Request, Cancel, Disconnect, OpenBrowser, Connected, Result, Error, Log, Control
 )
 
 

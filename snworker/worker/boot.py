@@ -31,9 +31,9 @@ def main(settings: dict[str, Any]) -> None:
     pipe = open_pipe(settings)
     from snworker.worker.main import Worker  # only now: nothing of it runs before hardening
 
-    worker = Worker(pipe, (*report, ("parent_death", "")))
+    worker = Worker((*report, ("parent_death", "")))
     _watch_parent(settings, worker.parent_gone)
-    worker.serve()
+    worker.serve(pipe)
     os._exit(0)
 
 

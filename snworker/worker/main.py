@@ -1,14 +1,8 @@
-"""The worker process: the message loop on request threads (boot.py starts it, hardened).
+"""The worker: what every pipe it serves shares (transport, tokens, redaction), and its consent.
 
-    parent pipe --> [read lock] --> one request thread reads; on a Request it hands the pipe to
-                                    an idle thread (starting one if none is idle) and carries
-                                    the request out itself --> token store --> instance
-                         Connect --> authorizer thread
-    parent pipe <-- [send lock] <-- Result / Error / OpenBrowser / Connected / Log
-
-Request threads take turns at the pipe (leader/followers), so a request is executed by the thread
-that read it: no hand-off between threads on the way in, and still always a thread reading, so a
-Cancel or Disconnect is seen while requests run. The main thread only waits for the end.
+A spawned worker serves one pipe, its parent's (`Worker.serve`): when that parent disconnects,
+dies, or writes garbage, the worker revokes its grant and exits. An agent
+(`snworker.worker.agent`) serves many, one per client, with the same `Worker` underneath.
 Everything that holds a token stays in this process; only redacted results leave it.
 """
 
@@ -23,14 +17,14 @@ import platform
 import sys
 import threading
 import time
-from typing import Any, NoReturn, assert_never
+from typing import Any, NoReturn
 
 from snworker.checks import IDEMPOTENT
 from snworker.messages import (
     EXIT_PROTOCOL,
-    Cancel,
     Connect,
     Connected,
+    Control,
     Disconnect,
     Error,
     FromWorker,
@@ -39,7 +33,6 @@ from snworker.messages import (
     Pairs,
     Request,
     Result,
-    ToWorker,
 )
 from snworker.pipes import Pipe
 from snworker.policy import RetryPolicy
@@ -51,6 +44,7 @@ from snworker.worker.failures import (
     TokenExpired,
 )
 from snworker.worker.harden import Report
+from snworker.worker.peer import Peer
 from snworker.worker.redact import Redactor
 from snworker.worker.tokens import TokenGrant, TokenStore
 from snworker.worker.transport import (
@@ -63,7 +57,6 @@ from snworker.worker.transport import (
 
 logger = logging.getLogger("snworker.worker")
 
-_MAX_REQUEST_THREADS = 64
 # How long the worker tries to revoke the grant when its parent has died.
 _REVOKE_WHEN_ORPHANED = 1.0
 # How long it tries to revoke a grant that a new consent replaced.
@@ -81,12 +74,10 @@ _CURRENT_USER_QUERY = (
 
 
 class Worker:
-    """One connection's worth of state: the pipe, the transport, the tokens."""
+    """One connection's worth of state: the transport, the tokens, the peers it answers."""
 
-    def __init__(self, pipe: Pipe, hardening: Report) -> None:
-        self._pipe = pipe
+    def __init__(self, hardening: Report) -> None:
         self._hardening = hardening
-        self._send_lock = threading.Lock()
         self._redactor = Redactor()
         self._transport: Transport | None = None
         self._tokens: TokenStore | None = None
@@ -95,94 +86,81 @@ class Worker:
         self._connect_cancel = threading.Event()
         self._connecting = False
         self._origin: tuple[str, str] | None = None  # (instance, client id), once connected
+        self._user: dict[str, str] | None = None
         self._policy = RetryPolicy()
         self._ready = threading.Event()
-        self._cancelled: dict[int, threading.Event] = {}
-        self._read_lock = threading.Lock()
-        self._pool_lock = threading.Lock()
-        self._threads = 0  # request threads alive
-        self._busy = 0  # of which carrying out a request
         self._done = threading.Event()
-        self._disconnecting = threading.Event()
         self._orphaned = threading.Lock()
+        self._peers: set[Peer] = set()
+        self._peers_lock = threading.Lock()
 
-    # --- the message loop -----------------------------------------------------------------
+    # --- serving --------------------------------------------------------------------------
 
-    def serve(self) -> None:
-        """Serve messages until Disconnect or the parent goes away."""
-        self._start_thread()
+    def serve(self, pipe: Pipe) -> None:
+        """Serve the parent's pipe until it disconnects (an orphaned worker exits sooner)."""
+        self.add_peer(pipe, "request")
         try:
             self._done.wait()
         finally:
             self._wipe("the connection is closed")
 
-    def _start_thread(self) -> None:
-        with self._pool_lock:
-            self._threads += 1
-        threading.Thread(target=self._take_turns, name="snworker-request", daemon=True).start()
+    def add_peer(self, pipe: Pipe, name: str) -> Peer:
+        """Start answering on `pipe`."""
+        peer = Peer(pipe, self, name)
+        with self._peers_lock:
+            self._peers.add(peer)
+        peer.start()
+        return peer
 
-    def _take_turns(self) -> None:
-        while not self._done.is_set():
-            with self._read_lock:
-                if self._done.is_set():
-                    return
-                try:
-                    message = self._pipe.receive()
-                except (EOFError, OSError):
-                    if self._disconnecting.is_set():  # it closed its end after a Disconnect
-                        self._done.set()
-                        return
-                    self.parent_gone()  # the parent is gone
-                except Exception as exc:  # ProtocolError, or worse: the stream is lost
-                    self._protocol_violation(exc)
-                if type(message) is Request:
-                    # Registered before the next read, so a Cancel for it cannot be missed.
-                    self._cancelled[message.id] = threading.Event()
-                    # Leave a thread at the pipe before carrying the request out.
-                    with self._pool_lock:
-                        waiting = self._threads - self._busy - 1
-                        self._busy += 1
-                    if waiting == 0 and self._threads < _MAX_REQUEST_THREADS:
-                        self._start_thread()
-            if type(message) is Request:
-                try:
-                    self._carry_out(message)
-                finally:
-                    with self._pool_lock:
-                        self._busy -= 1
-            elif self._handle(message):
-                self._done.set()
-                return
+    def drop_peer(self, peer: Peer) -> None:
+        """Stop answering `peer`."""
+        with self._peers_lock:
+            self._peers.discard(peer)
+        peer.close()
 
-    def _handle(self, message: ToWorker | FromWorker) -> bool:
-        match message:
-            case Request():
-                self._carry_out(message)
-            case Cancel():
-                event = self._cancelled.get(message.id)
-                if event is not None:
-                    event.set()
-                elif message.id == self._connect_id:
-                    self._connect_cancel.set()
-            case Connect():
-                refusal = self._refuse_connect(message)
-                if refusal is not None:
-                    self._reply_failure(message.id, InvalidRequest(refusal))
-                else:
-                    self._connect_id = message.id
-                    self._connect_cancel = threading.Event()
-                    self._connecting = True
-                    threading.Thread(target=self._connect, args=(message,),
-                                     name="snworker-authorize", daemon=True).start()
-            case Disconnect():
-                self._disconnect(message)
-                return True
-            case OpenBrowser() | Connected() | Result() | Error() | Log():
-                logger.warning("snworker worker: ignored a %s from the parent",
-                               type(message).__name__)
-            case _:
-                assert_never(message)
-        return False
+    def peers(self) -> list[Peer]:
+        """The peers being answered."""
+        with self._peers_lock:
+            return list(self._peers)
+
+    def connect(self, peer: Peer, message: Connect) -> None:
+        """Run the consent for `message` in a thread of its own."""
+        refusal = self._refuse_connect(message)
+        if refusal is not None:
+            self._reply_failure(peer, message.id, InvalidRequest(refusal))
+            return
+        self._connect_id = message.id
+        self._connect_cancel = threading.Event()
+        self._connecting = True
+        threading.Thread(target=self._connect, args=(peer, message),
+                         name="snworker-authorize", daemon=True).start()
+
+    def cancel(self, peer: Peer, ident: int) -> None:
+        """The parent stopped waiting for its consent."""
+        if ident == self._connect_id:
+            self._connect_cancel.set()
+
+    def control(self, peer: Peer, message: Control) -> None:
+        """Only an agent takes commands."""
+        self._reply_failure(peer, message.id, InvalidRequest("this worker is not an agent"))
+
+    def carry_out(self, peer: Peer, request: Request, cancelled: threading.Event) -> None:
+        """Answer `request`; a bug or a failure becomes an Error, never a lost answer."""
+        if not self._ready.is_set():
+            self._reply_failure(peer, request.id, Failure("the worker is not connected yet"))
+            return
+        try:
+            answer: Result | Error = self._execute(request, cancelled)
+        except Failure as exc:
+            answer = self._error(request.id, exc)
+        except Exception as exc:  # a bug must not cost the caller its answer
+            logger.exception("snworker worker: request failed unexpectedly")
+            answer = self._error(request.id, ApiFailure(f"internal error: {type(exc).__name__}"))
+        if not cancelled.is_set():
+            peer.send(answer)
+        if type(answer) is Result and answer.body is not None and len(answer.body) >= _TRIM_AT:
+            del answer
+            _release_freed_memory()
 
     # --- connecting -----------------------------------------------------------------------
 
@@ -196,7 +174,7 @@ class Worker:
             return "this worker serves another instance or client id; start a new connection"
         return None
 
-    def _connect(self, message: Connect) -> None:
+    def _connect(self, peer: Peer, message: Connect) -> None:
         """Run the consent: the first for this worker, or again for the same connection."""
         try:
             if self._transport is None:
@@ -216,7 +194,7 @@ class Worker:
             grant = run_flow(
                 transport, endpoint, message.client_id, message.redirect_uris,
                 tuple(message.scopes), message.authorization_timeout,
-                lambda url: self._send(OpenBrowser(message.id, url)), self._connect_cancel,
+                lambda url: peer.send(OpenBrowser(message.id, url)), self._connect_cancel,
                 self._redactor,
             )
             tokens = self._tokens
@@ -230,17 +208,28 @@ class Worker:
                         message.instance_url, grant.expires_at - time.monotonic())
             user = self._current_user(message.request_timeout)
         except Failure as exc:
-            self._reply_failure(message.id, exc)
+            self._connected(peer, message, exc)
             return
         except ValueError as exc:
-            self._reply_failure(message.id, InvalidRequest(str(exc)))
+            self._connected(peer, message, InvalidRequest(str(exc)))
             return
         finally:
             self._connecting = False
+        self._user = user
         self._ready.set()
         logger.info("snworker worker: hardening %s", _describe(self._hardening))
-        self._send(Connected(message.id, message.instance_url, user, os.getpid(),
-                             self._hardening))
+        self._connected(peer, message, None)
+
+    def _connected(self, peer: Peer, message: Connect, failure: Failure | None) -> None:
+        """Tell `peer` how its consent ended."""
+        if failure is not None:
+            self._reply_failure(peer, message.id, failure)
+        else:
+            peer.send(self._connected_message(message.id))
+
+    def _connected_message(self, ident: int) -> Connected:
+        assert self._origin is not None
+        return Connected(ident, self._origin[0], self._user, os.getpid(), self._hardening)
 
     def _replace_grant(self, tokens: TokenStore, grant: TokenGrant) -> None:
         """A new consent for the same connection: use its grant; revoke the one it replaces."""
@@ -273,28 +262,6 @@ class Worker:
         return {k: str(record.get(k, "")) for k in ("sys_id", "user_name", "name")}
 
     # --- requests -------------------------------------------------------------------------
-
-    def _carry_out(self, request: Request) -> None:
-        if not self._ready.is_set():
-            self._reply_failure(request.id, Failure("the worker is not connected yet"))
-            return
-        cancelled = self._cancelled.get(request.id)
-        if cancelled is None:  # registered by the thread that read it; this is a fallback
-            cancelled = self._cancelled[request.id] = threading.Event()
-        try:
-            answer: Result | Error = self._execute(request, cancelled)
-        except Failure as exc:
-            answer = self._error(request.id, exc)
-        except Exception as exc:  # a bug must not cost the caller its answer
-            logger.exception("snworker worker: request failed unexpectedly")
-            answer = self._error(request.id, ApiFailure(f"internal error: {type(exc).__name__}"))
-        finally:
-            self._cancelled.pop(request.id, None)
-        if not cancelled.is_set():
-            self._send(answer)
-        if type(answer) is Result and answer.body is not None and len(answer.body) >= _TRIM_AT:
-            del answer
-            _release_freed_memory()
 
     def _execute(self, request: Request, cancelled: threading.Event) -> Result:
         transport, tokens = self._transport, self._tokens
@@ -343,16 +310,24 @@ class Worker:
 
     # --- disconnecting --------------------------------------------------------------------
 
-    def _disconnect(self, message: Disconnect) -> None:
-        self._disconnecting.set()
+    def disconnect(self, peer: Peer, message: Disconnect) -> None:
+        """The parent is done: revoke within its timeout, wipe the tokens, stop serving."""
         self._connect_cancel.set()
-        for event in list(self._cancelled.values()):
-            event.set()
+        peer.cancel_all()
         timeout = message.timeout if isinstance(message.timeout, int | float) else 5.0
         self._revoke(max(0.1, min(timeout, 30.0)))
         self._wipe("the connection is closed")
         if self._transport is not None:
             self._transport.close()
+        self._done.set()
+
+    def peer_gone(self, peer: Peer) -> None:
+        """The parent closed its end without a Disconnect: it is gone."""
+        self.parent_gone()
+
+    def violation(self, peer: Peer, error: Exception) -> None:
+        """The parent wrote garbage: revoke and exit."""
+        self._protocol_violation(error)
 
     def _revoke(self, timeout: float) -> None:
         """Revoke the last refresh token held, refused or not, within `timeout` seconds."""
@@ -382,17 +357,10 @@ class Worker:
         if self._tokens is not None:
             self._tokens.expire(reason)
 
-    # --- sending to the parent ------------------------------------------------------------
+    # --- sending --------------------------------------------------------------------------
 
-    def _send(self, message: FromWorker) -> None:
-        try:
-            with self._send_lock:
-                self._pipe.send(message)
-        except (OSError, ValueError):
-            pass  # the parent is gone; the message loop sees EOF and ends
-
-    def _reply_failure(self, ident: int, failure: Failure) -> None:
-        self._send(self._error(ident, failure))
+    def _reply_failure(self, peer: Peer, ident: int, failure: Failure) -> None:
+        peer.send(self._error(ident, failure))
 
     def _error(self, ident: int, failure: Failure) -> Error:
         """The Error message for `failure`, its texts redacted: they may quote the instance."""
@@ -411,9 +379,14 @@ class Worker:
         """`text` with every secret this worker has held replaced."""
         return self._redactor.text(text)
 
+    def broadcast(self, message: FromWorker) -> None:
+        """Send `message` to every peer (log records)."""
+        for peer in self.peers():
+            peer.send(message)
+
 
 class _PipeHandler(logging.Handler):
-    """Sends redacted log records to the parent."""
+    """Sends redacted log records to the peers."""
 
     def __init__(self, worker: Worker) -> None:
         super().__init__()
@@ -425,7 +398,7 @@ class _PipeHandler(logging.Handler):
             if record.exc_info and record.exc_info[1] is not None:
                 text += f" ({type(record.exc_info[1]).__name__})"
             text = self._worker.redact(text)
-            self._worker._send(Log(0, record.levelno, record.name, text))
+            self._worker.broadcast(Log(0, record.levelno, record.name, text))
         except Exception:
             self.handleError(record)
 

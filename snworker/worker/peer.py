@@ -1,0 +1,175 @@
+"""One pipe the worker serves: its parent's, or one agent client's socket.
+
+    pipe --> [read lock] --> one request thread reads; on a Request it leaves another thread at
+                             the pipe (starting one if none is idle) and carries the request out
+                             itself; anything else it hands to the service
+    pipe <-- [send lock] <-- Result / Error / OpenBrowser / Connected / Log
+
+Request threads take turns at the pipe (leader/followers), so a request is executed by the thread
+that read it: no hand-off between threads on the way in, and still always a thread reading, so a
+Cancel or Disconnect is seen while requests run. Call ids belong to the peer: two agent clients
+may use the same ids.
+"""
+
+from __future__ import annotations
+
+import logging
+import threading
+from typing import Protocol
+
+from snworker.messages import (
+    Cancel,
+    Connect,
+    Connected,
+    Control,
+    Disconnect,
+    Error,
+    FromWorker,
+    Log,
+    OpenBrowser,
+    Request,
+    Result,
+)
+from snworker.pipes import Pipe
+
+logger = logging.getLogger("snworker.worker")
+
+_MAX_REQUEST_THREADS = 64
+
+
+class Service(Protocol):
+    """What a peer hands its messages to."""
+
+    def carry_out(self, peer: Peer, request: Request, cancelled: threading.Event) -> None:
+        """Answer `request` to `peer`, unless `cancelled` is set by then."""
+        ...
+
+    def connect(self, peer: Peer, message: Connect) -> None:
+        """Authorize, or attach `peer` to the authorization there is."""
+        ...
+
+    def cancel(self, peer: Peer, ident: int) -> None:
+        """A Cancel for no request in flight: perhaps for a consent."""
+        ...
+
+    def control(self, peer: Peer, message: Control) -> None:
+        """An agent's status or stop command."""
+        ...
+
+    def disconnect(self, peer: Peer, message: Disconnect) -> None:
+        """`peer` is done with the connection."""
+        ...
+
+    def peer_gone(self, peer: Peer) -> None:
+        """`peer` closed its end without a Disconnect."""
+        ...
+
+    def violation(self, peer: Peer, error: Exception) -> None:
+        """`peer` wrote a frame that is not a message: nothing it sends can be trusted now."""
+        ...
+
+
+class Peer:
+    """A pipe, its request threads, its send lock, and its calls in flight."""
+
+    def __init__(self, pipe: Pipe, service: Service, name: str) -> None:
+        self._pipe = pipe
+        self._service = service
+        self.name = name
+        self._send_lock = threading.Lock()
+        self._read_lock = threading.Lock()
+        self._pool_lock = threading.Lock()
+        self._threads = 0  # request threads alive
+        self._busy = 0  # of which carrying out a request
+        self._cancelled: dict[int, threading.Event] = {}
+        self.closed = threading.Event()
+        self.disconnecting = threading.Event()
+
+    def start(self) -> None:
+        """Start reading."""
+        self._start_thread()
+
+    def send(self, message: FromWorker) -> None:
+        """Write `message`; a peer that is gone is the reading thread's business."""
+        try:
+            with self._send_lock:
+                self._pipe.send(message)
+        except (OSError, ValueError):
+            pass
+
+    def cancel_all(self) -> None:
+        """Stop every request of this peer that is still retrying."""
+        for event in list(self._cancelled.values()):
+            event.set()
+
+    def close(self) -> None:
+        """Stop reading and close the pipe."""
+        self.closed.set()
+        self.cancel_all()
+        try:
+            self._pipe.close()
+        except OSError:
+            pass
+
+    def _start_thread(self) -> None:
+        with self._pool_lock:
+            self._threads += 1
+        threading.Thread(target=self._take_turns, name=f"snworker-{self.name}",
+                         daemon=True).start()
+
+    def _take_turns(self) -> None:
+        while not self.closed.is_set():
+            with self._read_lock:
+                if self.closed.is_set():
+                    return
+                try:
+                    message = self._pipe.receive()
+                except (EOFError, OSError):
+                    if not self.closed.is_set():
+                        self.closed.set()
+                        if not self.disconnecting.is_set():
+                            self._service.peer_gone(self)
+                    return
+                except Exception as exc:  # ProtocolError, or worse: the stream is lost
+                    self.closed.set()
+                    self._service.violation(self, exc)
+                    return
+                if type(message) is Request:
+                    # Registered before the next read, so a Cancel for it cannot be missed.
+                    cancelled = self._cancelled[message.id] = threading.Event()
+                    # Leave a thread at the pipe before carrying the request out.
+                    with self._pool_lock:
+                        waiting = self._threads - self._busy - 1
+                        self._busy += 1
+                    if waiting == 0 and self._threads < _MAX_REQUEST_THREADS:
+                        self._start_thread()
+            if type(message) is Request:
+                try:
+                    self._service.carry_out(self, message, cancelled)
+                finally:
+                    self._cancelled.pop(message.id, None)
+                    with self._pool_lock:
+                        self._busy -= 1
+            else:
+                self._handle(message)
+
+    def _handle(self, message: object) -> None:
+        match message:
+            case Cancel():
+                event = self._cancelled.get(message.id)
+                if event is not None:
+                    event.set()
+                else:
+                    self._service.cancel(self, message.id)
+            case Connect():
+                self._service.connect(self, message)
+            case Control():
+                self._service.control(self, message)
+            case Disconnect():
+                self.disconnecting.set()
+                self._service.disconnect(self, message)
+            case OpenBrowser() | Connected() | Result() | Error() | Log():
+                logger.warning("snworker worker: ignored a %s from %s",
+                               type(message).__name__, self.name)
+            case _:  # pragma: no cover - receive() returns messages only
+                logger.warning("snworker worker: ignored %r", type(message).__name__)
