@@ -63,11 +63,11 @@ def wired() -> Iterator[tuple[StubServiceNow, Relay, snworker.ServiceNowConnecti
 
 
 def worker_requests(relay: Relay) -> list[dict[str, Any]]:
-    """Requests on the worker's connections (the browser's open with the consent page)."""
+    """Requests on the worker's connections (the browser stand-in's say python-requests)."""
     requests = []
     for stream in relay.recorded():
         parsed = parse_requests(stream)
-        if parsed and not parsed[0]["target"].startswith("/oauth_auth.do"):
+        if parsed and dict(parsed[0]["headers"]).get("user-agent") == "snworker":
             requests += parsed
     return requests
 
@@ -121,6 +121,7 @@ def test_every_call_is_exactly_one_request_framed_by_its_own_body(wired):
     assert [r["body"] for r in posts] == bodies
     for request in sent:
         headers = dict(request["headers"])
+        assert headers["user-agent"] == "snworker"
         assert headers["authorization"].startswith("Bearer ")
         assert [n for n, _ in request["headers"]].count("accept") == 1
         assert "\r" not in request["target"] and "\n" not in request["target"]
@@ -129,5 +130,5 @@ def test_every_call_is_exactly_one_request_framed_by_its_own_body(wired):
 def test_the_oauth_exchange_and_api_calls_all_went_through_the_relay(wired):
     _, relay, _ = wired
     targets = [r["target"].split("?")[0] for r in worker_requests(relay)]
-    assert targets[0] == "/oauth_token.do"
+    assert targets[:2] == ["/oauth_auth.do", "/oauth_token.do"]  # the probe, the exchange
     assert "/api/now/table/sys_user" in targets  # the current user, read at connect
