@@ -9,6 +9,7 @@ import typing as _typing
 
 if _typing.TYPE_CHECKING:
     from snworker import entities
+    from snworker.agent import attach
     from snworker.connection import (
         ApiResponse,
         ServiceNowConnection,
@@ -48,6 +49,7 @@ __all__ = [
     "WorkerError",
     "WorkerHardening",
     "WorkerStartError",
+    "attach",
     "connect",
     "enable_logging",
     "entities",
@@ -70,6 +72,7 @@ _HOMES = {
     "WorkerError": "snworker.errors",
     "WorkerHardening": "snworker.connection",
     "WorkerStartError": "snworker.errors",
+    "attach": "snworker.agent",
     "connect": "snworker.connection",
     "enable_logging": "snworker.logs",
     "freeze_support": "snworker.spawn",

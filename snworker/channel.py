@@ -47,7 +47,8 @@ from snworker.messages import (
     Result,
     ToWorker,
 )
-from snworker.pipes import IoMode, default_io
+from snworker.pipes import IoMode, Pipe, default_io
+from snworker.spawn import WorkerProcess
 
 logger = logging.getLogger("snworker")
 
@@ -69,7 +70,8 @@ class _Call:
 class Channel:
     """A worker process and the pipe to it."""
 
-    def __init__(self, on_open_browser: Callable[[str], None], io: IoMode | None = None) -> None:
+    def __init__(self, pipe: Pipe, process: WorkerProcess | None,
+                 on_open_browser: Callable[[str], None], io: IoMode) -> None:
         self.on_open_browser = on_open_browser
         self._ids = itertools.count(1)
         self._send_lock = threading.Lock()
@@ -82,11 +84,29 @@ class Channel:
         self._closing = False
         self._heard = False  # a first message came: the worker started
         self._owner_pid = os.getpid()
-        self.io = io or default_io()
-        self._pipe, self._process = spawn.launch(self.io)
-        self._worker_pid: int = self._process.pid
-        self._waiter = self._pipe.waiter(self._process.sentinel)
+        self.io = io
+        self._pipe, self._process = pipe, process
+        self._worker_pid: int = process.pid if process is not None else 0
+        self._waiter = pipe.waiter(process.sentinel if process is not None else None)
         _channels.add(self)
+
+    @classmethod
+    def start(cls, on_open_browser: Callable[[str], None], io: IoMode | None = None,
+              agent: dict[str, object] | None = None) -> Channel:
+        """Start a worker (an agent, with `agent` settings) and the channel to it."""
+        io = io or default_io()
+        pipe, process = spawn.launch(io, agent)
+        return cls(pipe, process, on_open_browser, io)
+
+    @classmethod
+    def over(cls, pipe: Pipe, on_open_browser: Callable[[str], None], io: IoMode) -> Channel:
+        """A channel to an agent, on a socket or named pipe already connected to it."""
+        return cls(pipe, None, on_open_browser, io)
+
+    @property
+    def attached(self) -> bool:
+        """True for a channel to an agent: the worker is not ours to stop."""
+        return self._process is None
 
     @property
     def pid(self) -> int:
@@ -249,6 +269,9 @@ class Channel:
     def _failure(self) -> WorkerError:
         if self._closing:
             return ConnectionClosedError("the connection is closed")
+        if self._process is None:
+            return WorkerCrashedError("the snworker agent is gone (its socket closed); start "
+                                      "it again, or connect() without it")
         self._process.join(1.0)  # the pipe can close a moment before the exit status is known
         code = self._process.exitcode
         if not self._heard:
@@ -277,7 +300,7 @@ class Channel:
         """Wait up to `timeout` s for the worker to exit, then terminate it, then kill it."""
         self._closing = True
         process = self._process
-        if self.owned_here and not process.join(timeout):
+        if process is not None and self.owned_here and not process.join(timeout):
             process.terminate()
             if not process.join(1.0):
                 process.kill()
@@ -287,11 +310,23 @@ class Channel:
             reading, self._reading = self._reading, True
         if not reading:
             self._drain_logs()
-            for release in (self._pipe.close, self._waiter.close, process.close):
-                try:
-                    release()
-                except OSError:
-                    pass
+            self._release()
+
+    def release(self) -> None:
+        """Let go of a worker without stopping it (an agent, once it has started)."""
+        self._closing = True
+        self._fail_all(ConnectionClosedError("the connection is closed"))
+        self._release()
+
+    def _release(self) -> None:
+        closers = [self._pipe.close, self._waiter.close]
+        if self._process is not None:
+            closers.append(self._process.close)
+        for release in closers:
+            try:
+                release()
+            except OSError:
+                pass
 
     def _drain_logs(self) -> None:
         """Re-emit what the worker logged after the last answer anybody read."""
@@ -317,11 +352,10 @@ def _disown_after_fork() -> None:
             "call connect() itself")
         channel._lock = threading.Lock()  # the parent may have held it at the fork
         channel._send_lock = threading.Lock()
-        for release in (channel._pipe.close, channel._waiter.close, channel._process.close):
-            try:
-                release()
-            except Exception:
-                pass
+        try:
+            channel._release()
+        except Exception:
+            pass
 
 
 if hasattr(os, "register_at_fork"):  # POSIX; Windows has no fork()

@@ -28,6 +28,7 @@ from snworker.errors import (
     InvalidRequestError,
     RequestTimeoutError,
     ServiceNowError,
+    WorkerError,
     from_error_fields,
 )
 from snworker.messages import Connect, Connected, Disconnect, Error, Pairs, Request, Result
@@ -361,6 +362,7 @@ def connect(
     retry: RetryPolicy | None = None,
     ca_bundle: str | os.PathLike[str] | None = None,
     proxy: str | None = None,
+    agent: bool = False,
 ) -> ServiceNowConnection:
     """Start a worker, have the user authorize it, and return a connection through it.
 
@@ -379,6 +381,8 @@ def connect(
             operating system's trust store (for example a corporate inspection proxy's CA).
         proxy: an http(s):// proxy URL for the instance; default: HTTPS_PROXY, unless
             NO_PROXY names the instance. Never used for a loopback instance.
+        agent: use a running `snworker agent` for this instance and client id, if there is
+            one (no consent needed then); else start a worker of its own.
 
     Raises:
         AuthorizationError: the user denied access, did not answer in time, or the instance
@@ -386,6 +390,44 @@ def connect(
         InvalidRequestError: an argument is malformed (nothing was started).
         WorkerStartError: the worker process could not be started.
     """
+    settings = connect_settings(instance, client_id, redirect_uri=redirect_uri, scopes=scopes,
+                                authorization_timeout=authorization_timeout,
+                                request_timeout=request_timeout, retry=retry,
+                                ca_bundle=ca_bundle, proxy=proxy)
+    opener = open_browser if open_browser is not None else _open_system_browser
+    if agent:
+        from snworker import agent as agents
+
+        address = agents.find(settings.instance_url, settings.client_id)
+        if address is not None:
+            try:
+                return agents.attach(address, open_browser=opener,
+                                     request_timeout=settings.request_timeout)
+            except WorkerError:
+                logger.info("snworker: the agent at %s did not answer; starting a worker",
+                            address)
+    channel = Channel.start(_browser_runner(opener))
+    message = replace(settings, id=channel.next_id())
+    try:
+        answer = _authorize(channel, message)
+    except ServiceNowError:
+        _stop_worker(channel)
+        raise
+    except BaseException:  # KeyboardInterrupt included: never leave a worker behind
+        channel.close(0.5)
+        raise
+    conn = ServiceNowConnection(channel, message, answer)
+    _open_connections.add(conn)
+    return conn
+
+
+def connect_settings(
+    instance: str, client_id: str, *, redirect_uri: str | Sequence[str] = DEFAULT_REDIRECT_URI,
+    scopes: Iterable[str] = (), authorization_timeout: float = 300.0,
+    request_timeout: float = 30.0, retry: RetryPolicy | None = None,
+    ca_bundle: str | os.PathLike[str] | None = None, proxy: str | None = None,
+) -> Connect:
+    """connect()'s arguments, checked, as the Connect message (its id still 0)."""
     instance_url = normalize_instance_url(instance)
     redirect_uris = _redirect_uris(redirect_uri)
     if not isinstance(client_id, str) or not client_id or not client_id.isprintable():
@@ -398,23 +440,19 @@ def connect(
     policy = retry if retry is not None else RetryPolicy()
     if not isinstance(policy, RetryPolicy):
         raise InvalidRequestError("retry must be a snworker.RetryPolicy")
-    opener = open_browser if open_browser is not None else _open_system_browser
-    bundle = _ca_bundle(ca_bundle)
-    proxy_url = _proxy_for(instance_url, proxy)
-
-    channel = Channel(_browser_runner(opener))
-    message = Connect(
-        channel.next_id(), instance_url, client_id, redirect_uris, scope_list, auth_timeout,
-        req_timeout, policy.to_wire(), logging.getLogger("snworker").getEffectiveLevel(),
-        proxy_url, bundle,
+    return Connect(
+        0, instance_url, client_id, redirect_uris, scope_list, auth_timeout, req_timeout,
+        policy.to_wire(), logging.getLogger("snworker").getEffectiveLevel(),
+        _proxy_for(instance_url, proxy), _ca_bundle(ca_bundle),
     )
+
+
+def open_connection(channel: Channel, message: Connect) -> ServiceNowConnection:
+    """Authorize over `channel` and return the connection; the channel is let go on failure."""
     try:
         answer = _authorize(channel, message)
-    except ServiceNowError:
-        _stop_worker(channel)
-        raise
-    except BaseException:  # KeyboardInterrupt included: never leave a worker behind
-        channel.close(0.5)
+    except BaseException:
+        channel.release()
         raise
     conn = ServiceNowConnection(channel, message, answer)
     _open_connections.add(conn)

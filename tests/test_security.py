@@ -438,7 +438,7 @@ def test_interrupting_connect_frees_the_port_and_stops_the_worker(stub):
 
 
 def test_the_worker_refuses_a_plain_http_instance(stub):
-    channel = Channel(lambda url: None)
+    channel = Channel.start(lambda url: None)
     try:
         answer = channel.call(Connect(channel.next_id(), "http://example.com", "c",
                                       ("http://127.0.0.1:0/cb",), (), 5.0, 5.0,

@@ -39,7 +39,7 @@ class Pipe(Protocol):
         """Read one message; EOFError at the end, ProtocolError for a malformed frame."""
         ...
 
-    def waiter(self, sentinel: int) -> Waiter:
+    def waiter(self, sentinel: int | None) -> Waiter:
         """Something that waits for this pipe and `sentinel` (a process sentinel) together."""
         ...
 

@@ -90,7 +90,7 @@ class ConnPipe:
             raise ProtocolError("a body whose length disagrees with its prefix")
         return build(values, body)
 
-    def waiter(self, sentinel: int) -> _ConnWaiter:
+    def waiter(self, sentinel: int | None) -> _ConnWaiter:
         """Waits for this pipe and `sentinel` with the connection package's wait()."""
         if self._wait is None:
             raise RuntimeError("this end of the pipe was opened without a wait function")
@@ -102,8 +102,8 @@ class ConnPipe:
 
 
 class _ConnWaiter:
-    def __init__(self, conn: Connection, sentinel: int, wait: Wait) -> None:
-        self._objects = [conn, sentinel]
+    def __init__(self, conn: Connection, sentinel: int | None, wait: Wait) -> None:
+        self._objects: list[Any] = [conn] if sentinel is None else [conn, sentinel]
         self._wait = wait
 
     def wait(self, timeout: float | None) -> tuple[bool, bool]:

@@ -68,7 +68,7 @@ class FdPipe:
             raise ProtocolError("a body where the head says none")
         return build(values, self._take(body_size) if values[1] else None)
 
-    def waiter(self, sentinel: int) -> Waiter:
+    def waiter(self, sentinel: int | None) -> Waiter:
         """Waits for this pipe and `sentinel` together: epoll on Linux, selectors elsewhere."""
         if sys.platform == "linux":
             return _EpollWaiter(self._fd, sentinel)
@@ -129,11 +129,12 @@ def _write_all(fd: int, buffers: list[bytes]) -> None:
 if sys.platform == "linux":
 
     class _EpollWaiter:
-        def __init__(self, fd: int, sentinel: int) -> None:
+        def __init__(self, fd: int, sentinel: int | None) -> None:
             self._sentinel = sentinel
             self._poll = select.epoll()
             self._poll.register(fd, select.EPOLLIN)
-            self._poll.register(sentinel, select.EPOLLIN)
+            if sentinel is not None:
+                self._poll.register(sentinel, select.EPOLLIN)
 
         def wait(self, timeout: float | None) -> tuple[bool, bool]:
             ready = self._poll.poll(-1.0 if timeout is None else max(timeout, 0.0))
@@ -145,11 +146,12 @@ if sys.platform == "linux":
 
 
 class _SelectorWaiter:
-    def __init__(self, fd: int, sentinel: int) -> None:
+    def __init__(self, fd: int, sentinel: int | None) -> None:
         self._sentinel = sentinel
         self._selector = selectors.DefaultSelector()
         self._selector.register(fd, selectors.EVENT_READ)
-        self._selector.register(sentinel, selectors.EVENT_READ)
+        if sentinel is not None:
+            self._selector.register(sentinel, selectors.EVENT_READ)
 
     def wait(self, timeout: float | None) -> tuple[bool, bool]:
         ready = self._selector.select(None if timeout is None else max(timeout, 0.0))

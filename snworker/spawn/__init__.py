@@ -95,6 +95,7 @@ class Launch:
     environment: dict[str, str]
     settings: dict[str, Any]
     io: IoMode
+    detached: bool = False  # an agent: no output to the terminal it was started from
 
 
 def _package_directory(name: str) -> str | None:
@@ -178,8 +179,12 @@ def worker_environment(environ: dict[str, str] | os._Environ[str]) -> dict[str, 
     return {k: v for k, v in environ.items() if k in ENVIRONMENT}
 
 
-def launch(io: IoMode) -> tuple[Pipe, WorkerProcess]:
-    """Start a worker and return the parent's end of the pipe to it, and the process."""
+def launch(io: IoMode, agent: dict[str, object] | None = None) -> tuple[Pipe, WorkerProcess]:
+    """Start a worker and return the parent's end of the pipe to it, and the process.
+
+    With `agent` settings (address, idle), the worker becomes an agent that outlives this
+    process: it runs detached, with no output to this process's terminal.
+    """
     with _state_lock:
         _state["started"] = True
         executable = str(_state["executable"])
@@ -191,8 +196,11 @@ def launch(io: IoMode) -> tuple[Pipe, WorkerProcess]:
         command: tuple[str, ...] = (executable, WORKER_FLAG)
     else:
         command = (executable, "-I", "-S", "-c", BOOTSTRAP)
-    spec = Launch(command, worker_environment(os.environ),
-                  {"path": list(_PATH), "parent_pid": os.getpid(), "io": io}, io)
+    settings: dict[str, Any] = {"path": list(_PATH), "parent_pid": os.getpid(), "io": io}
+    if agent is not None:
+        settings["agent"] = agent
+    spec = Launch(command, worker_environment(os.environ), settings, io,
+                  detached=agent is not None and not agent.get("foreground"))
     if sys.platform == "win32":
         from snworker.spawn import _win32 as platform_launch
     else:

@@ -95,9 +95,11 @@ def launch(spec: Launch) -> tuple[Pipe, PosixWorker]:
     passed = (child_end.fileno(), death_r, sentinel_w)
     settings = dict(spec.settings, pipe=child_end.fileno(), death=death_r)
     try:
+        quiet = subprocess.DEVNULL if spec.detached else None
         popen = subprocess.Popen(
             spec.command, env=spec.environment, pass_fds=passed, close_fds=True,
-            stdin=subprocess.PIPE, cwd=os.path.abspath(os.sep), start_new_session=True,
+            stdin=subprocess.PIPE, stdout=quiet, stderr=quiet, cwd=os.path.abspath(os.sep),
+            start_new_session=True,
         )
     except BaseException:
         parent_end.close()

@@ -155,15 +155,18 @@ def launch(spec: Launch) -> tuple[Pipe, WindowsWorker]:
     """Start the worker, then hand it its pipe and a handle on this process."""
     parent_end, child_end = multiprocess.Pipe(duplex=True)
     try:
+        quiet = subprocess.DEVNULL if spec.detached else None
+        flags = subprocess.CREATE_NEW_PROCESS_GROUP | (
+            subprocess.DETACHED_PROCESS if spec.detached else subprocess.CREATE_NO_WINDOW)
         popen = subprocess.Popen(
-            spec.command, env=spec.environment, stdin=subprocess.PIPE, close_fds=True,
-            cwd=os.path.abspath(os.sep),
-            creationflags=subprocess.CREATE_NEW_PROCESS_GROUP | subprocess.CREATE_NO_WINDOW,
+            spec.command, env=spec.environment, stdin=subprocess.PIPE, stdout=quiet,
+            stderr=quiet, close_fds=True, cwd=os.path.abspath(os.sep), creationflags=flags,
         )
         rights = (_SYNCHRONIZE | _PROCESS_TERMINATE | _PROCESS_SET_QUOTA | _PROCESS_DUP_HANDLE
                   | _PROCESS_QUERY_LIMITED_INFORMATION)
         handle = _winapi.OpenProcess(rights, False, popen.pid)
-        job = _kill_on_close_job(handle)
+        # An agent outlives this process: no kill-on-close job for it.
+        job = None if spec.detached else _kill_on_close_job(handle)
         current = _winapi.GetCurrentProcess()
         pipe_handle = _winapi.DuplicateHandle(current, child_end.fileno(), handle, 0, False,
                                               _winapi.DUPLICATE_SAME_ACCESS)

@@ -23,18 +23,33 @@ from snworker.worker import harden
 def main(settings: dict[str, Any]) -> None:
     """Harden, start afresh where the OS allows it, then serve the parent until it is done."""
     close = [] if sys.platform == "win32" else [int(settings["pipe"]), int(settings["death"])]
+    agent = settings.get("agent")
     try:
         report = harden.apply()
-        report += harden.start_fresh(int(settings["parent_pid"]), close)
+        report += harden.start_fresh(int(settings["parent_pid"]), close,
+                                     follow_parent=agent is None)
+        pipe = open_pipe(settings)
+        if agent is not None:
+            from snworker.worker.agent import run  # only now: nothing of it runs before hardening
+
+            run(report, pipe, str(agent["address"]), float(agent["idle"]), _on_sigterm)
+            os._exit(0)
     except harden.Refused as refusal:
         _refuse(settings, str(refusal))
-    pipe = open_pipe(settings)
     from snworker.worker.main import Worker  # only now: nothing of it runs before hardening
 
     worker = Worker((*report, ("parent_death", "")))
     _watch_parent(settings, worker.parent_gone)
     worker.serve(pipe)
     os._exit(0)
+
+
+def _on_sigterm(stop: Any) -> None:
+    """Run `stop()` when the process is asked to end (SIGTERM; Ctrl-Break on Windows)."""
+    import signal
+
+    name = "SIGBREAK" if sys.platform == "win32" else "SIGTERM"
+    signal.signal(getattr(signal, name), lambda signum, frame: stop())
 
 
 def open_pipe(settings: dict[str, Any]) -> Pipe:

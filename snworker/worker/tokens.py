@@ -96,6 +96,17 @@ class TokenStore:
             return None if self._grant is None else self._grant.refresh_token
 
     @property
+    def granted(self) -> bool:
+        """True while there is a grant (False once it was refused or wiped)."""
+        with self._lock:
+            return self._grant is not None
+
+    def expires_in(self) -> float | None:
+        """Seconds of life left to the access token; None without a grant."""
+        with self._lock:
+            return None if self._grant is None else self._grant.expires_at - self._clock()
+
+    @property
     def last_refresh_token(self) -> str | None:
         """The last refresh token held, wiped or not: what disconnect() revokes."""
         with self._lock:

@@ -33,8 +33,8 @@ def apply() -> Report:
     return (("no_core_dumps", APPLIED), ("deny_attach", deny))
 
 
-def start_fresh(parent_pid: int, close: Sequence[int]) -> Report:
+def start_fresh(parent_pid: int, close: Sequence[int], follow_parent: bool = True) -> Report:
     """Nothing to do: no handle on a macOS process's memory is open to other processes."""
-    del parent_pid, close
+    del parent_pid, close, follow_parent
     return (("fresh_address_space", f"not needed on {sys.platform}: memory is reached through "
              "task_for_pid, which ordinary processes of the same user are refused"),)

@@ -46,15 +46,16 @@ def apply() -> Report:
     return (("no_core_dumps", APPLIED), ("not_dumpable", APPLIED), ("not_traced", traced))
 
 
-def start_fresh(parent_pid: int, close: Sequence[int]) -> Report:
+def start_fresh(parent_pid: int, close: Sequence[int], follow_parent: bool = True) -> Report:
     """Fork; return in the child, in a fresh address space. This process supervises it.
 
-    `close` are the descriptors only the child may keep (the pipe, the death pipe).
+    `close` are the descriptors only the child may keep (the pipe, the death pipe). An agent
+    does not `follow_parent`: it outlives the process that started it.
     """
     supervisor = os.getpid()
     child = os.fork()
     if child:
-        _supervise(child, parent_pid, close)  # never returns
+        _supervise(child, parent_pid if follow_parent else None, close)  # never returns
     # Dies with its supervisor: the supervisor is single-threaded, so this is exact.
     _libc.prctl(_PR_SET_PDEATHSIG, signal.SIGKILL, 0, 0, 0)
     if os.getppid() != supervisor:
@@ -75,7 +76,7 @@ def _refuse_if_traced() -> str:
     return APPLIED
 
 
-def _supervise(child: int, parent_pid: int, close: Sequence[int]) -> None:
+def _supervise(child: int, parent_pid: int | None, close: Sequence[int]) -> None:
     for fd in close:
         with contextlib.suppress(OSError):
             os.close(fd)
@@ -89,11 +90,12 @@ def _supervise(child: int, parent_pid: int, close: Sequence[int]) -> None:
         if os.getppid() != parent_pid:
             signal.alarm(_ORPHAN_GRACE)
 
-    signal.signal(signal.SIGALRM, lambda signum, frame: _forward(child, signal.SIGKILL))
-    signal.signal(signal.SIGUSR2, on_parent_death)
-    _libc.prctl(_PR_SET_PDEATHSIG, signal.SIGUSR2, 0, 0, 0)
-    if os.getppid() != parent_pid:  # the parent died before the line above
-        signal.alarm(_ORPHAN_GRACE)
+    if parent_pid is not None:
+        signal.signal(signal.SIGALRM, lambda signum, frame: _forward(child, signal.SIGKILL))
+        signal.signal(signal.SIGUSR2, on_parent_death)
+        _libc.prctl(_PR_SET_PDEATHSIG, signal.SIGUSR2, 0, 0, 0)
+        if os.getppid() != parent_pid:  # the parent died before the line above
+            signal.alarm(_ORPHAN_GRACE)
     while True:
         try:
             _, status = os.waitpid(child, 0)

@@ -19,7 +19,7 @@ def apply() -> Report:
             ("not_dumpable", f"not available on {sys.platform}"))
 
 
-def start_fresh(parent_pid: int, close: Sequence[int]) -> Report:
+def start_fresh(parent_pid: int, close: Sequence[int], follow_parent: bool = True) -> Report:
     """Nothing to do here."""
-    del parent_pid, close
+    del parent_pid, close, follow_parent
     return (("fresh_address_space", f"not available on {sys.platform}"),)

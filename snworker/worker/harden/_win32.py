@@ -63,9 +63,9 @@ def apply() -> Report:
     )
 
 
-def start_fresh(parent_pid: int, close: Sequence[int]) -> Report:
+def start_fresh(parent_pid: int, close: Sequence[int], follow_parent: bool = True) -> Report:
     """Nothing to start afresh from: Windows has no fork()."""
-    del parent_pid, close
+    del parent_pid, close, follow_parent
     return (("fresh_address_space", "not available on Windows: a handle opened on the worker "
              "before its DACL was set keeps its access"),)
 

@@ -1,0 +1,49 @@
+"""Opening an agent's Unix socket, once it is checked to be private to this user."""
+
+from __future__ import annotations
+
+import sys
+
+assert sys.platform != "win32"  # this module is only imported on POSIX systems
+
+import os
+import socket
+import stat
+
+from snworker.errors import WorkerStartError
+from snworker.pipes import Pipe
+from snworker.pipes.fd import FdPipe
+from snworker.pipes.unix import peer_uid
+
+_CONNECT_TIMEOUT = 5.0
+
+
+def open_agent(address: str) -> Pipe:
+    """A pipe to the agent at `address`; WorkerStartError unless it is this user's own."""
+    me = os.getuid()
+    for path, kind in ((os.path.dirname(address), stat.S_ISDIR), (address, stat.S_ISSOCK)):
+        try:
+            info = os.lstat(path)
+        except OSError as exc:
+            raise WorkerStartError(f"no snworker agent at {address} ({exc.strerror})") from None
+        if not kind(info.st_mode) or info.st_uid != me or info.st_mode & 0o077:
+            raise WorkerStartError(
+                f"refusing the snworker agent at {address}: {path} is not private to this "
+                f"user (owner {info.st_uid}, mode {stat.filemode(info.st_mode)}); an agent's "
+                "socket is mode 0600 in a 0700 directory")
+    sock = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
+    try:
+        sock.settimeout(_CONNECT_TIMEOUT)
+        sock.connect(address)
+        sock.settimeout(None)
+        if peer_uid(sock) != me:
+            raise WorkerStartError(f"refusing the snworker agent at {address}: it runs as "
+                                   "another user")
+    except OSError as exc:
+        sock.close()
+        raise WorkerStartError(f"the snworker agent at {address} does not answer "
+                               f"({exc.strerror or exc})") from None
+    except BaseException:
+        sock.close()
+        raise
+    return FdPipe(sock.detach())

@@ -1,0 +1,240 @@
+"""The worker as an agent: one authorized worker shared by a user's processes, as ssh-agent is.
+
+    snworker agent start  --pipe-->  the agent: consent once  -->  listens on a socket only its
+                                                                   user can open
+    client processes      --socket (one Peer each)-->  the same Worker: transport, tokens,
+                                                       redaction, checks for every client
+
+Started, hardened and isolated exactly as a spawned worker (`boot.py`), it then outlives the
+process that started it. A client's Connect attaches it to the grant there is, or, when the grant
+can no longer be renewed, runs one consent for everyone who asks meanwhile. A client's Disconnect
+only detaches it; a client that crashes or writes garbage is dropped, and nobody else notices.
+The agent stops, revoking its grant, on `agent stop`, on SIGTERM, after `idle` seconds without a
+client, when its grant is gone and nobody reconnects within `idle` seconds, and when its socket's
+directory is removed (the end of the user's login session, for $XDG_RUNTIME_DIR).
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import os
+import sys
+import threading
+import time
+from collections.abc import Callable
+from typing import Any, Protocol
+
+from snworker.messages import Connect, Control, Disconnect, FromWorker, Result
+from snworker.pipes import Pipe
+from snworker.worker.failures import Failure, InvalidRequest
+from snworker.worker.harden import Report
+from snworker.worker.main import Worker
+from snworker.worker.peer import Peer
+
+logger = logging.getLogger("snworker.worker")
+
+# How often the agent looks at its idle time, its grant and its socket.
+_LOOK_EVERY = 0.5
+_REVOKE_AT_STOP = 5.0
+
+
+class Listener(Protocol):
+    """Where clients connect: a Unix socket, or a named pipe on Windows."""
+
+    address: str
+
+    def accept(self) -> tuple[Pipe, str] | None:
+        """The next client of this user, or None for one that was refused; OSError once closed."""
+        ...
+
+    def gone(self) -> bool:
+        """True when the address no longer leads here (removed, or the session ended)."""
+        ...
+
+    def close(self) -> None:
+        """Stop listening and remove the address."""
+        ...
+
+
+def listen(address: str) -> Listener:
+    """Listen on `address` so that only this user's processes get in."""
+    if sys.platform == "win32":
+        from snworker.worker.agent._win32 import listen as listen_here
+    else:
+        from snworker.worker.agent._posix import listen as listen_here
+    return listen_here(address)
+
+
+class AgentWorker(Worker):
+    """A Worker that serves a peer per client, and stops on its own terms."""
+
+    def __init__(self, hardening: Report, idle: float) -> None:
+        super().__init__(hardening)
+        self._idle = idle
+        self._settings: Connect | None = None  # the consent every later one repeats
+        self._waiting: list[tuple[Peer, int]] = []  # Connects answered by the consent under way
+        self._consent_owner: tuple[Peer, int] | None = None
+        self._stop_reason = ""
+        self._clients_seen = 0
+        self._idle_since = time.monotonic()
+
+    def serve_agent(self, starter: Pipe, listener: Listener) -> None:
+        """Serve the process that started the agent, then every client, until told to stop."""
+        self._listener = listener
+        self.add_peer(starter, "starter")
+        threading.Thread(target=self._accept, args=(listener,), name="snworker-agent-accept",
+                         daemon=True).start()
+        self._watch(listener)
+        logger.info("snworker agent: stopping (%s)", self._stop_reason)
+        self._revoke(_REVOKE_AT_STOP)
+        self._wipe("the agent stopped")
+        listener.close()
+        for peer in self.peers():
+            self.drop_peer(peer)
+
+    def stop(self, reason: str) -> None:
+        """Stop serving: the grant is revoked on the way out."""
+        if not self._stop_reason:
+            self._stop_reason = reason
+        self._done.set()
+
+    # --- clients ---------------------------------------------------------------------------
+
+    def _accept(self, listener: Listener) -> None:
+        while not self._done.is_set():
+            try:
+                accepted = listener.accept()
+            except OSError:
+                return
+            if accepted is not None:
+                pipe, who = accepted
+                self._clients_seen += 1
+                self.add_peer(pipe, f"client-{self._clients_seen}")
+                logger.debug("snworker agent: %s attached", who)
+
+    def _watch(self, listener: Listener) -> None:
+        ungranted_since: float | None = None
+        while not self._done.wait(_LOOK_EVERY):
+            now = time.monotonic()
+            if listener.gone():
+                self.stop("its socket was removed, or the login session ended")
+            elif self.clients():
+                self._idle_since = now
+            elif now - self._idle_since >= self._idle:
+                self.stop(f"no client for {self._idle:g} s")
+            tokens = self._tokens
+            if tokens is not None and not tokens.granted and not self._connecting:
+                ungranted_since = ungranted_since or now
+                if now - ungranted_since >= self._idle:
+                    self.stop("its grant ended and nobody authorized it again")
+            else:
+                ungranted_since = None
+
+    def broadcast(self, message: FromWorker) -> None:
+        """Log records go to the process that started the agent, not to its clients."""
+        for peer in self.peers():
+            if peer.name == "starter":
+                peer.send(message)
+
+    def clients(self) -> list[Peer]:
+        """The attached clients (the process that started the agent is not one)."""
+        return [peer for peer in self.peers() if peer.name != "starter"]
+
+    # --- what peers ask ----------------------------------------------------------------------
+
+    def connect(self, peer: Peer, message: Connect) -> None:
+        """Attach `peer` to the grant there is, or run one consent for everyone waiting."""
+        settings = self._settings
+        if settings is not None and message.instance_url and (
+                message.instance_url, message.client_id) != (settings.instance_url,
+                                                              settings.client_id):
+            self._reply_failure(peer, message.id, InvalidRequest(
+                f"this agent serves {settings.instance_url} for client id "
+                f"{settings.client_id}, not {message.instance_url}"))
+            return
+        tokens = self._tokens
+        if tokens is not None and tokens.granted:
+            peer.send(self._connected_message(message.id))
+            return
+        self._waiting.append((peer, message.id))
+        if self._connecting:
+            return  # the consent under way answers this one too
+        if settings is None:
+            if not message.instance_url:
+                self._waiting.remove((peer, message.id))
+                self._reply_failure(peer, message.id, Failure("the agent is not authorized yet"))
+                return
+            self._settings = settings = message
+        self._consent_owner = (peer, message.id)
+        super().connect(peer, Connect(
+            message.id, settings.instance_url, settings.client_id, settings.redirect_uris,
+            settings.scopes, settings.authorization_timeout, settings.request_timeout,
+            settings.policy, settings.log_level, settings.proxy, settings.ca_bundle))
+
+    def _connected(self, peer: Peer, message: Connect, failure: Failure | None) -> None:
+        waiting, self._waiting = self._waiting, []
+        for waiter, ident in waiting or [(peer, message.id)]:
+            if failure is not None:
+                self._reply_failure(waiter, ident, failure)
+            else:
+                waiter.send(self._connected_message(ident))
+
+    def cancel(self, peer: Peer, ident: int) -> None:
+        """Only the client whose browser shows the consent page can cancel it."""
+        if self._consent_owner == (peer, ident):
+            self._connect_cancel.set()
+
+    def control(self, peer: Peer, message: Control) -> None:
+        """`status`, or `stop`."""
+        if message.command == "status":
+            peer.send(Result(message.id, 200, (("Content-Type", "application/json"),),
+                             json.dumps(self.status()).encode()))
+        elif message.command == "stop":
+            peer.send(Result(message.id, 200, (), None))
+            self.stop("asked to")
+        else:
+            self._reply_failure(peer, message.id, InvalidRequest(
+                f"unknown agent command {message.command!r}"))
+
+    def status(self) -> dict[str, Any]:
+        """What `snworker agent status` shows."""
+        tokens = self._tokens
+        settings = self._settings
+        return {
+            "pid": os.getpid(),
+            "address": self._listener.address,
+            "instance": settings.instance_url if settings else None,
+            "client_id": settings.client_id if settings else None,
+            "user": self._user,
+            "granted": bool(tokens and tokens.granted),
+            "token_expires_in": round(tokens.expires_in() or 0.0) if tokens else None,
+            "clients": len(self.clients()),
+            "idle_timeout": self._idle,
+            "idle_left": None if self.clients() else
+            round(max(0.0, self._idle - (time.monotonic() - self._idle_since))),
+            "hardening": dict(self._hardening),
+        }
+
+    def disconnect(self, peer: Peer, message: Disconnect) -> None:
+        """A client detaches; the agent goes on."""
+        self.drop_peer(peer)
+
+    def peer_gone(self, peer: Peer) -> None:
+        """A client ended (or crashed): drop it, nobody else notices."""
+        self.drop_peer(peer)
+
+    def violation(self, peer: Peer, error: Exception) -> None:
+        """A client wrote garbage: drop it, nobody else notices."""
+        logger.warning("snworker agent: dropped %s, which sent an unreadable message (%s)",
+                       peer.name, type(error).__name__)
+        self.drop_peer(peer)
+
+
+def run(hardening: Report, starter: Pipe, address: str, idle: float,
+        on_signal: Callable[[Callable[[], None]], None]) -> None:
+    """Listen on `address`, then serve as an agent; `on_signal` wires SIGTERM to a stop."""
+    listener = listen(address)
+    agent = AgentWorker(hardening, idle)
+    on_signal(lambda: agent.stop("SIGTERM"))
+    agent.serve_agent(starter, listener)

@@ -1,0 +1,96 @@
+"""The agent's socket on Linux and macOS: a Unix socket, mode 0600, in a 0700 directory.
+
+Every client is checked to be the agent's own user (SO_PEERCRED on Linux, getpeereid
+elsewhere) before anything it sends is read, whatever the file modes say.
+"""
+
+from __future__ import annotations
+
+import sys
+
+assert sys.platform != "win32"  # this module is only imported on POSIX systems
+
+import logging
+import os
+import socket
+import stat
+
+from snworker.pipes import Pipe
+from snworker.pipes.fd import FdPipe
+from snworker.pipes.unix import peer_uid
+from snworker.worker.harden import Refused
+
+logger = logging.getLogger("snworker.worker")
+
+
+class UnixListener:
+    """A listening Unix socket that lets in this user's processes only."""
+
+    def __init__(self, address: str, sock: socket.socket) -> None:
+        self.address = address
+        self._sock = sock
+        info = os.stat(address)
+        self._identity = (info.st_dev, info.st_ino)
+
+    def accept(self) -> tuple[Pipe, str] | None:
+        """The next client of this user; None (and the connection closed) for anyone else."""
+        conn, _ = self._sock.accept()
+        try:
+            uid = peer_uid(conn)
+        except OSError as exc:
+            logger.warning("snworker agent: refused a client whose user is unknown (%s)", exc)
+            conn.close()
+            return None
+        if uid != os.getuid():
+            logger.warning("snworker agent: refused a client of user %d", uid)
+            conn.close()
+            return None
+        conn.setblocking(True)
+        return FdPipe(conn.detach()), f"a process of user {uid}"
+
+    def gone(self) -> bool:
+        """True when the socket file was removed or replaced."""
+        try:
+            info = os.stat(self.address)
+        except OSError:
+            return True
+        return (info.st_dev, info.st_ino) != self._identity
+
+    def close(self) -> None:
+        """Stop listening and remove the socket, if it is still ours."""
+        if not self.gone():
+            try:
+                os.unlink(self.address)
+            except OSError:
+                pass
+        self._sock.close()
+
+
+def listen(address: str) -> UnixListener:
+    """Listen on `address`, creating its directory private to this user."""
+    directory = os.path.dirname(address)
+    os.makedirs(directory, mode=0o700, exist_ok=True)
+    info = os.lstat(directory)
+    if (not stat.S_ISDIR(info.st_mode) or info.st_uid != os.getuid()
+            or info.st_mode & 0o077):
+        raise Refused(f"{directory} must be a directory of this user that only it can open "
+                      "(mode 0700)")
+    if os.path.lexists(address):
+        probe = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
+        try:
+            probe.connect(address)
+        except OSError:
+            os.unlink(address)  # a socket left by an agent that is gone
+        else:
+            raise Refused(f"an agent already listens on {address}")
+        finally:
+            probe.close()
+    sock = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
+    # Created 0600: never, even for a moment, open to others. (No other thread runs yet.)
+    previous = os.umask(0o177)
+    try:
+        sock.bind(address)
+    finally:
+        os.umask(previous)
+    sock.listen(64)
+    return UnixListener(address, sock)
