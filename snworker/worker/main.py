@@ -208,17 +208,20 @@ class Worker:
                         message.instance_url, grant.expires_at - time.monotonic())
             user = self._current_user(message.request_timeout)
         except Failure as exc:
-            self._connected(peer, message, exc)
-            return
+            failure: Failure | None = exc
         except ValueError as exc:
-            self._connected(peer, message, InvalidRequest(str(exc)))
-            return
-        finally:
-            self._connecting = False
-        self._user = user
-        self._ready.set()
-        logger.info("snworker worker: hardening %s", _describe(self._hardening))
-        self._connected(peer, message, None)
+            failure = InvalidRequest(str(exc))
+        else:
+            failure = None
+            self._user = user
+            self._ready.set()
+            logger.info("snworker worker: hardening %s", _describe(self._hardening))
+        self._finish_consent(peer, message, failure)
+
+    def _finish_consent(self, peer: Peer, message: Connect, failure: Failure | None) -> None:
+        # Done before the answer goes out: whoever reads it may ask for another consent at once.
+        self._connecting = False
+        self._connected(peer, message, failure)
 
     def _connected(self, peer: Peer, message: Connect, failure: Failure | None) -> None:
         """Tell `peer` how its consent ended."""

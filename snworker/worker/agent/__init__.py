@@ -78,6 +78,7 @@ class AgentWorker(Worker):
         self._stop_reason = ""
         self._clients_seen = 0
         self._idle_since = time.monotonic()
+        self._consent_lock = threading.Lock()
 
     def serve_agent(self, starter: Pipe, listener: Listener) -> None:
         """Serve the process that started the agent, then every client, until told to stop."""
@@ -153,27 +154,30 @@ class AgentWorker(Worker):
                 f"this agent serves {settings.instance_url} for client id "
                 f"{settings.client_id}, not {message.instance_url}"))
             return
-        tokens = self._tokens
-        if tokens is not None and tokens.granted:
-            peer.send(self._connected_message(message.id))
-            return
-        self._waiting.append((peer, message.id))
-        if self._connecting:
-            return  # the consent under way answers this one too
-        if settings is None:
-            if not message.instance_url:
-                self._waiting.remove((peer, message.id))
+        with self._consent_lock:
+            tokens = self._tokens
+            if tokens is not None and tokens.granted:
+                peer.send(self._connected_message(message.id))
+                return
+            if settings is None and not message.instance_url:
                 self._reply_failure(peer, message.id, Failure("the agent is not authorized yet"))
                 return
-            self._settings = settings = message
-        self._consent_owner = (peer, message.id)
-        super().connect(peer, Connect(
-            message.id, settings.instance_url, settings.client_id, settings.redirect_uris,
-            settings.scopes, settings.authorization_timeout, settings.request_timeout,
-            settings.policy, settings.log_level, settings.proxy, settings.ca_bundle))
+            self._waiting.append((peer, message.id))
+            if self._connecting:
+                return  # the consent under way answers this one too
+            if settings is None:
+                self._settings = settings = message
+            self._consent_owner = (peer, message.id)
+            super().connect(peer, Connect(
+                message.id, settings.instance_url, settings.client_id, settings.redirect_uris,
+                settings.scopes, settings.authorization_timeout, settings.request_timeout,
+                settings.policy, settings.log_level, settings.proxy, settings.ca_bundle))
 
-    def _connected(self, peer: Peer, message: Connect, failure: Failure | None) -> None:
-        waiting, self._waiting = self._waiting, []
+    def _finish_consent(self, peer: Peer, message: Connect, failure: Failure | None) -> None:
+        # Whoever asked while this consent ran gets its outcome; later askers start afresh.
+        with self._consent_lock:
+            waiting, self._waiting = self._waiting, []
+            self._connecting = False
         for waiter, ident in waiting or [(peer, message.id)]:
             if failure is not None:
                 self._reply_failure(waiter, ident, failure)
