@@ -1,54 +1,147 @@
-"""The snworker command: demo | stub | request."""
+"""The snworker command: request | stub | demo.
+
+`snworker request PATH` sends one request through a worker (or, with --all, every page of a
+list); `cli_arguments.py` checks its command line, `cli_request.py` carries it out. Each failure
+ends as one line on stderr and an exit status by the class of the error, never by its text.
+"""
 
 from __future__ import annotations
 
 import argparse
-import json
+import enum
+import os
 import sys
+import traceback
 from collections.abc import Sequence
+from typing import NoReturn
 
 import snworker
+from snworker.cli_arguments import UsageError, add_request_arguments, plan_request
+from snworker.cli_request import PagingError, run_request
+
+VERSION = f"snworker {snworker.__version__}"
+
+
+class ExitStatus(enum.IntEnum):
+    """The command's exit statuses, as README's "Command line" lists them."""
+
+    OK = 0
+    API = 1  # the instance answered with an error, or the network failed
+    USAGE = 2  # the command line is wrong, or names a request snworker refuses
+    AUTHORIZATION = 3  # no consent, or the grant ran out
+    WORKER = 4  # the worker could not start, died, or answered nonsense
+    INTERRUPTED = 130  # Ctrl-C
+    BROKEN_PIPE = 141  # stdout was closed early (`| head`), as a shell reports SIGPIPE
+
+
+# Checked in order: the first class an error is an instance of gives the status and the prefix
+# of its line on stderr.
+_STATUS_BY_ERROR: tuple[tuple[type[Exception], ExitStatus, str], ...] = (
+    (UsageError, ExitStatus.USAGE, ""),
+    (snworker.InvalidRequestError, ExitStatus.USAGE, "refused: "),
+    (snworker.ApiRequestError, ExitStatus.API, ""),
+    (PagingError, ExitStatus.API, ""),
+    (snworker.AuthorizationError, ExitStatus.AUTHORIZATION, "authorization failed: "),
+    (snworker.AuthTokenExpiredError, ExitStatus.AUTHORIZATION, "authorization expired: "),
+    (snworker.WorkerError, ExitStatus.WORKER, "worker failed: "),
+    (snworker.ServiceNowError, ExitStatus.WORKER, "worker failed: "),
+)
+
+
+class _Parser(argparse.ArgumentParser):
+    """An argument parser whose errors are one line, with exit status 2."""
+
+    def error(self, message: str) -> NoReturn:
+        raise UsageError(f"{message} (see '{self.prog} --help')")
 
 
 def main(argv: Sequence[str] | None = None) -> int:
     """Run the command line; returns the exit status."""
-    parser = argparse.ArgumentParser(prog="snworker", description=__doc__)
-    commands = parser.add_subparsers(dest="command", required=True)
+    debug = False
+    try:
+        args = _parser().parse_args(argv)
+        debug = args.debug
+        if debug:
+            snworker.enable_logging("DEBUG")
+        return int(args.run(args))
+    except KeyboardInterrupt:
+        return ExitStatus.INTERRUPTED
+    except BrokenPipeError:
+        # Nothing more can reach the reader; keep the interpreter's final flush quiet too.
+        os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
+        return ExitStatus.BROKEN_PIPE
+    except (UsageError, PagingError, snworker.ServiceNowError) as exc:
+        return _fail(exc, debug)
 
-    demo = commands.add_parser("demo", help="connect to an embedded stub instance and read from it")
-    demo.add_argument("--limit", type=int, default=5, help="incidents to show (default 5)")
+
+def _parser() -> argparse.ArgumentParser:
+    parser = _Parser(prog="snworker", description="Use a ServiceNow instance through a worker "
+                     "process that holds the OAuth tokens.")
+    _add_common(parser)
+    parser.set_defaults(debug=False)  # on the top parser only: a subparser's would override
+    commands = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
+
+    request = commands.add_parser(
+        "request", help="send a request to an instance and print the answer",
+        description="Send one request to the instance (or, with --all, fetch every page of a "
+        "list) and print the answer. Exit status: 0 ok, 1 API error, 2 usage, "
+        "3 authorization, 4 worker.")
+    add_request_arguments(request)
+    _add_common(request)
+    request.set_defaults(run=lambda args: run_request(plan_request(args, os.environ)))
 
     stub = commands.add_parser("stub", help="run the stub instance in the foreground")
     stub.add_argument("--host", default="127.0.0.1")
     stub.add_argument("--port", type=int, default=0)
     stub.add_argument("--client-id", default="snworker-test")
+    _add_common(stub)
+    stub.set_defaults(run=_stub)
 
-    request = commands.add_parser("request", help="one request to a real instance")
-    request.add_argument("instance", help="https://<name>.service-now.com or <name>")
-    request.add_argument("client_id")
-    request.add_argument("path", help="path on the instance, e.g. /api/now/table/incident")
-    request.add_argument("-X", "--method", default="GET")
-    request.add_argument("-d", "--data", help="JSON body")
-    request.add_argument("-p", "--param", action="append", default=[], metavar="NAME=VALUE")
-    request.add_argument("--redirect-uri", default="http://127.0.0.1:8765/callback")
-    request.add_argument("--timeout", type=float, default=30.0)
-    request.add_argument("-v", "--verbose", action="store_true", help="log what both processes do")
+    demo = commands.add_parser("demo", help="connect to an embedded stub instance and read from it")
+    demo.add_argument("--limit", type=int, default=5, help="incidents to show (default 5)")
+    _add_common(demo)
+    demo.set_defaults(run=lambda args: _demo(args.limit))
+    return parser
 
-    args = parser.parse_args(argv)
+
+def _add_common(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("--version", action="version", version=VERSION)
+    parser.add_argument("--debug", "-v", "--verbose", action="store_true",
+                        default=argparse.SUPPRESS,
+                        help="log what both processes do; show tracebacks")
+
+
+def _fail(exc: Exception, debug: bool) -> int:
+    """Report `exc` in one line (with its traceback first under --debug); its exit status."""
+    status, prefix = next((status, prefix) for kind, status, prefix in _STATUS_BY_ERROR
+                          if isinstance(exc, kind))
+    if debug:
+        traceback.print_exception(exc, file=sys.stderr)
+    print(f"snworker: {prefix}{_one_line(exc)}", file=sys.stderr, flush=True)
+    return status
+
+
+def _one_line(exc: Exception) -> str:
+    text = " ".join(str(exc).split())
+    if isinstance(exc, snworker.ApiRequestError) and exc.detail:
+        text += f" ({' '.join(exc.detail.split())})"
+    if isinstance(exc, snworker.AuthorizationError):
+        text += f" [{exc.reason}]"
+    return text
+
+
+def _stub(args: argparse.Namespace) -> int:
     try:
-        if args.command == "demo":
-            return _demo(args.limit)
-        if args.command == "stub":
-            from snworker.testing.server import run_foreground
-
-            run_foreground(args.host, args.port, args.client_id)
-            return 0
-        return _request(args)
-    except snworker.ServiceNowError as exc:
-        print(f"snworker: {type(exc).__name__}: {exc}", file=sys.stderr)
-        return 1
-    except KeyboardInterrupt:
-        return 130
+        from snworker.testing.server import run_foreground
+    except ImportError as exc:
+        raise UsageError("snworker stub needs the testing extra: "
+                         f"pip install 'snworker[testing]' ({exc})") from None
+    try:
+        run_foreground(args.host, args.port, args.client_id)
+    except OSError as exc:
+        raise UsageError(f"cannot serve the stub on {args.host}:{args.port}: "
+                         f"{exc.strerror or exc}") from None
+    return ExitStatus.OK
 
 
 def _demo(limit: int) -> int:
@@ -82,26 +175,4 @@ def _demo(limit: int) -> int:
             print(f"POST /api/now/table/incident -> {created.status}, "
                   f"{created.data['number']} ({created.headers.get('Location')})")
         print(f"disconnected; refresh token revoked at the stub ({sn.revocation_count} revocation)")
-    return 0
-
-
-def _request(args: argparse.Namespace) -> int:
-    if args.verbose:
-        snworker.enable_logging("DEBUG")
-    params: dict[str, str] = {}
-    for item in args.param:
-        name, sep, value = item.partition("=")
-        if not sep:
-            print(f"snworker: --param wants NAME=VALUE, got {item!r}", file=sys.stderr)
-            return 2
-        params[name] = value
-    data = json.loads(args.data) if args.data else None
-    with snworker.connect(args.instance, args.client_id, redirect_uri=args.redirect_uri,
-                          request_timeout=args.timeout) as conn:
-        resp = conn.execute_api_request(args.path, args.method, data, params=params)
-        print(f"HTTP {resp.status}", file=sys.stderr)
-        if resp.content:
-            parsed = resp.json()
-            print(json.dumps(parsed, indent=2) if parsed is not None else
-                  resp.content.decode(errors="replace"))
     return 0

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import re
 from collections.abc import Iterator, Mapping, Sequence
 from typing import Any, Generic, TypeVar, cast
 
@@ -58,22 +59,65 @@ class Table(Generic[R]):
 
         Pages are read by offset; give the query an ORDERBY term (for example
         "active=true^ORDERBYsys_created_on") so that records written meanwhile do not shift
-        the pages.
+        the pages. The first page asks for the count of matches (X-Total-Count), and the pages
+        end there; later pages skip the count, which costs the instance a query each.
         """
         if page_size < 1:
             raise InvalidRequestError("page_size must be at least 1")
         offset = 0
+        total: int | None = None
         while limit is None or offset < limit:
             size = page_size if limit is None else min(page_size, limit - offset)
             params = _params(fields, display_value)
-            params.update(sysparm_limit=size, sysparm_offset=offset, sysparm_no_count=True)
+            params.update(sysparm_limit=size, sysparm_offset=offset)
+            if offset:
+                params["sysparm_no_count"] = True
             if query:
                 params["sysparm_query"] = query
-            page = self._conn.execute_api_request(self.path, "GET", params=params).data or []
-            yield from cast(list[R], page)
-            if len(page) < size:
+            resp = self._conn.execute_api_request(self.path, "GET", params=params)
+            page = cast(list[R], resp.data or [])
+            yield from page
+            offset += size
+            total = _total_count(resp.headers, total)
+            if not _more_pages(resp.headers, total, offset, full=len(page) >= size):
                 return
-            offset += len(page)
+
+
+def link_targets(header: str) -> dict[str, str]:
+    """The URLs of an HTTP Link header by relation: `<url>;rel="next"` -> {"next": url}."""
+    targets: dict[str, str] = {}
+    for url, parameters in _LINK.findall(header):
+        for name, value in _LINK_PARAMETER.findall(parameters):
+            if name.lower() == "rel":
+                for relation in value.strip('"').lower().split():
+                    targets.setdefault(relation, url.strip())
+    return targets
+
+
+# URLs in a Link header may hold commas (ServiceNow leaves them unescaped in sysparm_fields),
+# so a link is taken as `<...>` and the parameters after it, never split on commas.
+_LINK = re.compile(r"<([^>]*)>([^<]*)")
+_LINK_PARAMETER = re.compile(r';\s*([!#$%&\'*+.^_`|~0-9A-Za-z-]+)\s*=\s*("[^"]*"|[^;,\s]*)')
+
+
+def _total_count(headers: Mapping[str, str], known: int | None) -> int | None:
+    try:
+        return int(headers["X-Total-Count"])
+    except (KeyError, ValueError):
+        return known
+
+
+def _more_pages(headers: Mapping[str, str], total: int | None, offset: int, *,
+                full: bool) -> bool:
+    """Whether a page follows the one that ended at `offset`.
+
+    With a count, the pages end at it; a page thinned by ACLs does not end them early. Without
+    one, a short page ends them, and so does a Link header without a "next" link.
+    """
+    if total is not None:
+        return offset < total
+    link = headers.get("Link")
+    return full and (link is None or "next" in link_targets(link))
 
 
 def _params(fields: Sequence[str], display_value: bool | str) -> dict[str, Any]:

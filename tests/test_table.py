@@ -6,7 +6,7 @@ import pytest
 
 import snworker
 from snworker.entities import Core
-from snworker.table import Table
+from snworker.table import Table, link_targets
 
 
 def test_iter_pages_through_every_match(conn, stub):
@@ -50,3 +50,54 @@ def test_bad_sys_ids_are_refused_before_sending(conn, stub):
     with pytest.raises(snworker.InvalidRequestError):
         Table(conn, "incident").get("../../oauth_token.do")
     assert len(stub.requests) == before
+
+
+def paged_table(stub, records):
+    for n in range(records):
+        stub.insert("u_paged", {"number": f"P{n:03d}"})
+    return [f"P{n:03d}" for n in range(records)]
+
+
+def page_requests(stub):
+    return [r for r in stub.requests if r["path"] == "/api/now/v2/table/u_paged"]
+
+
+def test_iter_stops_on_a_last_full_page(conn, stub):
+    expected = paged_table(stub, 70)
+    numbers = [r["number"] for r in Table(conn, "u_paged").iter("ORDERBYnumber", page_size=7)]
+    assert numbers == expected
+    pages = page_requests(stub)
+    assert len(pages) == 10  # the count from the first page ends the pages: no empty 11th
+    assert "sysparm_no_count" not in pages[0]["query"]
+    assert {p["query"]["sysparm_no_count"] for p in pages[1:]} == {"true"}
+
+
+def test_iter_without_a_count_ends_where_the_link_header_does(conn, stub):
+    expected = paged_table(stub, 7)
+    stub.inject(status=None, times=1, path_prefix="/api/now/v2/table/u_paged",
+                headers={"X-Total-Count": "unknown"})
+    numbers = [r["number"] for r in Table(conn, "u_paged").iter("ORDERBYnumber", page_size=7)]
+    assert numbers == expected
+    assert len(page_requests(stub)) == 1  # a full page, but its Link header has no "next"
+
+
+def test_iter_without_count_or_link_ends_on_a_short_page(conn, stub):
+    expected = paged_table(stub, 70)
+    stub.inject(status=None, times=1, path_prefix="/api/now/v2/table/u_paged",
+                headers={"X-Total-Count": "unknown"})
+    numbers = [r["number"] for r in Table(conn, "u_paged").iter("ORDERBYnumber", page_size=7)]
+    assert numbers == expected
+    # Later pages skip the count, and the stub then offers "next" after every full page.
+    assert len(page_requests(stub)) == 11
+
+
+def test_link_targets_keep_commas_inside_urls():
+    header = ('<https://x.service-now.com/api/now/table/t?sysparm_fields=a,b&sysparm_offset=0>'
+              ';rel="first",<https://x.service-now.com/api/now/table/t?sysparm_fields=a,b'
+              '&sysparm_offset=10>; rel="next" , <https://x.service-now.com/last>;rel=last')
+    assert link_targets(header) == {
+        "first": "https://x.service-now.com/api/now/table/t?sysparm_fields=a,b&sysparm_offset=0",
+        "next": "https://x.service-now.com/api/now/table/t?sysparm_fields=a,b&sysparm_offset=10",
+        "last": "https://x.service-now.com/last",
+    }
+    assert link_targets("") == {}

@@ -1,0 +1,219 @@
+"""The `request` command's arguments, checked into a `RequestPlan` before anything starts.
+
+Every check that can fail runs here, before `connect()` opens a consent page: the path, method
+and headers against the allow-lists the worker enforces (`snworker.checks`), the `-p` syntax,
+the JSON body, the instance URL and the output file. A typo never costs a browser round trip.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import sys
+from collections.abc import Mapping
+from dataclasses import dataclass
+
+from snworker import checks
+from snworker.connection import DEFAULT_REDIRECT_URI, normalize_instance_url
+
+ENV_INSTANCE = "SNWORKER_INSTANCE"
+ENV_CLIENT_ID = "SNWORKER_CLIENT_ID"
+ENV_REDIRECT_URI = "SNWORKER_REDIRECT_URI"
+BINARY_TYPE = "application/octet-stream"
+
+
+class UsageError(Exception):
+    """The command line is wrong; nothing was started."""
+
+
+@dataclass(frozen=True, slots=True)
+class RequestPlan:
+    """One request (or every page of a list), as the command line asks for it, checked."""
+
+    instance: str
+    client_id: str
+    redirect_uri: str
+    method: str
+    path: str
+    params: dict[str, list[str]]
+    headers: dict[str, str]
+    body: bytes | None
+    every_page: bool
+    json_lines: bool
+    include: bool
+    output: str | None  # a file, "-" for raw bytes on stdout, None for stdout as shown
+    authorization_timeout: float
+    request_timeout: float
+
+
+def add_request_arguments(parser: argparse.ArgumentParser) -> None:
+    """The `request` command's arguments."""
+    parser.add_argument("path", metavar="PATH",
+                        help="path on the instance, e.g. /api/now/table/incident")
+    # The old form `snworker request INSTANCE CLIENT_ID PATH`, kept as a deprecated alias.
+    parser.add_argument("old_form", nargs="*", default=[], help=argparse.SUPPRESS)
+    target = parser.add_argument_group("instance")
+    target.add_argument("--instance", help=f"https://<name>.service-now.com or <name> "
+                        f"(default: ${ENV_INSTANCE})")
+    target.add_argument("--client-id", help=f"the OAuth client id (default: ${ENV_CLIENT_ID})")
+    target.add_argument("--redirect-uri", help=f"the registered loopback redirect URL "
+                        f"(default: ${ENV_REDIRECT_URI}, else {DEFAULT_REDIRECT_URI})")
+    target.add_argument("--auth-timeout", type=_seconds, default=300.0, metavar="SECONDS",
+                        help="how long the user has to allow access (default 300)")
+    target.add_argument("--timeout", type=_seconds, default=30.0, metavar="SECONDS",
+                        help="deadline of each request, retries included (default 30)")
+    sent = parser.add_argument_group("request")
+    sent.add_argument("-X", "--method", type=str.upper,
+                      help="HTTP method (default GET, or POST with a body)")
+    body = sent.add_mutually_exclusive_group()
+    body.add_argument("-d", "--data", metavar="JSON|@FILE|-",
+                      help="JSON body: the text, a file's content, or stdin's")
+    body.add_argument("--data-binary", metavar="@FILE|-|TEXT",
+                      help="body sent as it is (Content-Type application/octet-stream unless "
+                      "-H gives one)")
+    sent.add_argument("-H", "--header", action="append", default=[], metavar="'NAME: VALUE'",
+                      help="request header (repeatable)")
+    sent.add_argument("-p", "--param", action="append", default=[], metavar="NAME=VALUE",
+                      help="query parameter (repeatable; a name given again repeats it)")
+    shown = parser.add_argument_group("output")
+    shown.add_argument("-i", "--include", action="store_true",
+                       help="status line and response headers on stderr")
+    shown.add_argument("--all", action="store_true",
+                       help="follow the Link header's next pages; print one JSON array of "
+                       "every record")
+    shown.add_argument("--jsonl", action="store_true",
+                       help="with --all: one record per line, written as pages arrive")
+    shown.add_argument("-o", "--output", metavar="FILE",
+                       help="write the body's bytes, as they came, to FILE ('-': stdout)")
+
+
+def plan_request(args: argparse.Namespace, environ: Mapping[str, str]) -> RequestPlan:
+    """Check the command line; raises UsageError or InvalidRequestError."""
+    instance, client_id, path = _target(args, environ)
+    binary = args.data_binary is not None
+    has_body = binary or args.data is not None
+    method = checks.check_method(args.method or ("POST" if has_body else "GET"))
+    if args.all and (method != "GET" or has_body):
+        raise UsageError("--all follows the pages of a GET: it takes no body and no other -X")
+    if args.jsonl and not args.all:
+        raise UsageError("--jsonl goes with --all")
+    return RequestPlan(
+        instance=normalize_instance_url(instance),
+        client_id=client_id,
+        redirect_uri=args.redirect_uri or environ.get(ENV_REDIRECT_URI) or DEFAULT_REDIRECT_URI,
+        method=method,
+        path=checks.check_path(path),
+        params=_params(args.param),
+        headers=_headers(args.header, BINARY_TYPE if binary else None),
+        output=_output(args.output),
+        body=_body(args),  # last: it may read stdin
+        every_page=args.all,
+        json_lines=args.jsonl,
+        include=args.include,
+        authorization_timeout=args.auth_timeout,
+        request_timeout=args.timeout,
+    )
+
+
+def _target(args: argparse.Namespace, environ: Mapping[str, str]) -> tuple[str, str, str]:
+    """Instance, client id and path: flags, else the environment."""
+    instance = args.instance or environ.get(ENV_INSTANCE)
+    client_id = args.client_id or environ.get(ENV_CLIENT_ID)
+    path = args.path
+    if args.old_form:
+        if len(args.old_form) != 2 or args.instance or args.client_id:
+            raise UsageError("expected one PATH; give the instance and client id with "
+                             "--instance and --client-id")
+        instance, (client_id, path) = args.path, args.old_form
+        print("snworker: note: 'request INSTANCE CLIENT_ID PATH' is deprecated; use "
+              f"'request PATH' with --instance/--client-id or ${ENV_INSTANCE}/${ENV_CLIENT_ID}",
+              file=sys.stderr)
+    if not instance:
+        raise UsageError(f"no instance: give --instance or set {ENV_INSTANCE}")
+    if not client_id:
+        raise UsageError(f"no client id: give --client-id or set {ENV_CLIENT_ID}")
+    return instance, client_id, path
+
+
+def _body(args: argparse.Namespace) -> bytes | None:
+    if args.data is not None:
+        return _json(_read(args.data, "-d"), args.data)
+    if args.data_binary is not None:
+        return _read(args.data_binary, "--data-binary")
+    return None
+
+
+def _read(source: str, flag: str) -> bytes:
+    """The bytes a body argument names: @FILE, - (stdin), or the text itself."""
+    if source == "-":
+        return sys.stdin.buffer.read()
+    if source.startswith("@"):
+        try:
+            with open(source[1:], "rb") as file:
+                return file.read()
+        except OSError as exc:
+            raise UsageError(f"{flag}: cannot read {source[1:]!r}: {exc.strerror or exc}") \
+                from None
+    return os.fsencode(source)
+
+
+def _json(raw: bytes, source: str) -> bytes:
+    """`raw` as it is, once it is known to be one JSON value in UTF-8."""
+    where = "stdin" if source == "-" else source[1:] if source.startswith("@") else "the text"
+    try:
+        json.loads(raw.decode("utf-8"), parse_constant=_not_json)
+    except UnicodeDecodeError:
+        raise UsageError(f"-d: the body from {where} is not UTF-8; use --data-binary for bytes") \
+            from None
+    except (ValueError, RecursionError) as exc:
+        raise UsageError(f"-d: the body from {where} is not JSON ({exc}); use --data-binary "
+                         "to send it as it is") from None
+    return raw
+
+
+def _not_json(constant: str) -> None:
+    raise ValueError(f"{constant} is not a JSON value")
+
+
+def _headers(items: list[str], content_type: str | None) -> dict[str, str]:
+    pairs: list[tuple[object, object]] = []
+    for item in items:
+        name, colon, value = item.partition(":")
+        if not colon or not name.strip():
+            raise UsageError(f"-H wants 'Name: value', got {item!r}")
+        pairs.append((name.strip(), value.strip()))
+    headers = dict(checks.check_headers(pairs))
+    if content_type and not any(name.lower() == "content-type" for name in headers):
+        headers["Content-Type"] = content_type
+    return headers
+
+
+def _params(items: list[str]) -> dict[str, list[str]]:
+    """`-p` values by name; a name given again adds a value (sent as a repeated parameter)."""
+    params: dict[str, list[str]] = {}
+    for item in items:
+        name, equals, value = item.partition("=")
+        if not equals or not name:
+            raise UsageError(f"-p wants NAME=VALUE, got {item!r}")
+        params.setdefault(name, []).append(value)
+    return params
+
+
+def _output(name: str | None) -> str | None:
+    if name in (None, "-"):
+        return name
+    folder = os.path.dirname(os.path.abspath(name))
+    if not os.path.isdir(folder):
+        raise UsageError(f"-o: no such folder: {folder}")
+    return name
+
+
+def _seconds(text: str) -> float:
+    try:
+        value = float(text)
+    except ValueError:
+        value = -1.0
+    if not 0 < value < float("inf"):
+        raise argparse.ArgumentTypeError(f"not a positive number of seconds: {text!r}")
+    return value
