@@ -155,8 +155,8 @@ def _demo(limit: int) -> int:
         print(f"stub instance at {sn.url}; connecting through a worker process...")
         with snworker.connect(sn.url, sn.client_id, redirect_uri=sn.redirect_uri,
                               open_browser=approve, authorization_timeout=30) as conn:
-            user = conn.current_user or {}
-            print(f"authorized as {user.get('name')} ({user.get('user_name')}); "
+            user = conn.current_user
+            print(f"authorized as {user and user['name']} ({user and user['user_name']}); "
                   f"the tokens live in worker process {conn.worker_pid} only")
             resp = conn.execute_api_request(
                 "/api/now/table/incident", "GET",

@@ -21,6 +21,7 @@ from typing import Any, Generic, TypeVar, overload
 from urllib.parse import urlsplit
 
 from snworker.channel import Channel
+from snworker.entities.Core import CurrentUser
 from snworker.errors import (
     AuthorizationError,
     AuthTokenExpiredError,
@@ -157,9 +158,13 @@ class ServiceNowConnection:
         return self._client_id
 
     @property
-    def current_user(self) -> dict[str, str] | None:
+    def current_user(self) -> CurrentUser | None:
         """The signed-in user's sys_id, user_name and name; None if the instance hid them."""
-        return None if self._current_user is None else dict(self._current_user)
+        user = self._current_user
+        if user is None:
+            return None
+        return CurrentUser(sys_id=user.get("sys_id", ""), user_name=user.get("user_name", ""),
+                           name=user.get("name", ""))
 
     @property
     def worker_pid(self) -> int | None:

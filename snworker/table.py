@@ -38,12 +38,12 @@ class Table(Generic[R]):
             raise
         return cast(R, resp.data)
 
-    def create(self, record: Mapping[str, Any]) -> R:
-        """Insert `record`; the record as stored."""
+    def create(self, record: R) -> R:
+        """Insert `record` (fields of the table's type: a typo is a type error); as stored."""
         return cast(R, self._conn.execute_api_request(self.path, "POST", dict(record)).data)
 
-    def update(self, sys_id: str, changes: Mapping[str, Any]) -> R:
-        """PATCH the fields in `changes`; the record as stored."""
+    def update(self, sys_id: str, changes: R) -> R:
+        """PATCH the fields in `changes` (of the table's type); the record as stored."""
         _check_sys_id(sys_id)
         return cast(R, self._conn.execute_api_request(
             f"{self.path}/{sys_id}", "PATCH", dict(changes)).data)

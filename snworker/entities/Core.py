@@ -12,6 +12,14 @@ class Reference(TypedDict):
     value: str
 
 
+class CurrentUser(TypedDict):
+    """The signed-in user, as `ServiceNowConnection.current_user` gives it."""
+
+    sys_id: str
+    user_name: str
+    name: str
+
+
 class BaseEntity(TypedDict, total=False):
     """Fields every record has."""
 
