@@ -1,0 +1,20 @@
+"""README's examples type-check under `mypy --strict`, and the typos they should catch are caught."""
+
+from __future__ import annotations
+
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+ROOT = Path(__file__).resolve().parent.parent
+
+
+@pytest.mark.timeout(180)
+def test_readme_examples_pass_mypy_strict():
+    result = subprocess.run(
+        [sys.executable, "-m", "mypy", "--strict", "--no-incremental",
+         str(ROOT / "tests" / "typing_examples.py")],
+        cwd=ROOT, capture_output=True, text=True, timeout=170)
+    assert result.returncode == 0, result.stdout + result.stderr
