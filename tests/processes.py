@@ -2,9 +2,15 @@
 
 from __future__ import annotations
 
+import sys
 import time
 
 import psutil
+import pytest
+
+# Tests that read /proc need Linux; tests that send POSIX signals need a POSIX system.
+linux_only = pytest.mark.skipif(not sys.platform.startswith("linux"), reason="reads /proc")
+posix_only = pytest.mark.skipif(sys.platform == "win32", reason="sends POSIX signals")
 
 
 def process_gone(pid: int, within: float) -> bool:
@@ -19,6 +25,14 @@ def process_gone(pid: int, within: float) -> bool:
         if time.monotonic() >= deadline:
             return False
         time.sleep(0.02)
+
+
+def kill(pid: int) -> None:
+    """End process `pid` at once: SIGKILL on POSIX, TerminateProcess on Windows."""
+    try:
+        psutil.Process(pid).kill()
+    except psutil.NoSuchProcess:
+        pass
 
 
 def descendants() -> list[psutil.Process]:

@@ -7,7 +7,6 @@ from __future__ import annotations
 
 import os
 import pickle
-import signal
 import struct
 import threading
 import time
@@ -199,7 +198,7 @@ def kill_new_workers(after: float, known: set[int], done: threading.Event) -> No
     for proc in descendants():
         if proc.pid not in known:
             try:
-                proc.send_signal(signal.SIGKILL)
+                proc.kill()
             except psutil.NoSuchProcess:
                 pass
 
@@ -279,7 +278,7 @@ def test_a_worker_killed_during_a_refresh_fails_clearly_and_leaves_nothing(victi
         target = psutil.Process(pid) if victim == "worker" else psutil.Process(pid).parent()
         assert target is not None
         killed_at = time.monotonic()
-        target.send_signal(signal.SIGKILL)
+        target.kill()
         caller.join(5)
         assert [type(e) for e in errors] == [snworker.WorkerCrashedError]
         assert time.monotonic() - killed_at < 2.5

@@ -26,7 +26,7 @@ from snworker.pipes.fd import FdPipe
 from snworker.policy import RetryPolicy
 from snworker.testing import StubServiceNow, approve, deny
 from tests.conftest import BrowserRecorder, connect, port_is_free
-from tests.processes import process_gone
+from tests.processes import linux_only, process_gone
 
 INCIDENTS = "/api/now/table/incident"
 
@@ -135,6 +135,7 @@ def scan_memory(pid: int, needles: list[bytes]) -> set[bytes]:
     return found
 
 
+@linux_only
 @pytest.mark.timeout(90)
 def test_the_parent_process_memory_never_holds_a_secret():
     # The stub runs in its own process and the consent page is answered by a browser process
@@ -344,6 +345,7 @@ def listening_addresses(port: int) -> set[str]:
     return found
 
 
+@linux_only
 def test_the_listener_binds_loopback_only_and_accepts_one_callback(stub):
     seen: dict[str, Any] = {}
 
@@ -361,6 +363,7 @@ def test_the_listener_binds_loopback_only_and_accepts_one_callback(stub):
             requests.get(recorder.query["redirect_uri"] + "?code=x&state=y", timeout=2)
 
 
+@linux_only
 def test_the_listener_port_is_freed_when_the_worker_crashes_during_consent(stub):
     worker: dict[str, int] = {}
 
@@ -414,6 +417,7 @@ CANCEL = textwrap.dedent("""
 """)
 
 
+@linux_only  # SIGINT, and /proc to find the listener
 def test_interrupting_connect_frees_the_port_and_stops_the_worker(stub):
     import signal
     from urllib.parse import parse_qs, urlsplit

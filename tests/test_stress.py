@@ -2,16 +2,17 @@
 
 from __future__ import annotations
 
-import os
 import random
+import sys
 import threading
 import time
 
+import psutil
 import pytest
 
 import snworker
 from tests.conftest import connect
-from tests.processes import process_gone
+from tests.processes import descendants, process_gone
 
 pytestmark = pytest.mark.slow
 
@@ -102,30 +103,15 @@ def _tally(outcomes: list[str]) -> dict[str, int]:
     return {k: outcomes.count(k) for k in set(outcomes)}
 
 
-def _children() -> set[int]:
-    me = str(os.getpid())
-    found = set()
-    for pid in os.listdir("/proc"):
-        if not pid.isdigit():
-            continue
-        try:
-            with open(f"/proc/{pid}/stat") as f:
-                fields = f.read().rsplit(")", 1)[1].split()
-        except OSError:
-            continue
-        if fields[1] == me and fields[0] != "Z":
-            found.add(int(pid))
-    return found
-
-
 @pytest.mark.timeout(120)
 def test_connect_disconnect_cycles_leave_nothing_behind(stub):
     with connect(stub) as warm:  # the first spawn starts helpers that live on
         warm.execute_api_request("/api/now/table/incident", params={"sysparm_limit": 1})
     time.sleep(0.2)
-    fds = len(os.listdir("/proc/self/fd"))
+    me = psutil.Process()
+    fds = me.num_fds() if sys.platform != "win32" else me.num_handles()
     threads = threading.active_count()
-    children = _children()
+    children = {p.pid for p in descendants()}
     workers = []
     for _ in range(25):
         with connect(stub) as conn:
@@ -134,6 +120,6 @@ def test_connect_disconnect_cycles_leave_nothing_behind(stub):
     assert all(process_gone(pid, 2.0) for pid in workers)
     time.sleep(0.2)
     assert stub.revocation_count == 26
-    assert len(os.listdir("/proc/self/fd")) <= fds + 2
+    assert (me.num_fds() if sys.platform != "win32" else me.num_handles()) <= fds + 2
     assert threading.active_count() <= threads + 1
-    assert _children() <= children
+    assert {p.pid for p in descendants()} <= children

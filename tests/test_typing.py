@@ -1,4 +1,4 @@
-"""README's examples type-check under `mypy --strict`, and the typos they should catch are caught."""
+"""README's examples type-check under `mypy --strict`, and the typos in them are caught."""
 
 from __future__ import annotations
 
