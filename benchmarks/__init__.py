@@ -27,6 +27,9 @@ Sections (module `benchmarks.sections`):
 5. start-up (`benchmarks.startup`): `connect()` to ready against a bare spawn that imports
    requests; RSS of the worker that holds the tokens and of its supervisor (Linux).
 6. refresh storm: 32 threads meet a token the stub expired; refresh grants and p99 latency.
+7. redaction (`benchmarks.redaction`, run before 5 and 6): `Redactor.body` in this process on
+   the small and the 1 MB bodies, with a connected worker's secrets, interleaved with snworker
+   GETs of the same body; its cost as a share of that GET.
 
 The reference authorizes itself with its own code flow (`benchmarks.baseline`). Everything runs
 on 127.0.0.1, bounded in count and time, and every process started here is stopped on the way

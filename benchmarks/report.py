@@ -89,6 +89,7 @@ TARGETS = (
     Target("1 MB latency / in-process", ("response_sizes", "1MB", "latency_ratio"), 1.15),
     Target("start-up / bare spawn", ("startup", "latency_ratio"), 1.5),
     Target("refresh grants per storm (max)", ("refresh_storm", "refresh_grants_max"), 1),
+    Target("1 MB redaction / 1 MB GET", ("redaction", "1MB", "share_pct"), 5.0, unit=" %"),
 )
 
 
@@ -209,6 +210,17 @@ def rows(results: Results) -> list[Row]:
     add("  refresh grants per storm", "", str(storm["refresh_grants_per_storm"]),
         str(storm["refresh_grants_max"]), ("refresh_storm", "refresh_grants_max"))
 
+    redaction = sections.get("redaction")
+    if redaction is not None:
+        for label, name in (("1MB", "7 redaction of the 1MB body"),
+                            ("small", "  redaction of the small body")):
+            figures = redaction[label]
+            draws = figures["redact_draws_median_us"]
+            add(f"{name} ({figures['body_bytes']} B)†",
+                f"GET {_us(figures['snworker_get'])}",
+                f"redact {_us(figures['redact'])}; draws {draws['best']:.0f}.."
+                f"{draws['worst']:.0f}",
+                f"{figures['share_pct']:.1f} %", ("redaction", label, "share_pct"))
     return table
 
 
@@ -254,6 +266,16 @@ def render(results: Results) -> str:
         + ("; supervisor = its parent, the process connect() started (shares the worker's"
            " pages from the fork)" if start.get("supervisor_rss_at_ready_mib") else "")
     )
+    redaction = sections.get("redaction")
+    if redaction is not None:
+        held = ", ".join(f"{name} {length}" for name, length in redaction["secrets"].items())
+        lines.append(
+            "† redaction: Redactor.body run in this process on the body the GET returns, with"
+            f" the secrets a connected worker holds (characters: {held}), {redaction['draws']}"
+            " random draws of them in turn; draws: median µs of the best and the worst draw;"
+            f" A: snworker GET of that body ({redaction['framing']}), interleaved;"
+            " ratio: redaction as % of the GET"
+        )
     legend = [textwrap.fill(text, width=max(100, len(rule)), subsequent_indent="    ")
               for text in lines]
     return "\n".join([*table, *legend])

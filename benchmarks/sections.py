@@ -65,6 +65,10 @@ class Scale:
     startups_per_block: int = 1
     storm_rounds: int = 2
     warmup: int = 20
+    # Section 7, per body ("small", "1MB"): redactions (a multiple of redaction.DRAWS), and
+    # snworker GETs of that body.
+    redact_per_block: dict[str, int] = field(default_factory=dict)
+    redact_get_per_block: dict[str, int] = field(default_factory=dict)
 
 
 FULL = Scale(
@@ -75,6 +79,8 @@ FULL = Scale(
     size_per_block={"1KB": 200, "64KB": 60, "1MB": 8, "8MB": 2},
     startups_per_block=2,
     storm_rounds=8,
+    redact_per_block={"small": 2000, "1MB": 16},
+    redact_get_per_block={"small": 100, "1MB": 4},
 )
 QUICK = Scale(
     blocks=4,
@@ -85,6 +91,8 @@ QUICK = Scale(
     startups_per_block=1,
     storm_rounds=2,
     warmup=5,
+    redact_per_block={"small": 400, "1MB": 8},
+    redact_get_per_block={"small": 20, "1MB": 2},
 )
 
 
@@ -122,6 +130,7 @@ class Bench:
     new_session: Callable[[], requests.Session]
     scale: Scale
     record_path: str
+    payload_paths: dict[str, str] = field(default_factory=dict)  # section 4's records by size
 
     @property
     def connection(self) -> snworker.ServiceNowConnection:
@@ -344,6 +353,7 @@ def response_sizes(bench: Bench) -> dict[str, Any]:
             filler = ("snworker-benchmark-" * (size // 19 + 1))[: max(0, size - envelope_bytes)]
             record = bench.stub.insert(PAYLOAD_TABLE, {PAYLOAD_FIELD: filler})
             path = f"/api/now/table/{PAYLOAD_TABLE}/{record['sys_id']}"
+            bench.payload_paths[label] = path
             del record, filler
             reference = partial(baseline.get_result, session, bench.stub.url + path)
             warmup = 2 if size > 100_000 else bench.scale.warmup
