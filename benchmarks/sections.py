@@ -142,9 +142,10 @@ class Bench:
         """The small record's URL, for the reference."""
         return self.stub.url + self.record_path
 
-    def snworker_get(self, path: str, framing: str = DEFAULT_FRAMING) -> Any:
-        """One GET through the worker, JSON parsed as the caller would read it."""
-        return self.connections[framing].execute_api_request(path).data
+    def snworker_get(self, path: str, framing: str | None = None) -> Any:
+        """One GET through the worker (default framing unless named), JSON parsed as the
+        caller would read it."""
+        return self.connections[framing or DEFAULT_FRAMING].execute_api_request(path).data
 
 
 def _warm(operation: Callable[[], object], times: int) -> None:
