@@ -10,6 +10,12 @@ pooled into a median and a p99 (nearest rank); throughput and CPU per operation 
 per-block values. CPU is `time.process_time()` of this process, which holds the caller threads
 and snworker's reader thread but neither the worker nor the stub.
 
+snworker runs with both framings of its pipe (`snworker.pipes`: fd, the POSIX default, and
+conn, Windows' path; conn alone on Windows), through one connection each, `SNWORKER_IO` set
+around its `connect()`. In sections 1 to 4 every framing is a side of the same rotation as the
+reference (A, fd, conn; the order rotates so that each side takes each place in turn), and each
+is compared with the same A blocks.
+
 Sections (module `benchmarks.sections`):
 
 1. floor: a 200-byte round trip over a stdlib `multiprocessing.Pipe` to an echoing child,
@@ -18,8 +24,12 @@ Sections (module `benchmarks.sections`):
    latency, overhead, and the parent's CPU per request.
 3. caller threads 1, 4, 16: throughput, one reference session per thread.
 4. response sizes 1 KB .. 8 MB: latency and MB/s, JSON parsed on both sides.
-5. start-up: `connect()` to ready against a bare spawn that imports requests; worker RSS.
+5. start-up (`benchmarks.startup`): `connect()` to ready against a bare spawn that imports
+   requests; RSS of the worker that holds the tokens and of its supervisor (Linux).
 6. refresh storm: 32 threads meet a token the stub expired; refresh grants and p99 latency.
+7. redaction (`benchmarks.redaction`, run before 5 and 6): `Redactor.body` in this process on
+   the small and the 1 MB bodies, with a connected worker's secrets, interleaved with snworker
+   GETs of the same body; its cost as a share of that GET.
 
 The reference authorizes itself with its own code flow (`benchmarks.baseline`). Everything runs
 on 127.0.0.1, bounded in count and time, and every process started here is stopped on the way

@@ -11,8 +11,8 @@ from collections.abc import Callable, Sequence
 from typing import Any
 
 import snworker
-from benchmarks import baseline, report, sections
-from snworker.testing import StubServiceNow, approve
+from benchmarks import baseline, redaction, report, sections, startup
+from snworker.testing import StubServiceNow
 
 DEFAULT_JSON = os.path.join(os.path.dirname(os.path.abspath(__file__)), "results", "latest.json")
 SMALL_TABLE = "incident"
@@ -22,43 +22,44 @@ SECTIONS: tuple[tuple[str, Callable[[sections.Bench], dict[str, Any]]], ...] = (
     ("small_get", sections.small_get),
     ("caller_threads", sections.caller_threads),
     ("response_sizes", sections.response_sizes),
-    ("startup", sections.startup),
+    ("redaction", redaction.redaction),  # before the storm: refreshes add live tokens to redact
+    ("startup", startup.startup),
     ("refresh_storm", sections.refresh_storm),  # last: it expires every token at the stub
 )
 
 
 def run(scale: sections.Scale, quick: bool, progress: Callable[[str], None]) -> dict[str, Any]:
-    """Every section against one stub process and one snworker connection."""
+    """Every section against one stub process and one snworker connection per framing."""
     started = time.perf_counter()
     results: dict[str, Any] = {
         "machine": report.machine(),
-        "settings": {"quick": quick, "blocks": scale.blocks, "scale": _scale_json(scale)},
+        "settings": {"quick": quick, "blocks": scale.blocks, "scale": _scale_json(scale),
+                     "framings": list(sections.FRAMINGS)},
         "sections": {},
     }
     stub = StubServiceNow.start_process()
+    connections: dict[str, snworker.ServiceNowConnection] = {}
     try:
-        connection = snworker.connect(
-            stub.url, stub.client_id, redirect_uri=stub.redirect_uri, open_browser=approve
+        for framing in sections.FRAMINGS:
+            connections[framing] = sections.connect(stub, framing)
+        token = baseline.authorize(stub.url, stub.client_id, stub.redirect_uri)
+        record = stub.records(SMALL_TABLE)[0]
+        bench = sections.Bench(
+            stub=stub,
+            connections=connections,
+            new_session=baseline.session_factory(stub.url, token),
+            scale=scale,
+            record_path=f"/api/now/table/{SMALL_TABLE}/{record['sys_id']}",
         )
-        try:
-            token = baseline.authorize(stub.url, stub.client_id, stub.redirect_uri)
-            record = stub.records(SMALL_TABLE)[0]
-            bench = sections.Bench(
-                stub=stub,
-                connection=connection,
-                new_session=baseline.session_factory(stub.url, token),
-                scale=scale,
-                record_path=f"/api/now/table/{SMALL_TABLE}/{record['sys_id']}",
-            )
-            del token
-            for name, section in SECTIONS:
-                section_started = time.perf_counter()
-                progress(f"{name} ...")
-                results["sections"][name] = section(bench)
-                progress(f"{name} done in {time.perf_counter() - section_started:.1f} s")
-        finally:
-            connection.disconnect()
+        del token
+        for name, section in SECTIONS:
+            section_started = time.perf_counter()
+            progress(f"{name} ...")
+            results["sections"][name] = section(bench)
+            progress(f"{name} done in {time.perf_counter() - section_started:.1f} s")
     finally:
+        for connection in connections.values():
+            connection.disconnect()
         stub.close()
     results["elapsed_s"] = round(time.perf_counter() - started, 1)
     results["targets"] = report.verdicts(results)

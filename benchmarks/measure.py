@@ -1,8 +1,9 @@
 """Interleaved A/B blocks and the statistics reported from them.
 
-A figure compares two ways of doing the same thing (A: the reference, B: snworker) measured in
-the same run. Blocks alternate A/B, then B/A, so that a slow phase of the machine (a frequency
-change, a noisy neighbour, the stub's garbage collector) lands on both sides alike.
+A figure compares ways of doing the same thing (A: the reference, B and C: snworker with its two
+framings of the pipe) measured in the same run. Blocks alternate A/B, then B/A (with three or
+more sides, the order also rotates), so that a slow phase of the machine (a frequency change, a
+noisy neighbour, the stub's garbage collector) lands on every side alike.
 """
 
 from __future__ import annotations
@@ -37,10 +38,17 @@ def alternate(
 
 
 def rotate(blocks: int, runners: Sequence[Callable[[], T]]) -> list[list[T]]:
-    """Run `blocks` rounds of every runner; odd rounds run them in reverse order."""
+    """Run `blocks` rounds of every runner, each in its own list of results.
+
+    Round i starts from runner (i // 2) mod n and runs the rest in turn, reversed when i is
+    odd: over 2n rounds every runner takes every position equally often, so no side is always
+    the one that runs right after the reference (or always the first of a round).
+    """
+    count = len(runners)
     results: list[list[T]] = [[] for _ in runners]
-    order = list(range(len(runners)))
     for index in range(blocks):
+        shift = (index // 2) % count
+        order = [(shift + step) % count for step in range(count)]
         for which in order if index % 2 == 0 else reversed(order):
             results[which].append(runners[which]())
     return results

@@ -5,6 +5,7 @@ from __future__ import annotations
 import os
 import platform
 import subprocess
+import textwrap
 from dataclasses import dataclass
 from typing import Any
 
@@ -29,7 +30,9 @@ def machine() -> dict[str, Any]:
         "python": platform.python_version(),
         "implementation": platform.python_implementation(),
         "kernel": f"{platform.system()} {platform.release()}",
-        "load_average": [round(x, 2) for x in os.getloadavg()],
+        "load_average": (
+            [round(x, 2) for x in os.getloadavg()] if hasattr(os, "getloadavg") else None
+        ),
         "commit": _commit(),
     }
 
@@ -57,6 +60,7 @@ class Target:
     path: tuple[str, ...]
     bound: float
     at_most: bool = True
+    unit: str = ""
 
     def figure(self, results: Results) -> float:
         """The figure this target reads."""
@@ -72,8 +76,8 @@ class Target:
 
     @property
     def text(self) -> str:
-        """The bound as printed, e.g. "<= 1.10"."""
-        return f"{'<=' if self.at_most else '>='} {self.bound:g}"
+        """The bound as printed, e.g. "<= 1.1" or "<= 5 %"."""
+        return f"{'<=' if self.at_most else '>='} {self.bound:g}{self.unit}"
 
 
 TARGETS = (
@@ -85,6 +89,7 @@ TARGETS = (
     Target("1 MB latency / in-process", ("response_sizes", "1MB", "latency_ratio"), 1.15),
     Target("start-up / bare spawn", ("startup", "latency_ratio"), 1.5),
     Target("refresh grants per storm (max)", ("refresh_storm", "refresh_grants_max"), 1),
+    Target("1 MB redaction / 1 MB GET", ("redaction", "1MB", "share_pct"), 5.0, unit=" %"),
 )
 
 
@@ -112,11 +117,21 @@ def _ms(side: dict[str, Any]) -> str:
     return f"{side['median_us'] / 1000:.1f} ms (p99 {side['p99_us'] / 1000:.1f})"
 
 
+def _mib(value: float | None) -> str:
+    return "n/a" if value is None else f"{value} MiB"
+
+
 def _verdict_for(results: Results, path: tuple[str, ...]) -> tuple[str, str]:
     for target in TARGETS:
         if target.path == path:
             return target.text, "PASS" if target.met(results) else "MISS"
     return "", ""
+
+
+def _others(figures: dict[str, Any]) -> list[tuple[str, dict[str, Any]]]:
+    """The framings other than the one at the top of `figures`, with their comparisons."""
+    return [(name, framed) for name, framed in figures.get("framings", {}).items()
+            if name != figures.get("framing")]
 
 
 Row = tuple[str, str, str, str, str, str]
@@ -132,45 +147,80 @@ def rows(results: Results) -> list[Row]:
         bound, verdict = _verdict_for(results, path) if path else ("", "")
         table.append((label, reference, ours, shown, bound, verdict))
 
+    def add_others(figures: dict[str, Any], ours: Any, shown: Any) -> None:
+        """One row per other framing: its snworker cell and ratio, same reference."""
+        for name, framed in _others(figures):
+            add(f"    {name} framing (C)", "", ours(framed), shown(framed))
+
     floor = sections["floor"]
     add("1 round trip: pipe floor vs ping*", _us(floor["reference"]), _us(floor["snworker"]),
         f"{floor['latency_ratio']:.2f}", ("floor", "latency_ratio"))
+    add_others(floor, lambda f: _us(f["snworker"]), lambda f: f"{f['latency_ratio']:.2f}")
 
     get = sections["small_get"]
     add(f"2 small GET latency ({get['body_bytes']} B)", _us(get["reference"]),
         _us(get["snworker"]), f"{get['latency_ratio']:.2f}", ("small_get", "latency_ratio"))
-    add(f"  overhead per request: {get['overhead_us']:+.0f} µs")
+    add_others(get, lambda f: _us(f["snworker"]), lambda f: f"{f['latency_ratio']:.2f}")
+    overheads = ", ".join(f"{framed['overhead_us']:+.0f} µs ({name})"
+                          for name, framed in get.get("framings", {}).items())
+    add(f"  overhead per request: {overheads or format(get['overhead_us'], '+.0f') + ' µs'}")
     add("  parent CPU per request", f"{get['reference']['cpu_us_per_op']:.0f} µs",
         f"{get['snworker']['cpu_us_per_op']:.0f} µs", f"{get['cpu_ratio']:.2f}",
         ("small_get", "cpu_ratio"))
+    add_others(get, lambda f: f"{f['snworker']['cpu_us_per_op']:.0f} µs",
+               lambda f: f"{f['cpu_ratio']:.2f}")
 
     threads = sections["caller_threads"]
     for count in ("1", "4", "16"):
-        a, b = threads[count]["reference"], threads[count]["snworker"]
-        add(f"3 {count} caller thread(s): req/s [{threads[count]['reference_label']}]",
+        figures = threads[count]
+        a, b = figures["reference"], figures["snworker"]
+        add(f"3 {count} caller thread(s): req/s [{figures['reference_label']}]",
             f"{a['ops_per_s']:.0f} (p99 {a['p99_us']:.0f} µs)",
             f"{b['ops_per_s']:.0f} (p99 {b['p99_us']:.0f} µs)",
-            f"{threads[count]['throughput_ratio']:.2f}",
+            f"{figures['throughput_ratio']:.2f}",
             ("caller_threads", count, "throughput_ratio"))
+        add_others(figures,
+                   lambda f: f"{f['snworker']['ops_per_s']:.0f} "
+                             f"(p99 {f['snworker']['p99_us']:.0f} µs)",
+                   lambda f: f"{f['throughput_ratio']:.2f}")
 
     for label, figures in sections["response_sizes"].items():
         a, b = figures["reference"], figures["snworker"]
         add(f"4 {label} response ({figures['body_bytes']} B)",
             f"{_ms(a)}, {a['mb_per_s']:.3g} MB/s", f"{_ms(b)}, {b['mb_per_s']:.3g} MB/s",
             f"{figures['latency_ratio']:.2f}", ("response_sizes", label, "latency_ratio"))
+        add_others(figures,
+                   lambda f: f"{_ms(f['snworker'])}, {f['snworker']['mb_per_s']:.3g} MB/s",
+                   lambda f: f"{f['latency_ratio']:.2f}")
 
     start = sections["startup"]
     add("5 start-up to ready", _ms(start["reference"]), _ms(start["snworker"]),
         f"{start['latency_ratio']:.2f}", ("startup", "latency_ratio"))
-    add("  resident memory (VmRSS)", f"bare child {start['bare_child_rss_mib']} MiB",
-        f"worker {start['worker_rss_at_ready_mib']} MiB at ready, "
-        f"{start['worker_rss_after_load_mib']} MiB after load")
+    add("  resident memory (VmRSS)", f"bare child {_mib(start['bare_child_rss_mib'])}",
+        f"worker {_mib(start['worker_rss_at_ready_mib'])} at ready, "
+        f"{_mib(start['worker_rss_after_load_mib'])} after load")
+    if "supervisor_rss_at_ready_mib" in start:
+        add("  its supervisor (VmRSS)", "",
+            f"supervisor {_mib(start['supervisor_rss_at_ready_mib'])} at ready, "
+            f"{_mib(start['supervisor_rss_after_load_mib'])} after load")
 
     storm = sections["refresh_storm"]
     add(f"6 {storm['threads']}-thread burst vs refresh storm", _ms(storm["reference"]),
         _ms(storm["snworker"]), f"{storm['p99_ratio']:.2f} (p99)")
     add("  refresh grants per storm", "", str(storm["refresh_grants_per_storm"]),
         str(storm["refresh_grants_max"]), ("refresh_storm", "refresh_grants_max"))
+
+    redaction = sections.get("redaction")
+    if redaction is not None:
+        for label, name in (("1MB", "7 redaction of the 1MB body"),
+                            ("small", "  redaction of the small body")):
+            figures = redaction[label]
+            draws = figures["redact_draws_median_us"]
+            add(f"{name} ({figures['body_bytes']} B)†",
+                f"GET {_us(figures['snworker_get'])}",
+                f"redact {_us(figures['redact'])}; draws {draws['best']:.0f}.."
+                f"{draws['worst']:.0f}",
+                f"{figures['share_pct']:.1f} %", ("redaction", label, "share_pct"))
     return table
 
 
@@ -186,19 +236,49 @@ def render(results: Results) -> str:
     rule = "-" * len(line(header))
     info = results["machine"]
     settings = results["settings"]
-    lines = [
+    sections = results["sections"]
+    framing = sections["small_get"].get("framing", "fd")
+    others = [name for name in settings.get("framings", ()) if name != framing]
+    table = [
         f"snworker benchmarks ({'quick' if settings['quick'] else 'full'} run, "
-        f"{settings['blocks']} interleaved A/B blocks per figure, "
+        f"{settings['blocks']} interleaved blocks per figure, "
         f"{results['elapsed_s']:.0f} s)",
         f"machine: {info['cpu_model']}, {info['cores']} cores, Python {info['python']}, "
         f"{info['kernel']}, commit {info['commit']}",
-        rule, line(header), rule, *(line(row) for row in body), rule,
-        "* " + results["sections"]["floor"]["snworker_label"],
-        "  floor: " + results["sections"]["floor"]["reference_label"]
-        + "; threads: " + results["sections"]["caller_threads"]["reference_label"],
-        "  latency cells: median (p99); ratios are of medians unless marked p99",
+        rule, line(header), rule, *(line(row).rstrip() for row in body), rule,
     ]
-    return "\n".join(lines)
+    lines = [
+        "* " + sections["floor"]["snworker_label"],
+        "  floor: " + sections["floor"]["reference_label"]
+        + "; threads: " + sections["caller_threads"]["reference_label"],
+        "  latency cells: median (p99); ratios are of medians unless marked p99",
+        f"  B: snworker with the {framing} framing of the pipe (this platform's default)",
+    ]
+    for name in others:
+        lines.append(
+            f"  {name} framing (C): the same figure through a second connection with "
+            f"SNWORKER_IO={name}, in the same blocks against the same A; ratio C/A"
+        )
+    start = sections["startup"]
+    lines.append(
+        "  start-up: " + start["snworker_label"] + " vs " + start["reference_label"]
+        + "; worker = the process that holds the tokens (worker_pid)"
+        + ("; supervisor = its parent, the process connect() started (shares the worker's"
+           " pages from the fork)" if start.get("supervisor_rss_at_ready_mib") else "")
+    )
+    redaction = sections.get("redaction")
+    if redaction is not None:
+        held = ", ".join(f"{name} {length}" for name, length in redaction["secrets"].items())
+        lines.append(
+            "† redaction: Redactor.body run in this process on the body the GET returns, with"
+            f" the secrets a connected worker holds (characters: {held}), {redaction['draws']}"
+            " random draws of them in turn; draws: median µs of the best and the worst draw;"
+            f" A: snworker GET of that body ({redaction['framing']}), interleaved;"
+            " ratio: redaction as % of the GET"
+        )
+    legend = [textwrap.fill(text, width=max(100, len(rule)), subsequent_indent="    ")
+              for text in lines]
+    return "\n".join([*table, *legend])
 
 
 def summary_line(results: Results) -> str:

@@ -1,21 +1,25 @@
-"""The six comparisons. Each returns its figures as a JSON-ready dict.
+"""The comparisons of sections 1 to 4 and 6. Each returns its figures as a JSON-ready dict.
 
 A is always the reference (the pipe floor, in-process `requests`, a bare spawn, a burst with
 fresh tokens); B is always snworker. Ratios are B / A for latency and A-side-normalised the same
 way for throughput (B / A, higher is better).
+
+Sections 1 to 4 measure snworker once per framing of the pipe (`FRAMINGS`: fd and conn on
+POSIX, conn alone on Windows), each through its own connection, all in the same rotation of
+blocks as the reference. Their dicts hold one comparison per framing under "framings", and the
+default framing's figures at the top, where the targets read them.
 """
 
 from __future__ import annotations
 
 import multiprocessing
-import statistics
-import time
+import os
+import sys
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from functools import partial
 from typing import Any
 
-import multiprocess
 import requests
 import requests.adapters
 
@@ -43,6 +47,10 @@ SIZES = {"1KB": 1024, "64KB": 64 * 1024, "1MB": 1024 * 1024, "8MB": 8 * 1024 * 1
 CALLER_THREADS = (1, 4, 16)
 STORM_THREADS = 32
 THREADS_BASELINE = "the faster of a shared requests.Session and one Session per thread"
+# The framings of the pipe this platform has, the default first (`snworker.pipes.default_io`).
+FRAMINGS: tuple[str, ...] = ("conn",) if sys.platform == "win32" else ("fd", "conn")
+DEFAULT_FRAMING = FRAMINGS[0]
+IO_VARIABLE = "SNWORKER_IO"
 
 
 @dataclass(frozen=True, slots=True)
@@ -57,6 +65,10 @@ class Scale:
     startups_per_block: int = 1
     storm_rounds: int = 2
     warmup: int = 20
+    # Section 7, per body ("small", "1MB"): redactions (a multiple of redaction.DRAWS), and
+    # snworker GETs of that body.
+    redact_per_block: dict[str, int] = field(default_factory=dict)
+    redact_get_per_block: dict[str, int] = field(default_factory=dict)
 
 
 FULL = Scale(
@@ -67,6 +79,8 @@ FULL = Scale(
     size_per_block={"1KB": 200, "64KB": 60, "1MB": 8, "8MB": 2},
     startups_per_block=2,
     storm_rounds=8,
+    redact_per_block={"small": 2000, "1MB": 16},
+    redact_get_per_block={"small": 100, "1MB": 4},
 )
 QUICK = Scale(
     blocks=4,
@@ -77,27 +91,61 @@ QUICK = Scale(
     startups_per_block=1,
     storm_rounds=2,
     warmup=5,
+    redact_per_block={"small": 400, "1MB": 8},
+    redact_get_per_block={"small": 20, "1MB": 2},
 )
+
+
+def connect(stub: RemoteStub, framing: str) -> snworker.ServiceNowConnection:
+    """A connection whose worker frames the pipe with `framing`.
+
+    `SNWORKER_IO` is read when a connection's worker starts, so it is set around this one
+    `connect()` and restored at once.
+    """
+    saved = os.environ.get(IO_VARIABLE)
+    os.environ[IO_VARIABLE] = framing
+    try:
+        connection = snworker.connect(
+            stub.url, stub.client_id, redirect_uri=stub.redirect_uri, open_browser=approve
+        )
+    finally:
+        if saved is None:
+            del os.environ[IO_VARIABLE]
+        else:
+            os.environ[IO_VARIABLE] = saved
+    # A figure labelled conn that measured fd would be worse than none: check, where we can see.
+    used = getattr(getattr(connection, "_channel", None), "io", framing)
+    if used != framing:
+        connection.disconnect()
+        raise RuntimeError(f"asked for the {framing} framing, the connection uses {used}")
+    return connection
 
 
 @dataclass(slots=True)
 class Bench:
-    """What every section shares: the stub, snworker's connection and the reference sessions."""
+    """What every section shares: the stub, snworker's connections and the reference sessions."""
 
     stub: RemoteStub
-    connection: snworker.ServiceNowConnection
+    connections: dict[str, snworker.ServiceNowConnection]  # one per framing
     new_session: Callable[[], requests.Session]
     scale: Scale
     record_path: str
+    payload_paths: dict[str, str] = field(default_factory=dict)  # section 4's records by size
+
+    @property
+    def connection(self) -> snworker.ServiceNowConnection:
+        """The connection with the platform's default framing."""
+        return self.connections[DEFAULT_FRAMING]
 
     @property
     def record_url(self) -> str:
         """The small record's URL, for the reference."""
         return self.stub.url + self.record_path
 
-    def snworker_get(self, path: str) -> Any:
-        """One GET through the worker, JSON parsed as the caller would read it."""
-        return self.connection.execute_api_request(path).data
+    def snworker_get(self, path: str, framing: str | None = None) -> Any:
+        """One GET through the worker (default framing unless named), JSON parsed as the
+        caller would read it."""
+        return self.connections[framing or DEFAULT_FRAMING].execute_api_request(path).data
 
 
 def _warm(operation: Callable[[], object], times: int) -> None:
@@ -105,7 +153,8 @@ def _warm(operation: Callable[[], object], times: int) -> None:
         operation()
 
 
-def _comparison(blocks_a: list[Block], blocks_b: list[Block]) -> dict[str, Any]:
+def comparison(blocks_a: list[Block], blocks_b: list[Block]) -> dict[str, Any]:
+    """A against B: both sides' figures, the ratios of medians and of p99s, the overhead."""
     a, b = summarize(blocks_a), summarize(blocks_b)
     return {
         "reference": a.as_json(),
@@ -114,6 +163,34 @@ def _comparison(blocks_a: list[Block], blocks_b: list[Block]) -> dict[str, Any]:
         "p99_ratio": ratio(b.p99_us, a.p99_us),
         "overhead_us": round(b.median_us - a.median_us, 2),
     }
+
+
+def _per_framing(
+    blocks: int, reference: Callable[[], Block], ours: Callable[[str], Callable[[], Block]]
+) -> tuple[list[Block], dict[str, list[Block]]]:
+    """The reference and snworker with every framing (`ours(framing)` makes its block),
+    rotated through the same blocks."""
+    blocks_a, *ours_blocks = rotate(blocks, [reference, *map(ours, FRAMINGS)])
+    return blocks_a, dict(zip(FRAMINGS, ours_blocks, strict=True))
+
+
+def _get_block(bench: Bench, path: str, count: int, framing: str) -> Callable[[], Block]:
+    """A block of `count` snworker GETs of `path` with `framing`."""
+    return partial(timed_loop, partial(bench.snworker_get, path, framing), count)
+
+
+def _framed(
+    blocks_a: list[Block],
+    by_framing: dict[str, list[Block]],
+    extra: Callable[[dict[str, Any]], None] = lambda figures: None,
+) -> dict[str, Any]:
+    """One comparison per framing against the same reference blocks; the default's on top."""
+    framings: dict[str, Any] = {}
+    for name, blocks_b in by_framing.items():
+        figures = comparison(blocks_a, blocks_b)
+        extra(figures)
+        framings[name] = figures
+    return {**framings[DEFAULT_FRAMING], "framing": DEFAULT_FRAMING, "framings": framings}
 
 
 # --- 1. the floor -----------------------------------------------------------------------
@@ -133,24 +210,25 @@ def floor(bench: Bench) -> dict[str, Any]:
             ours.send_bytes(frame)
             ours.recv_bytes()
 
-        def ping() -> None:
+        def ping(connection: snworker.ServiceNowConnection) -> None:
             try:
-                bench.connection.execute_api_request(PING_PATH)
+                connection.execute_api_request(PING_PATH)
             except snworker.InvalidRequestError:
                 return
             raise AssertionError("the worker accepted a path it must refuse")
 
         _warm(pipe_round_trip, bench.scale.warmup * 10)
-        _warm(ping, bench.scale.warmup * 10)
+        for connection in bench.connections.values():
+            _warm(partial(ping, connection), bench.scale.warmup * 10)
         count = bench.scale.floor_per_block
-        blocks_a, blocks_b = alternate(
+        blocks_a, blocks_b = _per_framing(
             bench.scale.blocks,
             partial(timed_loop, pipe_round_trip, count),
-            partial(timed_loop, ping, count),
+            lambda name: partial(timed_loop, partial(ping, bench.connections[name]), count),
         )
     finally:
         _stop_echo(ours, child)
-    result = _comparison(blocks_a, blocks_b)
+    result = _framed(blocks_a, blocks_b)
     result["reference_label"] = f"stdlib multiprocessing Pipe, {FRAME_BYTES} B echo"
     result["snworker_label"] = PING_LABEL
     return result
@@ -176,21 +254,24 @@ def small_get(bench: Bench) -> dict[str, Any]:
     session = bench.new_session()
     try:
         reference = partial(baseline.get_result, session, bench.record_url)
-        ours = partial(bench.snworker_get, bench.record_path)
         _warm(reference, bench.scale.warmup)
-        _warm(ours, bench.scale.warmup)
+        for name in FRAMINGS:
+            _warm(partial(bench.snworker_get, bench.record_path, name), bench.scale.warmup)
         count = bench.scale.get_per_block
-        blocks_a, blocks_b = alternate(
+        blocks_a, blocks_b = _per_framing(
             bench.scale.blocks,
             partial(timed_loop, reference, count),
-            partial(timed_loop, ours, count),
+            partial(_get_block, bench, bench.record_path, count),
         )
     finally:
         session.close()
-    result = _comparison(blocks_a, blocks_b)
-    result["cpu_ratio"] = ratio(
-        result["snworker"]["cpu_us_per_op"], result["reference"]["cpu_us_per_op"]
-    )
+
+    def cpu_ratio(figures: dict[str, Any]) -> None:
+        figures["cpu_ratio"] = ratio(
+            figures["snworker"]["cpu_us_per_op"], figures["reference"]["cpu_us_per_op"]
+        )
+
+    result = _framed(blocks_a, blocks_b, cpu_ratio)
     result["body_bytes"] = len(bench.connection.execute_api_request(bench.record_path).content)
     return result
 
@@ -206,7 +287,7 @@ def caller_threads(bench: Bench) -> dict[str, Any]:
     the reference of each ratio, so snworker is held to the stricter bar.
     """
     result: dict[str, Any] = {"reference_label": THREADS_BASELINE}
-    ours = partial(bench.snworker_get, bench.record_path)
+    ours = {name: partial(bench.snworker_get, bench.record_path, name) for name in FRAMINGS}
     for threads in CALLER_THREADS:
         shared = bench.new_session()
         adapter = requests.adapters.HTTPAdapter(pool_maxsize=max(10, threads))
@@ -223,27 +304,37 @@ def caller_threads(bench: Bench) -> dict[str, Any]:
             for operations in references.values():
                 for operation in operations:
                     _warm(operation, 2)
-            _warm(ours, bench.scale.warmup)
+            for operation in ours.values():
+                _warm(operation, bench.scale.warmup)
             per_thread = bench.scale.thread_requests_per_block // threads
             runners = [
                 partial(threaded_loop, operations, per_thread)
-                for operations in (*references.values(), [ours] * threads)
+                for operations in (
+                    *references.values(), *([ours[name]] * threads for name in FRAMINGS)
+                )
             ]
-            *reference_blocks, blocks_b = rotate(bench.scale.blocks, runners)
+            measured = rotate(bench.scale.blocks, runners)
         finally:
             for session in (shared, *own):
                 session.close()
+        reference_blocks = measured[: len(references)]
+        by_framing = dict(zip(FRAMINGS, measured[len(references):], strict=True))
         rates = {
             name: summarize(blocks).ops_per_s
             for name, blocks in zip(references, reference_blocks, strict=True)
         }
         faster = max(rates, key=rates.__getitem__)
-        figures = _comparison(reference_blocks[list(references).index(faster)], blocks_b)
+
+        def throughput_ratio(figures: dict[str, Any]) -> None:
+            figures["throughput_ratio"] = ratio(
+                figures["snworker"]["ops_per_s"], figures["reference"]["ops_per_s"]
+            )
+
+        figures = _framed(
+            reference_blocks[list(references).index(faster)], by_framing, throughput_ratio
+        )
         figures["reference_label"] = faster
         figures["reference_ops_per_s"] = {name: round(rate, 1) for name, rate in rates.items()}
-        figures["throughput_ratio"] = ratio(
-            figures["snworker"]["ops_per_s"], figures["reference"]["ops_per_s"]
-        )
         result[str(threads)] = figures
     return result
 
@@ -263,112 +354,30 @@ def response_sizes(bench: Bench) -> dict[str, Any]:
             filler = ("snworker-benchmark-" * (size // 19 + 1))[: max(0, size - envelope_bytes)]
             record = bench.stub.insert(PAYLOAD_TABLE, {PAYLOAD_FIELD: filler})
             path = f"/api/now/table/{PAYLOAD_TABLE}/{record['sys_id']}"
+            bench.payload_paths[label] = path
             del record, filler
             reference = partial(baseline.get_result, session, bench.stub.url + path)
-            ours = partial(bench.snworker_get, path)
             warmup = 2 if size > 100_000 else bench.scale.warmup
             _warm(reference, warmup)
-            _warm(ours, warmup)
+            for name in FRAMINGS:
+                _warm(partial(bench.snworker_get, path, name), warmup)
             count = bench.scale.size_per_block[label]
-            blocks_a, blocks_b = alternate(
+            blocks_a, blocks_b = _per_framing(
                 bench.scale.blocks,
                 partial(timed_loop, reference, count),
-                partial(timed_loop, ours, count),
+                partial(_get_block, bench, path, count),
             )
-            figures = _comparison(blocks_a, blocks_b)
             body = len(bench.connection.execute_api_request(path).content)
+
+            def rates(figures: dict[str, Any], body: int = body) -> None:
+                for side in ("reference", "snworker"):
+                    figures[side]["mb_per_s"] = round(body / figures[side]["median_us"], 2)
+
+            figures = _framed(blocks_a, blocks_b, rates)
             figures["body_bytes"] = body
-            for side in ("reference", "snworker"):
-                figures[side]["mb_per_s"] = round(body / figures[side]["median_us"], 2)
             result[label] = figures
     finally:
         session.close()
-    return result
-
-
-# --- 5. start-up ------------------------------------------------------------------------
-
-
-def _resident_kib(pid: int) -> int:
-    with open(f"/proc/{pid}/status", encoding="ascii") as status:
-        for line in status:
-            if line.startswith("VmRSS:"):
-                return int(line.split()[1])
-    raise RuntimeError(f"no VmRSS for process {pid}")
-
-
-def _bare_spawn() -> tuple[float, int]:
-    """Seconds from start() to the child's byte, and the child's RSS (KiB) at that moment."""
-    context = multiprocess.get_context("spawn")
-    ours, theirs = context.Pipe(duplex=True)
-    child = context.Process(
-        target=children.ready_after_import, args=(theirs,), name="bench-bare", daemon=True
-    )
-    started = time.perf_counter()
-    child.start()
-    theirs.close()
-    try:
-        if not ours.poll(CHILD_TIMEOUT):
-            raise TimeoutError("the bare child did not report ready")
-        ours.recv_bytes()
-        elapsed = time.perf_counter() - started
-        rss = _resident_kib(child.pid)
-        ours.send_bytes(b"x")
-    finally:
-        child.join(5.0)
-        if child.is_alive():
-            child.terminate()
-            child.join(5.0)
-        ours.close()
-    return elapsed, rss
-
-
-def _connect_to_ready(stub: RemoteStub) -> tuple[float, int]:
-    """Seconds for connect() with the browser stand-in, and the worker's RSS (KiB) when ready."""
-    started = time.perf_counter()
-    connection = snworker.connect(
-        stub.url, stub.client_id, redirect_uri=stub.redirect_uri, open_browser=approve
-    )
-    try:
-        elapsed = time.perf_counter() - started
-        pid = connection.worker_pid
-        assert pid is not None
-        rss = _resident_kib(pid)
-    finally:
-        connection.disconnect()
-    return elapsed, rss
-
-
-def _start_block(start: Callable[[], tuple[float, int]], count: int, rss: list[int]) -> Block:
-    block = Block()
-    for _ in range(count):
-        elapsed, resident = start()
-        block.latencies_ns.append(int(elapsed * 1e9))
-        block.wall_s += elapsed
-        block.operations += 1
-        rss.append(resident)
-    return block
-
-
-def startup(bench: Bench) -> dict[str, Any]:
-    """connect() to ready against a bare spawn that imports requests; resident memory."""
-    bare_rss: list[int] = []
-    worker_rss: list[int] = []
-    _bare_spawn()
-    count = bench.scale.startups_per_block
-    blocks_a, blocks_b = alternate(
-        bench.scale.blocks,
-        partial(_start_block, _bare_spawn, count, bare_rss),
-        partial(_start_block, partial(_connect_to_ready, bench.stub), count, worker_rss),
-    )
-    result = _comparison(blocks_a, blocks_b)
-    result["reference_label"] = "multiprocess spawn child: import requests, send 1 byte"
-    result["snworker_label"] = "snworker.connect() with the approve() browser stand-in"
-    result["bare_child_rss_mib"] = round(statistics.median(bare_rss) / 1024, 1)
-    result["worker_rss_at_ready_mib"] = round(statistics.median(worker_rss) / 1024, 1)
-    pid = bench.connection.worker_pid
-    assert pid is not None
-    result["worker_rss_after_load_mib"] = round(_resident_kib(pid) / 1024, 1)
     return result
 
 
@@ -395,7 +404,7 @@ def refresh_storm(bench: Bench) -> dict[str, Any]:
 
     burst()
     blocks_a, blocks_b = alternate(bench.scale.storm_rounds, burst, storm)
-    result = _comparison(blocks_a, blocks_b)
+    result = comparison(blocks_a, blocks_b)
     result["reference_label"] = f"{STORM_THREADS} threads, fresh token"
     result["snworker_label"] = f"{STORM_THREADS} threads, token expired at the stub"
     result["threads"] = STORM_THREADS

@@ -1,4 +1,5 @@
-"""`python -m benchmarks --quick` runs to the end and writes every section's figures."""
+"""`python -m benchmarks --quick` runs to the end and writes every section's figures, every
+framing's among them; the rotation of blocks and the redaction section's secrets."""
 
 from __future__ import annotations
 
@@ -6,14 +7,17 @@ import json
 import numbers
 import subprocess
 import sys
+from functools import partial
 from pathlib import Path
 from typing import Any
 
 import pytest
 
 ROOT = Path(__file__).resolve().parent.parent
-SECTIONS = ("floor", "small_get", "caller_threads", "response_sizes", "startup", "refresh_storm")
+SECTIONS = ("floor", "small_get", "caller_threads", "response_sizes", "redaction", "startup",
+            "refresh_storm")
 SIDE_FIGURES = ("median_us", "p99_us", "ops_per_s", "cpu_us_per_op")
+FRAMINGS = ("conn",) if sys.platform == "win32" else ("fd", "conn")
 
 
 def _numbers(value: Any) -> list[float]:
@@ -35,6 +39,20 @@ def _assert_sides(figures: dict[str, Any]) -> None:
     assert isinstance(figures["latency_ratio"], int | float)
 
 
+def _assert_framings(figures: dict[str, Any], *extra: str) -> None:
+    """Every framing measured against the same reference; the default's figures on top."""
+    _assert_sides(figures)
+    assert figures["framing"] == FRAMINGS[0]
+    assert tuple(figures["framings"]) == FRAMINGS
+    for name in FRAMINGS:
+        framed = figures["framings"][name]
+        _assert_sides(framed)
+        assert framed["reference"] == figures["reference"], name
+        for key in extra:
+            assert isinstance(framed[key], int | float), (name, key)
+    assert figures["snworker"] == figures["framings"][FRAMINGS[0]]["snworker"]
+
+
 @pytest.mark.slow
 @pytest.mark.timeout(150)
 def test_quick_run_writes_every_section(tmp_path: Path) -> None:
@@ -47,21 +65,74 @@ def test_quick_run_writes_every_section(tmp_path: Path) -> None:
     results = json.loads(output.read_text())
 
     assert results["machine"]["python"]
+    assert tuple(results["settings"]["framings"]) == FRAMINGS
     for name in SECTIONS:
         assert _numbers(results["sections"][name]), name
 
     sections = results["sections"]
-    _assert_sides(sections["floor"])
-    _assert_sides(sections["small_get"])
+    _assert_framings(sections["floor"])
+    _assert_framings(sections["small_get"], "cpu_ratio", "overhead_us")
     assert isinstance(sections["small_get"]["cpu_ratio"], int | float)
     for threads in ("1", "4", "16"):
-        _assert_sides(sections["caller_threads"][threads])
+        _assert_framings(sections["caller_threads"][threads], "throughput_ratio")
         assert isinstance(sections["caller_threads"][threads]["throughput_ratio"], int | float)
     for size in ("1KB", "64KB", "1MB", "8MB"):
-        _assert_sides(sections["response_sizes"][size])
-        assert isinstance(sections["response_sizes"][size]["snworker"]["mb_per_s"], int | float)
-    _assert_sides(sections["startup"])
-    assert isinstance(sections["startup"]["worker_rss_at_ready_mib"], int | float)
+        _assert_framings(sections["response_sizes"][size])
+        for name in FRAMINGS:
+            framed = sections["response_sizes"][size]["framings"][name]
+            assert isinstance(framed["snworker"]["mb_per_s"], int | float), (size, name)
+
+    redaction = sections["redaction"]
+    assert redaction["secrets"]["access_token_live"] == 86
+    assert set(redaction["secrets"]) == {"verifier", "code", "access_token_live",
+                                         "refresh_token"}
+    for body in ("small", "1MB"):
+        for side in ("redact", "snworker_get"):
+            for name in SIDE_FIGURES:
+                assert isinstance(redaction[body][side][name], int | float), (body, side, name)
+        assert isinstance(redaction[body]["share_pct"], int | float), body
+    assert redaction["1MB"]["body_bytes"] == sections["response_sizes"]["1MB"]["body_bytes"]
+    assert redaction["small"]["body_bytes"] == sections["small_get"]["body_bytes"]
+
+    startup = sections["startup"]
+    _assert_sides(startup)
+    assert isinstance(startup["worker_rss_at_ready_mib"], int | float)
+    assert set(startup["worker_rss_after_load_mib_by_framing"]) == set(FRAMINGS)
+    if sys.platform == "linux":  # the worker is the child of a supervisor: both are read
+        assert isinstance(startup["supervisor_rss_at_ready_mib"], int | float)
+        assert isinstance(startup["supervisor_rss_after_load_mib"], int | float)
     _assert_sides(sections["refresh_storm"])
     assert isinstance(sections["refresh_storm"]["refresh_grants_max"], int)
+
+    targets = {target["name"]: target for target in results["targets"]}
+    assert targets["1 MB redaction / 1 MB GET"]["target"] == "<= 5 %"
     assert {target["verdict"] for target in results["targets"]} <= {"PASS", "MISS"}
+    assert "conn framing (C)" in finished.stdout
+    assert "redaction of the 1MB body" in finished.stdout
+
+
+def test_rotation_puts_every_side_in_every_position() -> None:
+    from benchmarks.measure import rotate
+
+    order: list[int] = []
+
+    def side(k: int) -> int:
+        order.append(k)
+        return k
+
+    for sides in (2, 3, 4):
+        rounds = 2 * sides
+        order.clear()
+        results = rotate(rounds, [partial(side, k) for k in range(sides)])
+        assert results == [[k] * rounds for k in range(sides)]
+        for position in range(sides):  # over 2n rounds, each side twice in each position
+            seen = sorted(order[r * sides + position] for r in range(rounds))
+            assert seen == sorted(list(range(sides)) * 2), (sides, position)
+
+
+def test_redaction_section_holds_what_a_connected_worker_holds() -> None:
+    from benchmarks.redaction import worker_redactor
+
+    redactor, lengths = worker_redactor()
+    assert len(redactor) == 4
+    assert lengths["access_token_live"] == 86
