@@ -221,6 +221,20 @@ def rows(results: Results) -> list[Row]:
                 f"redact {_us(figures['redact'])}; draws {draws['best']:.0f}.."
                 f"{draws['worst']:.0f}",
                 f"{figures['share_pct']:.1f} %", ("redaction", label, "share_pct"))
+
+    shared = sections.get("agent")
+    if shared is not None:
+        get = shared["small_get"]
+        add("8 agent: small GET, one client‡", _us(get["reference"]), _us(get["snworker"]),
+            f"{get['latency_ratio']:.2f}")
+        for count in ("4", "16"):
+            figures = shared[f"threads_{count}"]
+            add(f"  {count} threads, one client: req/s", f"{figures['reference']['ops_per_s']:.0f}",
+                f"{figures['snworker']['ops_per_s']:.0f}", f"{figures['throughput_ratio']:.2f}")
+        clients = shared["clients"]
+        add(f"  {clients['processes']} clients x {clients['threads_per_process']} threads: req/s",
+            f"{clients['reference_ops_per_s']:.0f}", f"{clients['agent_ops_per_s']:.0f}",
+            f"{clients['throughput_ratio']:.2f}")
     return table
 
 
@@ -266,6 +280,12 @@ def render(results: Results) -> str:
         + ("; supervisor = its parent, the process connect() started (shares the worker's"
            " pages from the fork)" if start.get("supervisor_rss_at_ready_mib") else "")
     )
+    if sections.get("agent") is not None:
+        lines.append(
+            "‡ agent: A is a worker of the connection's own, B an agent (`snworker.agent`) its"
+            " client attached to over a Unix socket; with several clients, A is that many"
+            " processes each with its own worker, B as many processes attached to one agent"
+        )
     redaction = sections.get("redaction")
     if redaction is not None:
         held = ", ".join(f"{name} {length}" for name, length in redaction["secrets"].items())

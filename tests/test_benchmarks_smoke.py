@@ -15,7 +15,7 @@ import pytest
 
 ROOT = Path(__file__).resolve().parent.parent
 SECTIONS = ("floor", "small_get", "caller_threads", "response_sizes", "redaction", "startup",
-            "refresh_storm")
+            "agent", "refresh_storm")
 SIDE_FIGURES = ("median_us", "p99_us", "ops_per_s", "cpu_us_per_op")
 FRAMINGS = ("conn",) if sys.platform == "win32" else ("fd", "conn")
 
@@ -103,12 +103,19 @@ def test_quick_run_writes_every_section(tmp_path: Path) -> None:
         assert isinstance(startup["supervisor_rss_after_load_mib"], int | float)
     _assert_sides(sections["refresh_storm"])
     assert isinstance(sections["refresh_storm"]["refresh_grants_max"], int)
+    shared = sections["agent"]
+    for figures in (shared["small_get"], shared["threads_4"], shared["threads_16"]):
+        _assert_sides(figures)
+    assert shared["clients"]["processes"] == 4
+    assert isinstance(shared["clients"]["throughput_ratio"], int | float)
+    assert shared["grants"]["authorization_code"] >= 2  # the bench's own, and the agent's
 
     targets = {target["name"]: target for target in results["targets"]}
     assert targets["1 MB redaction / 1 MB GET"]["target"] == "<= 5 %"
     assert {target["verdict"] for target in results["targets"]} <= {"PASS", "MISS"}
     assert "conn framing (C)" in finished.stdout
     assert "redaction of the 1MB body" in finished.stdout
+    assert "8 agent: small GET" in finished.stdout
 
 
 def test_rotation_puts_every_side_in_every_position() -> None:
