@@ -179,14 +179,18 @@ WATCHER = textwrap.dedent("""
                 if pid in seen:
                     continue
                 try:
+                    before = os.open(f"/proc/{pid}/maps", os.O_RDONLY)
                     mem = os.open(f"/proc/{pid}/mem", os.O_RDONLY)
                     maps = os.open(f"/proc/{pid}/maps", os.O_RDONLY)
                 except OSError:
                     seen.add(pid)
                     refused.append(pid)
                     continue
-                first = os.read(maps, 4096).split(b"\\n", 1)[0] + b"\\n"
-                if first == own_image:  # not exec'd yet: this is our own memory
+                first = os.read(before, 4096).split(b"\\n", 1)[0]
+                os.close(before)
+                # The same image before and after mem was opened, and not ours: mem holds
+                # the started interpreter's memory (not the vfork child's view of ours).
+                if first + b"\\n" == own_image or first != os.read(maps, 4096).split(b"\\n")[0]:
                     os.close(mem)
                     os.close(maps)
                     continue
