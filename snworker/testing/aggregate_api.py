@@ -37,15 +37,14 @@ _HAVING_OPERATORS: Final = ("=", "!=", ">", ">=", "<", "<=")
 
 
 def _text(number: float) -> str:
-    if number == int(number):
-        return str(int(number))
-    return f"{round(number, platform.AVERAGE_DECIMALS)}"
+    return str(int(number)) if number == int(number) else str(number)
 
 
 def _aggregate(kind: str, values: Sequence[str]) -> str:
     numbers = [float(v) for v in values if _NUMBER.fullmatch(v)]
     if kind == "avg":
-        return _text(sum(numbers) / len(numbers)) if numbers else ""
+        average = sum(numbers) / len(numbers) if numbers else None
+        return "" if average is None else f"{average:.{platform.AVERAGE_DECIMALS}f}"
     if kind == "sum":
         return _text(sum(numbers))
     present = [v for v in values if v != ""]

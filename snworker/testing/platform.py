@@ -179,7 +179,7 @@ BATCH_PATHS: Final = ("/api/now/batch", "/api/now/v1/batch")
 
 # --- Aggregate API -----------------------------------------------------------------------------
 
-# Choice: averages are written with up to 4 decimals; a group's `groupby_fields` entry is
+# Choice: averages are written with 4 decimals, as the documented examples show; a group's `groupby_fields` entry is
 # {"field", "value"} plus "display_value" when sysparm_display_value asks for it.
 AVERAGE_DECIMALS: Final = 4
 
