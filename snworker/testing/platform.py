@@ -179,8 +179,9 @@ BATCH_PATHS: Final = ("/api/now/batch", "/api/now/v1/batch")
 
 # --- Aggregate API -----------------------------------------------------------------------------
 
-# Choice: averages are written with 4 decimals, as the documented examples show; a group's `groupby_fields` entry is
-# {"field", "value"} plus "display_value" when sysparm_display_value asks for it.
+# Choice: averages are written with 4 decimals, as the documented examples show; a group's
+# `groupby_fields` entry is {"field", "value"}, plus "display_value" when sysparm_display_value
+# asks for it (with "true", "value" is the display value too). Groups come in value order.
 AVERAGE_DECIMALS: Final = 4
 
 # --- Import Set API ----------------------------------------------------------------------------
