@@ -24,9 +24,10 @@ class StubControls(ABC):
     def _control(self, operation: str, **arguments: Any) -> Any:
         """Carry out one control operation and return its JSON result."""
 
-    def advance(self, seconds: float) -> None:
-        """Move the stub's clock forward (token and code expiry, timestamps of new writes)."""
-        self._control("advance", seconds=seconds)
+    def advance(self, seconds: float) -> float:
+        """Move the stub's clock forward (token and code expiry, timestamps of new writes,
+        `javascript:` date helpers in queries); returns the stub's time."""
+        return cast(float, self._control("advance", seconds=seconds))
 
     def expire_access_tokens(self) -> None:
         """Make every access token issued so far expired."""
