@@ -17,6 +17,7 @@ import requests
 
 from snworker.testing import RemoteStub, StubControlError, StubServiceNow
 from snworker.testing.oauth import s256
+from snworker.testing.platform import SEED_PASSWORD
 from tests.conftest import port_is_free
 
 REDIRECT = "http://127.0.0.1:8765/callback"
@@ -347,8 +348,12 @@ def test_remote_stub_attaches_to_a_running_stub(sn: StubServiceNow) -> None:
 
 
 def test_stub_in_a_separate_process() -> None:
-    with StubServiceNow.start_process(access_lifespan=120, client_id="proc-client") as remote:
+    with StubServiceNow.start_process(access_lifespan=120, client_id="proc-client",
+                                      auth=("code", "basic"), threads=4) as remote:
         assert remote.client_id == "proc-client"
+        basic = requests.get(f"{remote.url}/api/now/table/incident", timeout=5,
+                             params={"sysparm_limit": 1}, auth=("admin", SEED_PASSWORD))
+        assert basic.status_code == 200
         token = access_token(remote)
         assert get(remote, token).status_code == 200
         remote.advance(121)
@@ -360,7 +365,7 @@ def test_stub_in_a_separate_process() -> None:
         assert get(remote, token).status_code == 200
         assert remote.grant_counts["authorization_code"] == 2
         assert [r["status"] for r in remote.requests if r["path"].startswith("/api/")] == [
-            200, 401, 503, 200]
+            200, 200, 401, 503, 200]
         remote.reset()
         assert remote.requests == []
         process = remote._process

@@ -134,11 +134,14 @@ def _with_display(
 ) -> dict[str, object]:
     """Every column with its display value (`sysparm_display_value` true or all)."""
     both = options.display == "all"
+    empty: object = {"display_value": "", "value": ""} if both else ""
     shown: dict[str, object] = {}
     for step in plan.steps:
         name, kind, labels, _ = step
         value = record.get(name, "")
-        if kind is _Kind.PLAIN or kind is _Kind.CHOICE:
+        if not value and kind is not _Kind.CHOICE:
+            shown[name] = empty  # one object for every empty field: only ever encoded
+        elif kind is _Kind.PLAIN or kind is _Kind.CHOICE:
             display = labels.get(value, value) if labels else value
             shown[name] = {"display_value": display, "value": value} if both else display
         else:
