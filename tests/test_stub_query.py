@@ -374,6 +374,26 @@ def test_dot_walking_through_two_references(sn: StubServiceNow) -> None:
     assert numbers(sn, "incident", "caller_id.company.name=Nobody") == []
 
 
+@pytest.mark.parametrize("term", [
+    "sys_created_onON", "sys_created_onON@", "sys_created_onONtoday", "sys_created_onBETWEEN@",
+    "sys_created_onONToday@javascript:gs.beginningOfToday()", "priorityRELATIVEGT",
+    "priorityRELATIVEGT@@@", "sys_created_onRELATIVEGT@fortnight@ago@1",
+    "sys_created_onRELATIVELT@hour@sideways@1", "assigned_toDYNAMIC", "assigned_toDYNAMICabc",
+    "sys_class_nameINSTANCEOF", "sys_class_nameINSTANCEOFno_such_table", "caller_idSAMEAS",
+    "caller_idSAMEASno_such_field", "numberINjavascript:",
+    "sys_created_on>javascript:gs.daysAgo(x)",
+    "sys_created_on>javascript:gs.dateGenerate('x','y')", "sys_created_on>javascript:gs.daysAgo(1",
+    "numberBETWEENjavascript:gs.nope()@x", "number>javascript:getMyGroups()",
+])
+def test_instance_terms_that_cannot_be_read_are_ignored(shared: StubServiceNow, term: str) -> None:
+    answer = requests.get(f"{shared.url}/api/now/table/incident", auth=ADMIN, timeout=5,
+                          params={"sysparm_query": f"{term}^ORDERBYnumber",
+                                  "sysparm_fields": "number"})
+    assert answer.status_code == 200
+    assert [r["number"] for r in answer.json()["result"]] == [
+        f"INC{n:07d}" for n in range(10001, 10031)]
+
+
 @settings(
     max_examples=60, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture]
 )

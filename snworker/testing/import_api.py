@@ -107,7 +107,7 @@ class ImportApi:
     def _transform(
         self, store: RecordStore, staging: str, row: Record, call: ApiCall
     ) -> list[dict[str, str]]:
-        transform: Transform | None = self.state.transforms.get(staging)
+        transform = self.state.transforms.get(staging)
         if transform is None:
             return []
         status, target = transform.run(store, row, call.caller)

@@ -172,8 +172,10 @@ def _bind_condition(condition: Condition, scope: QueryScope) -> Condition | None
                 return None
             operand = f"{operand}@{operand} 00:00:00@{operand} 23:59:59"
         parts = operand.split("@")
+        if len(parts) != (3 if operator == "ON" else 2):
+            return None
         bounds = [_value(part, scope) for part in parts[-2:]]
-        if len(parts) < 2 or not all(isinstance(bound, str) for bound in bounds):
+        if not all(isinstance(bound, str) and bound for bound in bounds):
             return None
         return Condition(field, "BETWEEN", "@".join(str(b) for b in bounds))
     if operator == "INSTANCEOF":

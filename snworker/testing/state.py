@@ -11,7 +11,7 @@ import threading
 import time
 from collections.abc import Callable, Mapping
 from dataclasses import asdict, dataclass, field
-from typing import Any, Final
+from typing import TYPE_CHECKING, Any, Final
 
 from snworker.testing import platform
 from snworker.testing.faults import FaultPlan
@@ -20,6 +20,9 @@ from snworker.testing.schema import Schema
 from snworker.testing.scripted_api import ScriptedRoutes
 from snworker.testing.seed import seed_snapshot, user_sys_id
 from snworker.testing.store import ApiError, Caller, RecordStore, Snapshot
+
+if TYPE_CHECKING:
+    from snworker.testing.import_api import Transform
 
 CONSENT_MODES: Final = ("ask", "allow", "deny")
 # Enough handler threads for 32 concurrent clients plus control calls; they start on demand.
@@ -73,7 +76,7 @@ class StubState:
         self.lock = threading.Lock()
         self.user_sys_id = user_sys_id(platform.SIGNED_IN_USER_NAME)
         self.routes = ScriptedRoutes()
-        self.transforms: dict[str, Any] = {}
+        self.transforms: dict[str, Transform] = {}
         self._start_fresh()
 
     def _start_fresh(self) -> None:
@@ -116,7 +119,7 @@ class StubState:
 
     def control(self, operation: str, arguments: Mapping[str, Any]) -> object:
         """Run a control operation under the lock; bad arguments raise `ControlError`."""
-        from snworker.testing.operations import OPERATIONS
+        from snworker.testing.operations import OPERATIONS  # they take this module's state
 
         function: Callable[..., object] | None = OPERATIONS.get(operation.replace("-", "_"))
         if function is None:
