@@ -2,8 +2,10 @@
 
 from __future__ import annotations
 
+import re
 import secrets
 import socket
+import threading
 import time
 from collections.abc import Iterator
 from concurrent.futures import ThreadPoolExecutor
@@ -15,6 +17,7 @@ import requests
 
 from snworker.testing import RemoteStub, StubControlError, StubServiceNow
 from snworker.testing.oauth import s256
+from snworker.testing.platform import SEED_PASSWORD
 from tests.conftest import port_is_free
 
 REDIRECT = "http://127.0.0.1:8765/callback"
@@ -141,6 +144,48 @@ def test_concurrent_clients_are_served_in_parallel(sn: StubServiceNow) -> None:
     assert time.perf_counter() - started < 2.0
 
 
+def test_faults_can_be_listed_and_cleared(sn: StubServiceNow) -> None:
+    token = access_token(sn)
+    sn.inject(status=503, times=3, path_prefix="/api/now/table/incident")
+    sn.inject(status=401, times=1, path_prefix="/oauth_token.do")
+    sn.inject(status=None, times=2, delay=0.01, path_prefix="/api/now/attachment", method="get")
+    assert get(sn, token).status_code == 503
+    pending = sn.pending_faults
+    assert [(f["path_prefix"], f["times"], f["status"]) for f in pending] == [
+        ("/api/now/table/incident", 2, 503), ("/oauth_token.do", 1, 401),
+        ("/api/now/attachment", 2, None)]
+    assert pending[2]["method"] == "GET" and pending[2]["delay"] == 0.01
+    assert sn.clear_faults("/api/now") == 2
+    assert [f["path_prefix"] for f in sn.pending_faults] == ["/oauth_token.do"]
+    assert get(sn, token).status_code == 200
+    assert sn.clear_faults() == 1 and sn.pending_faults == []
+    assert sn.clear_faults() == 0
+
+
+@pytest.mark.parametrize("times", [0, -1, 1.5])
+def test_inject_wants_at_least_one_request(sn: StubServiceNow, times: Any) -> None:
+    with pytest.raises(ValueError, match="clear_faults"):
+        sn.inject(status=503, times=times)
+    assert sn.pending_faults == []
+
+
+def test_rate_limit_headers_come_on_every_response_the_rule_covers(sn: StubServiceNow) -> None:
+    token = access_token(sn)
+    sn.rate_limit(limit=3, window=60, path_prefix="/api/now/table")
+    answers = [get(sn, token) for _ in range(4)]
+    assert [a.status_code for a in answers] == [200, 200, 200, 429]
+    for answer in answers:
+        assert answer.headers["X-RateLimit-Limit"] == "3"
+        assert answer.headers["X-RateLimit-Rule"] == answers[0].headers["X-RateLimit-Rule"]
+        assert int(answer.headers["X-RateLimit-Reset"]) >= int(time.time()) + 55
+    assert re.fullmatch(r"[0-9a-f]{32}", answers[0].headers["X-RateLimit-Rule"])
+    assert "Retry-After" not in answers[0].headers and "Retry-After" in answers[3].headers
+    uncovered = get(sn, token, "/api/now/attachment")
+    assert uncovered.status_code == 200 and "X-RateLimit-Limit" not in uncovered.headers
+    sn.rate_limit(None)
+    assert "X-RateLimit-Limit" not in get(sn, token).headers
+
+
 def test_rate_limit(sn: StubServiceNow) -> None:
     token = access_token(sn)
     sn.rate_limit(limit=2, window=60)
@@ -188,8 +233,16 @@ def test_reset_returns_to_the_fresh_state(sn: StubServiceNow) -> None:
     sn.inject(status=500, times=5)
     sn.rate_limit(limit=1)
     sn.advance(10)
+    sn.define_table("u_widget", {"u_name": "string"})
+    sn.define_table("incident", {"u_region": "string"})
+    sn.define_transform("u_import", "incident", {"u_short": "short_description"})
+    sn.route("/api/x_acme/v1/ping", lambda request: "pong")
+    clock = sn.advance(0)
     sn.reset()
+    assert sn.advance(0) < clock
     assert sn.records("incident") == fresh_incidents
+    assert "u_region" not in fresh_incidents[0] and sn.records("u_widget") == []
+    assert sn.pending_faults == []
     assert sn.grant_counts == {"authorization_code": 0, "refresh_token": 0}
     assert sn.requests == [] and sn.issued_secrets() == [] and sn.revocation_count == 0
     assert get(sn, token).status_code == 401
@@ -198,6 +251,23 @@ def test_reset_returns_to_the_fresh_state(sn: StubServiceNow) -> None:
     assert page.status_code == 400
     new_token = access_token(sn)
     assert [get(sn, new_token).status_code for _ in range(2)] == [200, 200]
+    assert get(sn, new_token, "/api/x_acme/v1/ping").status_code == 400
+    assert get(sn, new_token, "/api/now/table/u_widget").status_code == 400
+    imported = requests.post(f"{sn.url}/api/now/import/u_import", json={"u_short": "x"},
+                             headers={"Authorization": f"Bearer {new_token}"}, timeout=5)
+    assert imported.status_code == 400
+
+
+def test_reset_is_quick() -> None:
+    with StubServiceNow() as sn:
+        sn.insert("incident", {"short_description": "dirty"})
+        timings = []
+        for _ in range(5):
+            started = time.perf_counter()
+            sn.reset()
+            timings.append(time.perf_counter() - started)
+        assert min(timings) < 0.005
+        assert len(sn.records("incident")) == 30
 
 
 def test_no_seed() -> None:
@@ -242,6 +312,12 @@ def test_control_endpoints_speak_json(sn: StubServiceNow) -> None:
         ("set-consent", b'{"mode": "maybe"}'),
         ("insert", b'{"table": "incident", "record": [1]}'),
         ("register-client", b'{"client_id": "x", "redirect_uris": "http://a"}'),
+        ("inject", b'{"times": 0}'),
+        ("clear-faults", b'{"path_prefix": "/api", "extra": 1}'),
+        ("define-table", b'{"name": "Bad Name", "columns": {}}'),
+        ("define-table", b'{"name": "u_x", "columns": {"u_y": 5}}'),
+        ("define-transform", b'{"staging_table": "u_s", "target_table": "nope", "field_map": {}}'),
+        ("insert", b'{"table": "incident", "record": {"u_no_column": "x"}}'),
     ],
 )
 def test_bad_control_requests_are_refused(sn: StubServiceNow, operation: str, body: bytes) -> None:
@@ -260,12 +336,24 @@ def test_remote_stub_attaches_to_a_running_stub(sn: StubServiceNow) -> None:
         assert remote.users == sn.users
         with pytest.raises(StubControlError):
             remote.set_consent("maybe")  # type: ignore[arg-type]
+        remote.inject(status=502, times=2, path_prefix="/api/now/table/sys_user")
+        assert sn.pending_faults == remote.pending_faults
+        assert remote.pending_faults[0]["status"] == 502
+        assert remote.clear_faults("/api/now/table") == 1 and sn.pending_faults == []
+        with pytest.raises(StubControlError, match="clear_faults"):
+            remote.inject(times=0)
+        assert "u_name" in remote.define_table("u_remote", {"u_name": "string"})
+        assert remote.insert("u_remote", {"u_name": "far"})["u_name"] == "far"
     assert get(sn).status_code == 401
 
 
 def test_stub_in_a_separate_process() -> None:
-    with StubServiceNow.start_process(access_lifespan=120, client_id="proc-client") as remote:
+    with StubServiceNow.start_process(access_lifespan=120, client_id="proc-client",
+                                      auth=("code", "basic"), threads=4) as remote:
         assert remote.client_id == "proc-client"
+        basic = requests.get(f"{remote.url}/api/now/table/incident", timeout=5,
+                             params={"sysparm_limit": 1}, auth=("admin", SEED_PASSWORD))
+        assert basic.status_code == 200
         token = access_token(remote)
         assert get(remote, token).status_code == 200
         remote.advance(121)
@@ -277,7 +365,7 @@ def test_stub_in_a_separate_process() -> None:
         assert get(remote, token).status_code == 200
         assert remote.grant_counts["authorization_code"] == 2
         assert [r["status"] for r in remote.requests if r["path"].startswith("/api/")] == [
-            200, 401, 503, 200]
+            200, 200, 401, 503, 200]
         remote.reset()
         assert remote.requests == []
         process = remote._process
@@ -287,6 +375,44 @@ def test_stub_in_a_separate_process() -> None:
 
 
 # --- lifecycle ---------------------------------------------------------------------------------
+
+
+def test_start_and_stop_take_milliseconds() -> None:
+    StubServiceNow().start().stop()  # the seed data and routes are built once per process
+    timings = []
+    for _ in range(5):
+        started = time.perf_counter()
+        StubServiceNow().start().stop()
+        timings.append(time.perf_counter() - started)
+    assert min(timings) < 0.05
+
+
+def stub_threads() -> set[threading.Thread]:
+    return {t for t in threading.enumerate() if t.name.startswith("waitress-")}
+
+
+def test_handler_threads_start_only_as_requests_need_them() -> None:
+    before = stub_threads()
+    with StubServiceNow() as sn:
+        assert stub_threads() == before
+        for _ in range(5):
+            assert get(sn).status_code == 401
+        started = stub_threads() - before
+        assert len(started) == 1
+    assert not any(t.is_alive() for t in started)
+
+
+def test_threads_caps_the_requests_served_at_once() -> None:
+    before = stub_threads()
+    with StubServiceNow(threads=2) as sn:
+        sn.inject(status=None, times=4, delay=0.3)
+        started = time.perf_counter()
+        with ThreadPoolExecutor(4) as pool:
+            assert list(pool.map(lambda _: get(sn).status_code, range(4))) == [401] * 4
+        assert time.perf_counter() - started >= 0.6
+        assert len(stub_threads() - before) == 2
+    with pytest.raises(ValueError):
+        StubServiceNow(threads=0)
 
 
 def test_start_and_stop_are_quick_and_free_the_port() -> None:

@@ -2,24 +2,30 @@
 
 from __future__ import annotations
 
+import json
 import re
 import signal
 import subprocess
 import sys
 import textwrap
 import threading
+import typing
 from collections.abc import Iterator
+from dataclasses import dataclass
 from http.server import BaseHTTPRequestHandler, HTTPServer
 from pathlib import Path
 from typing import Any
 from urllib.parse import parse_qs, urlsplit
+from xml.etree import ElementTree
 
 import pytest
 import requests
 
+import snworker
 import snworker.testing
-from snworker.testing import StubServiceNow
+from snworker.testing import StubServiceNow, plugin
 from snworker.testing.oauth import s256
+from tests.conftest import port_is_free
 
 READY_LINE = re.compile(
     r"snworker stub: url=(http://127\.0\.0\.1:\d+) client_id=(\S+) redirect_uri=(\S+)\n"
@@ -65,35 +71,168 @@ def test_servicenow_stub_fixture_gives_a_started_stub(servicenow_stub: StubServi
     assert servicenow_stub.redirect_uri == "http://127.0.0.1:0/callback"
 
 
-def test_fixtures_are_fresh_per_test_and_stopped_after(tmp_path: Path) -> None:
-    (tmp_path / "test_user.py").write_text(textwrap.dedent("""
+# A user's test suite, run once with the plugin; each test below checks what its part showed.
+USER_SUITE = {
+    "shared/test_shared.py": """
+        import json
+        import pathlib
+
+        import pytest
         import requests
 
-        urls = []
+        seen = {}
 
         def test_one(servicenow_stub):
-            urls.append(servicenow_stub.url)
+            seen["one"] = servicenow_stub.url
             servicenow_stub.insert("incident", {"short_description": "only here"})
+            servicenow_stub.inject(status=503, times=5)
+            servicenow_stub.define_table("u_widget", {"u_name": "string"})
 
         def test_two(servicenow_stub):
-            urls.append(servicenow_stub.url)
+            seen["two"] = servicenow_stub.url
             assert len(servicenow_stub.records("incident")) == 30
+            assert servicenow_stub.pending_faults == [] and servicenow_stub.requests == []
+            assert servicenow_stub.records("u_widget") == []
+
+        @pytest.mark.servicenow(access_lifespan=60, consent="deny", strict_redirect=True,
+                                seed=False)
+        def test_own(servicenow_stub):
+            seen["own"] = servicenow_stub.url
+            assert servicenow_stub.config.access_lifespan == 60
+            assert servicenow_stub.records("incident") == []
+
+        @pytest.mark.servicenow(seed=True)
+        def test_default_settings_share(servicenow_stub):
+            seen["defaults"] = servicenow_stub.url
+
+        def test_last():
+            pathlib.Path("seen.json").write_text(json.dumps(seen))
+            assert seen["one"] == seen["two"] == seen["defaults"] != seen["own"]
+            with pytest.raises(requests.ConnectionError):
+                requests.get(seen["own"], timeout=2)
+    """,
+    "override/conftest.py": """
+        import pytest
+
+        @pytest.fixture
+        def servicenow_settings():
+            return {"seed": False, "auth": ("code", "basic")}
+    """,
+    "override/test_override.py": """
+        import requests
+
+        def test_empty_instance(servicenow_stub):
+            assert servicenow_stub.records("incident") == []
+            servicenow_stub.insert("sys_user", {"user_name": "svc", "user_password": "pw"})
+            answer = requests.get(f"{servicenow_stub.url}/api/now/table/incident",
+                                  auth=("svc", "pw"), timeout=5)
+            assert answer.status_code == 200 and answer.json() == {"result": []}
+    """,
+    "unknown/test_unknown.py": """
+        import pytest
+
+        @pytest.mark.servicenow(no_such_setting=1)
+        def test_unknown_setting(servicenow_stub):
+            pass
+    """,
+    "factory/test_factory.py": """
+        import pytest
+        import snworker
+
+        opened = []
+
+        def test_connect(servicenow_stub, servicenow_connect, servicenow_connection):
+            other = servicenow_connect(request_timeout=5)
+            opened.extend([servicenow_connection, other])
+            assert other is not servicenow_connection
+            for conn in opened:
+                assert conn.execute_api_request("/api/now/table/incident").status == 200
+            assert servicenow_stub.grant_counts["authorization_code"] == 2
 
         def test_after():
-            for url in urls:
-                try:
-                    requests.get(url, timeout=2)
-                except requests.ConnectionError:
-                    continue
-                raise AssertionError(f"{url} still serving")
-            assert len(urls) == 2
-    """))
+            assert len(opened) == 2
+            for conn in opened:
+                with pytest.raises(snworker.ConnectionClosedError):
+                    conn.execute_api_request("/api/now/table/incident")
+    """,
+}
+
+
+@dataclass
+class SuiteRun:
+    folder: Path
+    outcomes: dict[str, str]
+    output: str
+
+
+@pytest.fixture(scope="module")
+def user_suite(tmp_path_factory: pytest.TempPathFactory) -> SuiteRun:
+    folder = tmp_path_factory.mktemp("user_suite")
+    for name, text in USER_SUITE.items():
+        (folder / name).parent.mkdir(exist_ok=True)
+        (folder / name).write_text(textwrap.dedent(text))
+    report = folder / "report.xml"
     result = subprocess.run(
-        [sys.executable, "-m", "pytest", "-q", "-p", "no:cacheprovider", str(tmp_path)],
-        capture_output=True, text=True, timeout=60, cwd=tmp_path, check=False,
+        [sys.executable, "-m", "pytest", "-q", "-p", "no:cacheprovider", "--strict-markers",
+         f"--junitxml={report}", str(folder)],
+        capture_output=True, text=True, timeout=120, cwd=folder / "shared", check=False,
     )
-    assert result.returncode == 0, result.stdout + result.stderr
-    assert "3 passed" in result.stdout
+    outcomes = {}
+    for case in ElementTree.parse(report).iter("testcase"):
+        failed = case.find("failure") is not None or case.find("error") is not None
+        outcomes[str(case.get("name"))] = "failed" if failed else "passed"
+    return SuiteRun(folder, outcomes, result.stdout + result.stderr)
+
+
+def outcomes_of(run: SuiteRun, *tests: str) -> dict[str, str]:
+    return {name: run.outcomes.get(name, "not run") for name in tests}
+
+
+def test_one_stub_is_shared_and_reset_and_other_settings_get_their_own(
+    user_suite: SuiteRun,
+) -> None:
+    tests = ("test_one", "test_two", "test_own", "test_default_settings_share", "test_last")
+    assert outcomes_of(user_suite, *tests) == dict.fromkeys(tests, "passed"), user_suite.output
+    seen = json.loads((user_suite.folder / "shared" / "seen.json").read_text())
+    port = urlsplit(seen["one"]).port
+    assert port is not None and port_is_free(port)  # stopped when the session ended
+
+
+def test_settings_for_a_whole_directory_by_overriding_the_fixture(user_suite: SuiteRun) -> None:
+    assert outcomes_of(user_suite, "test_empty_instance") == {
+        "test_empty_instance": "passed"}, user_suite.output
+
+
+def test_an_unknown_setting_is_an_error(user_suite: SuiteRun) -> None:
+    assert outcomes_of(user_suite, "test_unknown_setting") == {"test_unknown_setting": "failed"}
+    assert "no_such_setting" in user_suite.output
+    assert len(user_suite.outcomes) == 9
+
+
+def test_connections_from_the_factory_are_disconnected_after_the_test(
+    user_suite: SuiteRun,
+) -> None:
+    assert outcomes_of(user_suite, "test_connect", "test_after") == {
+        "test_connect": "passed", "test_after": "passed"}, user_suite.output
+
+
+def test_the_connection_fixtures_are_typed() -> None:
+    namespace = {**vars(snworker), **vars(plugin)}
+    hints = typing.get_type_hints(plugin.servicenow_connection.__wrapped__, namespace)
+    assert hints["return"] is snworker.ServiceNowConnection
+    factory = typing.get_type_hints(plugin.ConnectionFactory.__call__, namespace)
+    assert factory["return"] is snworker.ServiceNowConnection
+    stub = typing.get_type_hints(plugin.servicenow_stub.__wrapped__,
+                                 {**namespace, "StubServiceNow": StubServiceNow})
+    assert stub["return"] == Iterator[StubServiceNow]
+
+
+def test_servicenow_connection_reaches_the_stub(
+    servicenow_stub: StubServiceNow, servicenow_connection: snworker.ServiceNowConnection
+) -> None:
+    assert isinstance(servicenow_connection, snworker.ServiceNowConnection)
+    assert servicenow_connection.instance_url == servicenow_stub.url
+    assert servicenow_stub.grant_counts["authorization_code"] == 1
 
 
 # --- the browser stand-in as a command -------------------------------------------------------

@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import json
 import secrets
+import subprocess
+import sys
 import time
 from collections.abc import Iterator
 from typing import Any
@@ -12,7 +14,7 @@ from urllib.parse import parse_qs, urlsplit
 import pytest
 import requests
 
-from snworker.testing import StubServiceNow
+from snworker.testing import StubServiceNow, table_columns
 from snworker.testing.oauth import s256
 
 REDIRECT = "http://127.0.0.1:8765/callback"
@@ -76,11 +78,15 @@ def client(sn: StubServiceNow) -> Client:
 
 def test_seed_data_is_deterministic_and_complete() -> None:
     with StubServiceNow() as first, StubServiceNow() as second:
-        for table in ("sys_user", "incident", "task", "customer_account", "customer_contact",
-                      "sn_customerservice_case", "sn_bom_financial_service"):
+        for table in SEEDED_TABLES:
             assert first.records(table) == second.records(table)
             assert first.records(table), table
         assert len(first.records("incident")) >= 25
+    code = ("from snworker.testing import StubServiceNow; import json; "
+            f"print(json.dumps({{t: StubServiceNow().records(t) for t in {SEEDED_TABLES!r}}}))")
+    runs = [subprocess.run([sys.executable, "-c", code], capture_output=True, text=True,
+                           timeout=60, check=True).stdout for _ in range(2)]
+    assert runs[0] == runs[1] and json.loads(runs[0])["problem"]
 
 
 def test_seed_references_resolve(sn: StubServiceNow) -> None:
@@ -99,6 +105,7 @@ def test_the_signed_in_user_is_the_admin(sn: StubServiceNow, client: Client) -> 
     [user] = client.result(
         "/api/now/table/sys_user",
         sysparm_query="sys_id=javascript:gs.getUserID()", sysparm_limit=1,
+        sysparm_exclude_reference_link="true",
     )
     assert user["user_name"] == "admin"
     assert user["name"] == "System Administrator"
@@ -186,7 +193,8 @@ def test_unknown_table_is_refused(client: Client) -> None:
 
 def test_a_parent_table_lists_its_extensions(sn: StubServiceNow, client: Client) -> None:
     classes = {r["sys_class_name"] for r in client.result("/api/now/table/task")}
-    assert classes == {"task", "incident", "sn_customerservice_case", "sn_bom_financial_service"}
+    assert classes == {"task", "incident", "problem", "change_request", "sc_request",
+                       "sc_req_item", "sn_customerservice_case", "sn_bom_financial_service"}
     cases = client.result("/api/now/table/sn_customerservice_case")
     assert {r["sys_class_name"] for r in cases} == {"sn_customerservice_case",
                                                      "sn_bom_financial_service"}
@@ -249,7 +257,7 @@ def test_create_read_update_delete(sn: StubServiceNow, client: Client) -> None:
     })
     assert created.status_code == 201
     record = created.json()["result"]
-    assert record["urgency"] == "1" and record["active"] == "true" and record["notes"] == ""
+    assert record["urgency"] == "1" and record["active"] == "true" and "notes" not in record
     assert record["caller_id"]["value"] == sn.users[1]["sys_id"]
     assert record["number"] == "INC0010031"
     assert record["sys_class_name"] == "incident"
@@ -352,6 +360,22 @@ def test_one_megabyte_field_round_trips(client: Client) -> None:
     assert client.result(path)["description"] == text
 
 
+def test_a_thousand_records_list_quickly(sn: StubServiceNow, client: Client) -> None:
+    for index in range(970):
+        sn.insert("incident", {"short_description": f"load {index}", "state": "2"})
+    timings = {}
+    for display in ("false", "all"):
+        runs = []
+        for _ in range(3):
+            started = time.perf_counter()
+            answer = client.call("GET", "/api/now/table/incident", params={
+                "sysparm_limit": 1000, "sysparm_display_value": display})
+            runs.append(time.perf_counter() - started)
+            assert answer.status_code == 200 and len(answer.json()["result"]) == 1000
+        timings[display] = min(runs)
+    assert timings["false"] < 0.5 and timings["all"] < 1.0, timings
+
+
 def test_several_megabyte_records_come_back_quickly(sn: StubServiceNow, client: Client) -> None:
     stored = sn.insert("incident", {"description": "y" * (8 * 1024 * 1024)})
     path = f"/api/now/table/incident/{stored['sys_id']}"
@@ -362,3 +386,226 @@ def test_several_megabyte_records_come_back_quickly(sn: StubServiceNow, client: 
     assert answer.status_code == 200
     assert len(json.loads(answer.content)["result"]["description"]) == 8 * 1024 * 1024
     assert elapsed < 1.0
+
+
+# --- records as the platform keeps them ---------------------------------------------------------
+
+SEEDED_TABLES = ("task", "incident", "problem", "change_request", "sc_request", "sc_req_item",
+                 "sc_cat_item", "sys_user", "sys_user_group", "sys_user_grmember", "cmdb_ci",
+                 "sys_choice", "core_company", "customer_account", "customer_contact",
+                 "sn_customerservice_case", "sn_bom_financial_service", "sys_attachment",
+                 "sys_journal_field")
+
+
+def created(client: Client, table: str, values: dict[str, Any], **params: str) -> Any:
+    answer = client.call("POST", f"/api/now/table/{table}", json=values,
+                         params={"sysparm_exclude_reference_link": "true", **params})
+    assert answer.status_code == 201, answer.text
+    return answer.json()["result"]
+
+
+def patched(client: Client, table: str, sys_id: str, values: dict[str, Any]) -> Any:
+    answer = client.call("PATCH", f"/api/now/table/{table}/{sys_id}", json=values,
+                         params={"sysparm_exclude_reference_link": "true"})
+    assert answer.status_code == 200, answer.text
+    return answer.json()["result"]
+
+
+def test_every_seeded_table_is_served_with_every_column(sn: StubServiceNow, client: Client) -> None:
+    for table in SEEDED_TABLES:
+        records = client.result(f"/api/now/table/{table}", sysparm_limit=3)
+        assert records, table
+        for record in records:
+            assert set(record) == set(table_columns(table)), table
+            assert all(isinstance(v, str | dict) for v in record.values()), table
+
+
+def test_a_new_incident_gets_the_platform_defaults(sn: StubServiceNow, client: Client) -> None:
+    admin = next(u for u in sn.users if u["user_name"] == "admin")
+    record = created(client, "incident", {"short_description": "Printer on fire"})
+    assert (record["active"], record["state"], record["impact"], record["urgency"],
+            record["priority"], record["category"]) == ("true", "1", "3", "3", "5", "inquiry")
+    assert record["opened_by"] == admin["sys_id"]
+    assert record["opened_at"] == record["sys_created_on"]
+    assert record["number"] == record["task_effective_number"] == "INC0010031"
+    assert record["caller_id"] == record["closed_at"] == record["comments"] == ""
+    active = client.result("/api/now/table/incident", sysparm_query="active=true^state=1",
+                           sysparm_fields="sys_id")
+    assert {"sys_id": record["sys_id"]} in active
+
+
+@pytest.mark.parametrize(("table", "number"), [
+    ("task", "TASK0010004"), ("incident", "INC0010031"), ("problem", "PRB0040005"),
+    ("change_request", "CHG0030005"), ("sc_request", "REQ0010003"),
+    ("sc_req_item", "RITM0010005"), ("sn_customerservice_case", "CS0001007"),
+    ("sn_bom_financial_service", "FSC0001006"), ("customer_account", "ACC0000004"),
+])
+def test_each_table_numbers_from_its_own_counter(client: Client, table: str, number: str) -> None:
+    assert created(client, table, {"short_description": "numbered"})["number"] == number
+    assert created(client, table, {"short_description": "again"})["number"][-1] == str(
+        int(number[-1]) + 1)
+
+
+def test_fields_a_table_does_not_have_are_dropped(sn: StubServiceNow, client: Client) -> None:
+    record = created(client, "incident", {"short_descriptoin": "typo", "urgency": "2"})
+    assert "short_descriptoin" not in record and record["short_description"] == ""
+    assert record["urgency"] == "2"
+    after = patched(client, "incident", record["sys_id"], {"short_descriptoin": "typo again"})
+    assert "short_descriptoin" not in after and after["sys_mod_count"] == "0"
+    stored = next(r for r in sn.records("incident") if r["sys_id"] == record["sys_id"])
+    assert "short_descriptoin" not in stored
+
+
+def test_journal_fields_append_entries_and_read_back_empty(
+    sn: StubServiceNow, client: Client
+) -> None:
+    record = created(client, "incident", {"short_description": "noisy", "comments": "first"})
+    assert record["comments"] == ""
+    after = patched(client, "incident", record["sys_id"], {"comments": "second",
+                                                           "work_notes": "internal"})
+    assert (after["comments"], after["work_notes"]) == ("", "")
+    assert after["sys_mod_count"] == "1"
+    entries = client.result("/api/now/table/sys_journal_field",
+                            sysparm_query=f"element_id={record['sys_id']}^ORDERBYsys_created_on")
+    assert [(e["element"], e["value"], e["name"]) for e in entries] == [
+        ("comments", "first", "incident"), ("comments", "second", "incident"),
+        ("work_notes", "internal", "incident")]
+    assert {e["sys_created_by"] for e in entries} == {"admin"}
+
+
+def test_closing_sets_active_false_and_reopening_sets_it_true(
+    sn: StubServiceNow, client: Client
+) -> None:
+    admin = next(u for u in sn.users if u["user_name"] == "admin")
+    incident = created(client, "incident", {"short_description": "to close"})
+    sn.advance(60)
+    resolved = patched(client, "incident", incident["sys_id"], {"state": "6"})
+    assert resolved["active"] == "true" and resolved["resolved_by"] == admin["sys_id"]
+    assert resolved["resolved_at"] == resolved["sys_updated_on"]
+    closed = patched(client, "incident", incident["sys_id"], {"state": "7"})
+    assert closed["active"] == "false" and closed["closed_by"] == admin["sys_id"]
+    assert closed["closed_at"] == closed["sys_updated_on"]
+    assert {"sys_id": incident["sys_id"]} not in client.result(
+        "/api/now/table/incident", sysparm_query="active=true", sysparm_fields="sys_id")
+    reopened = patched(client, "incident", incident["sys_id"], {"state": "2"})
+    assert reopened["active"] == "true"
+    case = created(client, "sn_bom_financial_service", {"short_description": "case"})
+    assert patched(client, "sn_bom_financial_service", case["sys_id"],
+                   {"state": "3"})["active"] == "false"
+    task = created(client, "task", {"short_description": "task"})
+    assert patched(client, "task", task["sys_id"], {"state": "3"})["active"] == "false"
+
+
+def test_an_incident_closed_through_the_task_table_follows_incident_rules(
+    sn: StubServiceNow, client: Client
+) -> None:
+    incident = created(client, "incident", {"short_description": "closed via task"})
+    assert patched(client, "task", incident["sys_id"], {"state": "3"})["active"] == "true"
+    assert patched(client, "task", incident["sys_id"], {"state": "8"})["active"] == "false"
+
+
+def test_priority_follows_impact_and_urgency(client: Client) -> None:
+    record = created(client, "incident", {"short_description": "big", "impact": 1,
+                                          "urgency": 1})
+    assert record["priority"] == "1"
+    assert patched(client, "incident", record["sys_id"], {"urgency": "3"})["priority"] == "3"
+    kept = created(client, "incident", {"short_description": "p2", "priority": "2"})
+    assert kept["priority"] == "2"
+
+
+def test_input_display_values_are_resolved_to_stored_values(
+    sn: StubServiceNow, client: Client
+) -> None:
+    beth = next(u for u in sn.users if u["user_name"] == "beth.anglin")
+    values = {"short_description": "shown", "caller_id": "beth anglin", "state": "In Progress",
+              "category": "Network", "assigned_to": beth["sys_id"], "cmdb_ci": "No such CI"}
+    record = created(client, "incident", values, sysparm_input_display_value="true")
+    assert (record["caller_id"], record["state"], record["category"]) == (
+        beth["sys_id"], "2", "network")
+    assert record["assigned_to"] == beth["sys_id"] and record["cmdb_ci"] == ""
+    plain = created(client, "incident", {"state": "In Progress"})
+    assert plain["state"] == "In Progress"
+
+
+def test_display_values_come_from_the_records_own_class(sn: StubServiceNow, client: Client) -> None:
+    change = sn.records("change_request")[0]
+    shown = client.result(f"/api/now/table/change_request/{change['sys_id']}",
+                          sysparm_display_value="true", sysparm_exclude_reference_link="true",
+                          sysparm_fields="state,type,sys_class_name,cmdb_ci,risk")
+    assert shown == {"state": "Scheduled", "type": "Normal", "sys_class_name": "Change Request",
+                     "cmdb_ci": "EXCH-SD-05", "risk": "Moderate"}
+    via_task = client.result(f"/api/now/table/task/{change['sys_id']}",
+                             sysparm_display_value="true")
+    assert via_task["state"] == "Scheduled"
+    assert "type" not in via_task and "number" in via_task
+
+
+def test_identical_writes_change_nothing(sn: StubServiceNow, client: Client) -> None:
+    record = created(client, "incident", {"short_description": "same"})
+    sn.advance(30)
+    again = patched(client, "incident", record["sys_id"], {"short_description": "same"})
+    assert (again["sys_mod_count"], again["sys_updated_on"]) == ("0", record["sys_updated_on"])
+
+
+def test_passwords_never_read_back(sn: StubServiceNow, client: Client) -> None:
+    assert {u["user_password"] for u in sn.users} == {""}
+    assert {u["user_password"] for u in client.result("/api/now/table/sys_user")} == {""}
+    stored = sn.insert("sys_user", {"user_name": "new.user", "user_password": "s3cret",
+                                    "first_name": "New", "last_name": "User"})
+    assert stored["user_password"] == "" and stored["name"] == "New User"
+
+
+def test_sys_choice_holds_the_choices_the_definitions_give(client: Client) -> None:
+    choices = client.result("/api/now/table/sys_choice",
+                            sysparm_query="name=incident^element=state^ORDERBYsequence")
+    assert [(c["value"], c["label"]) for c in choices] == [
+        ("1", "New"), ("2", "In Progress"), ("3", "On Hold"), ("6", "Resolved"),
+        ("7", "Closed"), ("8", "Canceled")]
+
+
+def test_define_table_adds_tables_and_columns(sn: StubServiceNow, client: Client) -> None:
+    columns = sn.define_table("u_widget", {
+        "u_name": "string",
+        "u_size": {"type": "integer", "default": "1"},
+        "u_owner": {"type": "reference", "reference": "sys_user"},
+        "u_kind": {"type": "string", "choices": {"gear": "Gear", "cog": "Cog"}},
+    }, display="u_name")
+    assert {"u_name", "u_size", "u_owner", "u_kind", "sys_id"} <= set(columns)
+    widget = created(client, "u_widget", {"u_name": "gear", "u_color": "red"},
+                     sysparm_display_value="all")
+    assert widget["u_size"] == {"display_value": "1", "value": "1"}
+    assert "u_color" not in widget
+    sn.define_table("incident", {"u_region": "string"})
+    assert created(client, "incident", {"u_region": "EMEA"})["u_region"] == "EMEA"
+    assert "u_region" in client.result("/api/now/table/incident", sysparm_limit=1)[0]
+    with pytest.raises(ValueError, match="u_nope"):
+        sn.insert("incident", {"u_nope": "x"})
+    with pytest.raises(ValueError):
+        sn.define_table("u_orphan", {"u_x": "string"}, extends="no_such_table")
+    task_kind = sn.define_table("u_chore", {"u_room": "string"}, extends="task",
+                                number_prefix="CHORE")
+    assert "assigned_to" in task_kind
+    assert created(client, "u_chore", {"u_room": "kitchen"})["number"] == "CHORE0000001"
+    assert "u_chore" in {r["sys_class_name"] for r in client.result("/api/now/table/task")}
+    sn.reset()
+    assert client.call("GET", "/api/now/table/u_widget").status_code == 401
+    assert sn.records("u_widget") == []
+
+
+def test_table_columns_reads_the_shipped_definitions() -> None:
+    incident = table_columns("incident")
+    assert incident["caller_id"] == "reference" and incident["state"] == "integer"
+    assert incident["number"] == "string" and incident["opened_at"] == "glide_date_time"
+    assert incident["comments"] == "journal_input" and incident["sys_id"] == "GUID"
+    assert set(table_columns("task")) < set(incident)
+    assert set(table_columns("sn_customerservice_case")) < set(
+        table_columns("sn_bom_financial_service"))
+    with pytest.raises(KeyError):
+        table_columns("no_such_table")
+
+
+def test_the_task_list_shows_tasks_columns(sn: StubServiceNow, client: Client) -> None:
+    incident = sn.records("incident")[0]
+    as_task = client.result(f"/api/now/table/task/{incident['sys_id']}")
+    assert set(as_task) == set(table_columns("task"))
+    assert as_task["sys_class_name"] == "incident"

@@ -7,7 +7,8 @@
                                 open_browser=approve)
 
 The server needs the `testing` extra (werkzeug, waitress); it is imported on first use, so
-importing this package (or its pytest plugin) costs nothing.
+importing this package (or its pytest plugin) costs nothing. `table_columns(name)` reads the
+shipped table definitions (column names and types) without the server.
 """
 
 from __future__ import annotations
@@ -18,17 +19,32 @@ from typing import TYPE_CHECKING, Any
 if TYPE_CHECKING:
     from snworker.testing.browser import approve, deny, ignore
     from snworker.testing.remote import RemoteStub, StubControlError
+    from snworker.testing.schema import table_columns
+    from snworker.testing.scripted_api import ScriptedRequest, ScriptedResponse
     from snworker.testing.server import StubServiceNow
 
-__all__ = ["RemoteStub", "StubControlError", "StubServiceNow", "approve", "deny", "ignore"]
+__all__ = [
+    "RemoteStub",
+    "ScriptedRequest",
+    "ScriptedResponse",
+    "StubControlError",
+    "StubServiceNow",
+    "approve",
+    "deny",
+    "ignore",
+    "table_columns",
+]
 
 _HOMES = {
     "RemoteStub": "snworker.testing.remote",
+    "ScriptedRequest": "snworker.testing.scripted_api",
+    "ScriptedResponse": "snworker.testing.scripted_api",
     "StubControlError": "snworker.testing.remote",
     "StubServiceNow": "snworker.testing.server",
     "approve": "snworker.testing.browser",
     "deny": "snworker.testing.browser",
     "ignore": "snworker.testing.browser",
+    "table_columns": "snworker.testing.schema",
 }
 
 

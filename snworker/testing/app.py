@@ -1,7 +1,9 @@
 """The stub instance as a WSGI application: OAuth pages and endpoints, REST, control endpoints.
 
 Every request except the control endpoints (`/_stub/...`) passes the fault plan first, is
-answered, and is then written to the request log with its secrets masked.
+answered, and is then written to the request log with its secrets masked. A REST call is
+authenticated (a bearer token, or Basic auth when the stub accepts it), then answered by a
+route a test registered or by one of the platform's APIs, one module each.
 """
 
 from __future__ import annotations
@@ -11,17 +13,22 @@ import json
 import logging
 import time
 from collections.abc import Callable, Iterable, Mapping
-from typing import TYPE_CHECKING, Any, Final
+from typing import TYPE_CHECKING, Any, Final, Protocol
 
 from werkzeug.exceptions import HTTPException, MethodNotAllowed, NotFound
-from werkzeug.routing import Map, Rule
 from werkzeug.wrappers import Request, Response
 
 from snworker.testing import platform
+from snworker.testing.aggregate_api import AggregateApi
+from snworker.testing.attachment_api import AttachmentApi
+from snworker.testing.batch_api import BatchApi
 from snworker.testing.faults import Fault
+from snworker.testing.import_api import ImportApi
 from snworker.testing.oauth import ConsentMode, ConsentPage, ErrorPage, Redirect
+from snworker.testing.scripted_api import answer
 from snworker.testing.state import ControlError, StubState
-from snworker.testing.table_api import TableApi, error_response, json_response
+from snworker.testing.table_api import TableApi
+from snworker.testing.wire import ApiCall, Route, Router, error_response, json_response
 
 if TYPE_CHECKING:
     from _typeshed.wsgi import StartResponse, WSGIEnvironment
@@ -36,38 +43,22 @@ CONTROL_PREFIX: Final = "/_stub/"
 
 DropConnection = Callable[["WSGIEnvironment"], None]
 
-_URLS = Map(
-    [
-        Rule(platform.AUTHORIZE_PATH, endpoint="authorize", methods=["GET", "POST"]),
-        Rule(platform.TOKEN_PATH, endpoint="token", methods=["POST"]),
-        Rule(platform.REVOKE_PATH, endpoint="revoke", methods=["POST"]),
-        Rule(
-            "/api/now/table/<table>",
-            endpoint="table",
-            methods=["GET", "POST"],
-            defaults={"version": platform.DEFAULT_TABLE_API_VERSION},
-        ),
-        Rule(
-            "/api/now/<any(v1, v2):version>/table/<table>",
-            endpoint="table",
-            methods=["GET", "POST"],
-        ),
-        Rule(
-            "/api/now/table/<table>/<sys_id>",
-            endpoint="record",
-            methods=["GET", "PUT", "PATCH", "DELETE"],
-            defaults={"version": platform.DEFAULT_TABLE_API_VERSION},
-        ),
-        Rule(
-            "/api/now/<any(v1, v2):version>/table/<table>/<sys_id>",
-            endpoint="record",
-            methods=["GET", "PUT", "PATCH", "DELETE"],
-        ),
-    ],
-    strict_slashes=False,
-    merge_slashes=False,
-    redirect_defaults=False,
+_OAUTH_ROUTES: Final = (
+    Route(platform.AUTHORIZE_PATH, "oauth.authorize", ("GET", "POST")),
+    Route(platform.TOKEN_PATH, "oauth.token", ("POST",)),
+    Route(platform.REVOKE_PATH, "oauth.revoke", ("POST",)),
 )
+
+
+class RestApi(Protocol):
+    """One of the instance's REST APIs: its routes and how it answers them."""
+
+    @property
+    def routes(self) -> tuple[Route, ...]:
+        """The paths it answers."""
+
+    def handle(self, call: ApiCall, endpoint: str, arguments: Mapping[str, str]) -> Response:
+        """Answer an authenticated request routed to `endpoint`."""
 
 
 class StubRequest(Request):
@@ -135,8 +126,16 @@ class StubApplication:
 
     def __init__(self, state: StubState, drop_connection: DropConnection) -> None:
         self.state = state
-        self.tables = TableApi(state)
         self.drop_connection = drop_connection
+        self.apis: dict[str, RestApi] = {
+            "table": TableApi(state),
+            "attachment": AttachmentApi(state),
+            "stats": AggregateApi(state),
+            "import": ImportApi(state),
+            "batch": BatchApi(self._answer, StubRequest),
+        }
+        self.oauth_routes = Router(_OAUTH_ROUTES)
+        self.rest_routes = Router(route for api in self.apis.values() for route in api.routes)
 
     def __call__(
         self, environ: WSGIEnvironment, start_response: StartResponse
@@ -185,25 +184,14 @@ class StubApplication:
         return response
 
     def _answer(self, request: Request) -> Response:
+        """Answer a request that passed the fault plan (a batch's requests come here too)."""
         try:
-            user = None
             if request.path.startswith("/api/"):
-                user = self._authenticated_user(request)
-                if user is None:
-                    return error_response(401, *platform.NOT_AUTHENTICATED)
-            endpoint, arguments = _URLS.bind_to_environ(request.environ).match()
-            if endpoint in ("table", "record"):
-                assert user is not None
-                return self.tables.handle(
-                    request,
-                    arguments["version"],
-                    arguments["table"],
-                    arguments.get("sys_id"),
-                    user,
-                )
-            if endpoint == "authorize":
+                return self._rest(request)
+            endpoint, _ = self.oauth_routes.match(request.path, request.method)
+            if endpoint == "oauth.authorize":
                 return self._authorize(request)
-            if endpoint == "token":
+            if endpoint == "oauth.token":
                 return self._token(request)
             return self._revoke(request)
         except MethodNotAllowed:
@@ -219,12 +207,31 @@ class StubApplication:
             logger.exception("stub instance failed on %s %s", request.method, request.path)
             return error_response(500, "Internal Server Error", None)
 
-    def _authenticated_user(self, request: Request) -> str | None:
-        scheme, _, token = request.headers.get("Authorization", "").partition(" ")
-        if scheme.lower() != "bearer" or not token.strip():
-            return None
+    def _rest(self, request: Request) -> Response:
+        """A REST call: authenticate, then a scripted route or one of the platform's APIs."""
         with self.state.lock:
-            return self.state.oauth.authenticate(token.strip(), self.state.now())
+            user = self._authenticated_user(request)
+            if user is None:
+                return error_response(401, *platform.NOT_AUTHENTICATED)
+            call = ApiCall(request, self.state.caller(user))
+            scripted = self.state.routes.match(request.path, request.method)
+        if scripted is not None:
+            return answer(call, *scripted)
+        endpoint, arguments = self.rest_routes.match(request.path, request.method)
+        return self.apis[endpoint.split(".", 1)[0]].handle(call, endpoint, arguments)
+
+    def _authenticated_user(self, request: Request) -> str | None:
+        """The sys_id of the user a REST call acts for; the caller holds the state lock."""
+        scheme, _, credentials = request.headers.get("Authorization", "").partition(" ")
+        credentials = credentials.strip()
+        if scheme.lower() == "bearer" and credentials:
+            return self.state.oauth.authenticate(credentials, self.state.now())
+        basic = request.authorization
+        if (scheme.lower() == "basic" and basic is not None and basic.type == "basic"
+                and "basic" in self.state.config.auth):
+            self.state.oauth.received(basic.password or "")
+            return self.state.store.authenticate(basic.username or "", basic.password or "")
+        return None
 
     def _authorize(self, request: Request) -> Response:
         decision: ConsentMode | None = None  # None: as the consent setting says
@@ -251,8 +258,18 @@ class StubApplication:
 
     def _token(self, request: Request) -> Response:
         form = request.form.to_dict() if _is_form(request) else None
+        basic = request.authorization
+        client = None
+        if basic is not None and basic.type == "basic":
+            client = (basic.username or "", basic.password or "")
         with self.state.lock:
-            status, body = self.state.oauth.token(form, self.state.now())
+            status, body = self.state.oauth.token(
+                form,
+                self.state.now(),
+                client_credentials=client,
+                sign_in=self.state.store.authenticate,
+                service_user=self.state.user_sys_id,
+            )
         response = json_response(body, status)
         response.headers["Cache-Control"] = "no-store"
         return response

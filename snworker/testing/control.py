@@ -11,6 +11,7 @@ from collections.abc import Mapping, Sequence
 from typing import Any, Literal, cast
 
 ConsentMode = Literal["ask", "allow", "deny"]
+AuthMethod = Literal["code", "basic", "password", "client_credentials"]
 
 
 class StubControls(ABC):
@@ -23,9 +24,10 @@ class StubControls(ABC):
     def _control(self, operation: str, **arguments: Any) -> Any:
         """Carry out one control operation and return its JSON result."""
 
-    def advance(self, seconds: float) -> None:
-        """Move the stub's clock forward (token and code expiry, timestamps of new writes)."""
-        self._control("advance", seconds=seconds)
+    def advance(self, seconds: float) -> float:
+        """Move the stub's clock forward (token and code expiry, timestamps of new writes,
+        `javascript:` date helpers in queries); returns the stub's time."""
+        return cast(float, self._control("advance", seconds=seconds))
 
     def expire_access_tokens(self) -> None:
         """Make every access token issued so far expired."""
@@ -59,7 +61,8 @@ class StubControls(ABC):
         Args:
             status: the status answered with the platform's error envelope; None answers
                 normally after `delay`.
-            times: how many matching requests the fault applies to.
+            times: how many matching requests the fault applies to, at least 1 (ValueError
+                otherwise; `clear_faults()` removes queued faults).
             path_prefix: requests whose path starts with this are affected.
             retry_after: seconds sent as `Retry-After`; a 429 also gets the rate-limit headers.
             delay: seconds to wait before answering (or dropping).
@@ -80,10 +83,26 @@ class StubControls(ABC):
             headers=None if headers is None else dict(headers),
         )
 
+    def clear_faults(self, path_prefix: str | None = None) -> int:
+        """Remove queued injections: all, or those whose `path_prefix` starts with this one.
+
+        Returns how many were removed. A rate limit stays: `rate_limit(None)` removes it.
+        """
+        return cast(int, self._control("clear_faults", path_prefix=path_prefix))
+
+    @property
+    def pending_faults(self) -> list[dict[str, Any]]:
+        """The injections still queued, in order, with the `inject()` arguments and `times` left."""
+        return cast(list[dict[str, Any]], self._control("pending_faults"))
+
     def rate_limit(
         self, limit: int | None, window: float = 3600.0, path_prefix: str = "/api/now"
     ) -> None:
-        """Allow `limit` requests under `path_prefix` per `window` seconds; None removes it."""
+        """Allow `limit` requests under `path_prefix` per `window` seconds; None removes it.
+
+        Every response under `path_prefix` carries `X-RateLimit-Limit`, `X-RateLimit-Reset`
+        and `X-RateLimit-Rule`; the one past the limit is a 429 with `Retry-After`.
+        """
         self._control("rate_limit", limit=limit, window=window, path_prefix=path_prefix)
 
     @property
@@ -112,19 +131,70 @@ class StubControls(ABC):
         return cast(list[dict[str, str]], self._control("users"))
 
     def issued_secrets(self) -> list[str]:
-        """Every access token, refresh token and code issued, and every verifier received."""
+        """Every token and code issued, and every verifier, password and client secret received."""
         return cast(list[str], self._control("issued_secrets"))
 
     def insert(self, table: str, record: Mapping[str, object]) -> dict[str, str]:
-        """Store a record (a new table comes into being) and return it as stored."""
+        """Store a record as the signed-in user, as a write through the Table API would.
+
+        The record gets the table's defaults, number and rules. A table without a definition
+        comes into being and takes any field; a field a defined table has no column for
+        raises ValueError (add the column with `define_table`).
+        """
         return cast(dict[str, str], self._control("insert", table=table, record=dict(record)))
 
     def records(self, table: str) -> list[dict[str, str]]:
         """The records of a table and of the tables that extend it."""
         return cast(list[dict[str, str]], self._control("records", table=table))
 
+    def define_table(
+        self,
+        name: str,
+        columns: Mapping[str, str | Mapping[str, object]],
+        extends: str | None = None,
+        label: str | None = None,
+        display: str | None = None,
+        number_prefix: str | None = None,
+    ) -> list[str]:
+        """Add a table, or add (and change) columns of an existing one.
+
+        Args:
+            name: the table, `u_widget` or an existing one such as `incident`.
+            columns: column name to a type (`"string"`, `"integer"`, `"boolean"`,
+                `"glide_date_time"`, ...) or to an object with `type`, `default`, `choices`
+                (value to label) and `reference` (the table a reference points at).
+            extends: the parent table, whose columns it inherits.
+            label, display: the table's label and the column that names its records.
+            number_prefix: number its records `<prefix>0000001` ...
+
+        Returns the table's column names. The table lasts until `reset()`.
+        """
+        return cast(list[str], self._control(
+            "define_table", name=name, columns={k: v if isinstance(v, str) else dict(v)
+                                                 for k, v in columns.items()},
+            extends=extends, label=label, display=display, number_prefix=number_prefix,
+        ))
+
+    def define_transform(
+        self,
+        staging_table: str,
+        target_table: str,
+        field_map: Mapping[str, str],
+        coalesce: str | None = None,
+        name: str | None = None,
+    ) -> None:
+        """An import set table for `POST /api/now/import/{staging_table}` and its transform.
+
+        Each staging field in `field_map` is copied to its target field; with `coalesce` (a
+        staging field) a target record with the same value is updated instead of inserted.
+        """
+        self._control("define_transform", staging_table=staging_table,
+                      target_table=target_table, field_map=dict(field_map),
+                      coalesce=coalesce, name=name)
+
     def reset(self) -> None:
-        """Back to the fresh state: seed data, no tokens or faults, clock and settings as built."""
+        """Back to the fresh state: seed data and tables, no tokens, faults, rate limit, routes
+        or transforms, clock and settings as built."""
         self._control("reset")
 
     def register_client(
@@ -133,12 +203,14 @@ class StubControls(ABC):
         redirect_uris: Sequence[str],
         app_name: str | None = None,
         pkce_required: bool = True,
+        client_secret: str | None = None,
     ) -> None:
-        """Register another OAuth application."""
+        """Register another OAuth application; with a secret, for the password grants."""
         self._control(
             "register_client",
             client_id=client_id,
             redirect_uris=list(redirect_uris),
             app_name=app_name,
             pkce_required=pkce_required,
+            client_secret=client_secret,
         )

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import math
-from dataclasses import dataclass, field
+from dataclasses import asdict, dataclass, field
 from http import HTTPStatus
 
 from snworker.testing import platform
@@ -59,7 +59,7 @@ def status_message(status: int) -> str:
 
 
 def rate_limit_headers(limit: int, reset_at: float, retry_after: float | None) -> dict[str, str]:
-    """The headers the platform sends with a 429."""
+    """The headers the platform sends on responses a rate-limit rule covers (and a 429)."""
     headers = {
         "X-RateLimit-Limit": str(limit),
         "X-RateLimit-Reset": str(math.ceil(reset_at)),
@@ -83,8 +83,21 @@ class FaultPlan:
 
     def inject(self, injection: Injection) -> None:
         """Queue an injection behind those already queued."""
-        if injection.times > 0:
-            self.injections.append(injection)
+        if injection.times < 1:
+            raise ValueError("times must be at least 1 (clear_faults() removes queued faults)")
+        self.injections.append(injection)
+
+    def clear(self, path_prefix: str | None = None) -> int:
+        """Remove queued injections (those whose prefix starts with `path_prefix`); how many."""
+        kept = [i for i in self.injections
+                if path_prefix is not None and not i.path_prefix.startswith(path_prefix)]
+        cleared = len(self.injections) - len(kept)
+        self.injections = kept
+        return cleared
+
+    def pending(self) -> list[dict[str, object]]:
+        """The queued injections, in order, as plain dicts."""
+        return [asdict(injection) for injection in self.injections]
 
     def limit_rate(self, limit: int | None, window: float, path_prefix: str) -> None:
         """Start (or, with `limit=None`, remove) a rate limit."""
@@ -124,10 +137,10 @@ class FaultPlan:
             return None
         if now >= rate.window_start + rate.window:
             rate.window_start, rate.used = now, 0
+        reset_at = rate.window_start + rate.window
         if rate.used < rate.limit:
             rate.used += 1
-            return None
-        reset_at = rate.window_start + rate.window
+            return Fault(headers=rate_limit_headers(rate.limit, reset_at, None))
         return Fault(
             status=429,
             message=platform.RATE_LIMITED_MESSAGE,

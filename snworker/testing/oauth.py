@@ -1,7 +1,9 @@
 """The stub's OAuth 2.0 authorization server: clients, consent, codes, grants and tokens.
 
 Protocol only: the HTTP side (`app.py`) turns the outcomes here into pages, redirects and JSON.
-The caller holds the state lock around every method.
+The caller holds the state lock around every method. Besides the authorization-code flow (with
+PKCE) and its refresh grant, the password and client-credentials grants answer when the stub is
+told to accept them, for clients registered with a secret.
 """
 
 from __future__ import annotations
@@ -9,7 +11,7 @@ from __future__ import annotations
 import base64
 import hashlib
 import secrets
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from typing import Literal
 from urllib.parse import urlencode, urlsplit
@@ -22,12 +24,13 @@ TokenAnswer = tuple[int, dict[str, object]]
 
 @dataclass(frozen=True, slots=True)
 class Client:
-    """A registered OAuth application (a public client: no secret)."""
+    """A registered OAuth application; a public client has no secret."""
 
     client_id: str
     redirect_uris: tuple[str, ...]
     app_name: str
     pkce_required: bool = True
+    client_secret: str | None = field(default=None, repr=False)
 
 
 @dataclass(frozen=True, slots=True)
@@ -125,14 +128,20 @@ class AuthorizationServer:
         refresh_lifespan: float,
         consent: ConsentMode,
         strict_redirect: bool,
+        methods: tuple[str, ...] = platform.DEFAULT_AUTH,
     ) -> None:
         self.access_lifespan = access_lifespan
         self.refresh_lifespan = refresh_lifespan
         self.consent: ConsentMode = consent
         self.strict_redirect = strict_redirect
+        self.methods = methods
         self.clients: dict[str, Client] = {}
-        self.grant_counts: dict[str, int] = {"authorization_code": 0, "refresh_token": 0}
+        # The grants this stub accepts; the authorization-code ones always, as before any other.
+        self.grant_counts: dict[str, int] = dict.fromkeys(
+            [g for g in platform.GRANT_TYPES if g in (*methods, "authorization_code",
+                                                        "refresh_token")], 0)
         self.issued_secrets: list[str] = []
+        self._received: set[str] = set()
         self._codes: dict[str, AuthorizationCode] = {}
         self._grants: dict[str, Grant] = {}
         self._access_tokens: dict[str, AccessToken] = {}
@@ -140,6 +149,12 @@ class AuthorizationServer:
     def register_client(self, client: Client) -> None:
         """Add or replace a registered application."""
         self.clients[client.client_id] = client
+
+    def received(self, secret: str) -> None:
+        """Remember a secret a client sent (a password, a client secret) among the issued ones."""
+        if secret and secret not in self._received:
+            self._received.add(secret)
+            self.issued_secrets.append(secret)
 
     # --- authorize -----------------------------------------------------------------------------
 
@@ -206,16 +221,76 @@ class AuthorizationServer:
 
     # --- token ---------------------------------------------------------------------------------
 
-    def token(self, form: Mapping[str, str] | None, now: float) -> TokenAnswer:
-        """Answer a token request; `form` is None when the body was not form-urlencoded."""
+    def token(
+        self,
+        form: Mapping[str, str] | None,
+        now: float,
+        client_credentials: tuple[str, str] | None = None,
+        sign_in: Callable[[str, str], str | None] = lambda user, password: None,
+        service_user: str = "",
+    ) -> TokenAnswer:
+        """Answer a token request.
+
+        Args:
+            form: the form body; None when the body was not form-urlencoded.
+            client_credentials: client id and secret from a Basic `Authorization` header.
+            sign_in: the sys_id of the user with a user name and password, or None.
+            service_user: the user a client-credentials token acts for.
+        """
         if form is None:
             return self._refused()
         grant_type = form.get("grant_type")
-        if grant_type == "authorization_code":
+        if grant_type == "authorization_code" and "code" in self.methods:
             return self._exchange_code(form, now)
         if grant_type == "refresh_token":
-            return self._refresh(form, now)
+            return self._refresh(form, client_credentials, now)
+        if grant_type in ("password", "client_credentials") and grant_type in self.methods:
+            client = self._confidential_client(form, client_credentials)
+            if client is None:
+                return self._refused()
+            if grant_type == "client_credentials":
+                return self._grant(client.client_id, service_user, "client_credentials", now,
+                                   refresh=False)
+            password = form.get("password", "")
+            self.received(password)
+            user = sign_in(form.get("username", ""), password)
+            if user is None:
+                return self._refused()
+            return self._grant(client.client_id, user, "password", now)
         return self._refused()
+
+    def _confidential_client(
+        self, form: Mapping[str, str], credentials: tuple[str, str] | None
+    ) -> Client | None:
+        """The client the request authenticates as with its secret, or None."""
+        client_id, secret = credentials or (
+            form.get("client_id", ""), form.get("client_secret", "")
+        )
+        self.received(secret)
+        client = self.clients.get(client_id)
+        if client is None or not client.client_secret or not secrets.compare_digest(
+            client.client_secret.encode(), secret.encode()
+        ):
+            return None
+        return client
+
+    def _grant(
+        self, client_id: str, user: str, grant_type: str, now: float, refresh: bool = True
+    ) -> TokenAnswer:
+        grant = Grant(
+            client_id=client_id,
+            user_sys_id=user,
+            refresh_token=secrets.token_urlsafe(48),
+            refresh_expires_at=now + self.refresh_lifespan,
+        )
+        self._grants[grant.refresh_token] = grant
+        if refresh:
+            self.issued_secrets.append(grant.refresh_token)
+        self.grant_counts[grant_type] += 1
+        status, body = self._issue(grant, now)
+        if not refresh:
+            body.pop("refresh_token")
+        return status, body
 
     def _exchange_code(self, form: Mapping[str, str], now: float) -> TokenAnswer:
         verifier = form.get("code_verifier", "")
@@ -231,24 +306,18 @@ class AuthorizationServer:
             or not _verifier_fits(code, verifier)
         ):
             return self._refused()
-        grant = Grant(
-            client_id=code.client_id,
-            user_sys_id=code.user_sys_id,
-            refresh_token=secrets.token_urlsafe(48),
-            refresh_expires_at=now + self.refresh_lifespan,
-        )
-        self._grants[grant.refresh_token] = grant
-        self.issued_secrets.append(grant.refresh_token)
-        self.grant_counts["authorization_code"] += 1
-        return self._issue(grant, now)
+        return self._grant(code.client_id, code.user_sys_id, "authorization_code", now)
 
-    def _refresh(self, form: Mapping[str, str], now: float) -> TokenAnswer:
+    def _refresh(
+        self, form: Mapping[str, str], credentials: tuple[str, str] | None, now: float
+    ) -> TokenAnswer:
         grant = self._grants.get(form.get("refresh_token", ""))
+        client_id = credentials[0] if credentials else form.get("client_id")
         if (
             grant is None
             or grant.revoked
             or now >= grant.refresh_expires_at
-            or form.get("client_id") != grant.client_id
+            or client_id != grant.client_id
         ):
             return self._refused()
         self.grant_counts["refresh_token"] += 1

@@ -1,7 +1,9 @@
-"""What the stub knows about the ServiceNow platform: statuses, messages, tables, defaults.
+"""What the stub knows about the ServiceNow platform: statuses, messages, formats, choices.
 
-Every fact the stub answers with lives here, so that a fact found wrong is corrected in one
-place. Facts the platform documents are marked as such; the rest are the stub's best reading.
+Every fact the stub answers with lives here (the tables themselves are data, in `tables/`), so
+that a fact found wrong is corrected in one place. Facts the platform documents are marked as
+such; lines marked "choice" are the stub's reading where the platform is not pinned down, each
+with its reason.
 """
 
 from __future__ import annotations
@@ -35,6 +37,20 @@ CONSENT_HEADLINE: Final = "{app_name} would like to connect to your ServiceNow a
 
 LOOPBACK_HOSTS: Final = frozenset({"127.0.0.1", "localhost", "[::1]", "::1"})
 
+# How clients may sign in. "code" is the authorization-code flow with PKCE (and its refresh
+# grant); "basic" is HTTP Basic auth with a sys_user's user name and password on REST calls;
+# "password" and "client_credentials" are those grants on the token endpoint, for a client
+# registered with a secret. Choice: only "code" unless a stub is told otherwise, so an
+# application built for the authorization-code flow sees no other way in.
+AUTH_METHODS: Final = ("code", "basic", "password", "client_credentials")
+DEFAULT_AUTH: Final = ("code",)
+# Choice: the password grant issues a refresh token and the client-credentials grant does not
+# (RFC 6749 4.4.3); a client-credentials token acts for the signed-in (admin) user, as an
+# OAuth entity's "OAuth Application User" would.
+GRANT_TYPES: Final = ("authorization_code", "refresh_token", "password", "client_credentials")
+# Choice: every seed user signs in with this password (Basic auth, password grant).
+SEED_PASSWORD: Final = "snworker-stub"
+
 # --- REST envelope and messages ----------------------------------------------------------------
 
 NOT_AUTHENTICATED: Final = ("User Not Authenticated", "Required to provide Auth information")
@@ -57,8 +73,8 @@ EMPTY_PAYLOAD: Final = ("Exception while reading request", "Empty request body")
 NO_RESOURCE: Final = ("Requested URI does not represent any resource", None)
 METHOD_NOT_SUPPORTED: Final = ("Method not Supported", "Method not supported by the resource")
 RATE_LIMITED_MESSAGE: Final = "Rate limit exceeded"
-RATE_LIMIT_RULE: Final = "stub-rate-limit-rule"
 INJECTED_DETAIL: Final = "Fault injected by the stub instance"
+SCRIPT_FAILED: Final = ("Script Evaluation Exception", "The scripted REST handler raised {error}")
 
 JSON_TYPE: Final = "application/json;charset=UTF-8"
 
@@ -69,100 +85,48 @@ def error_body(message: str, detail: str | None) -> bytes:
     return json.dumps(envelope, separators=(",", ":")).encode()
 
 
-# --- Table API -----------------------------------------------------------------------------------
+# --- Records -----------------------------------------------------------------------------------
 
 # The unversioned path answers as the latest version does.
 DEFAULT_TABLE_API_VERSION: Final = "v2"
 DEFAULT_LIMIT: Final = 10_000
 DATETIME_FORMAT: Final = "%Y-%m-%d %H:%M:%S"
+DATE_FORMAT: Final = "%Y-%m-%d"
+NUMBER_DIGITS: Final = 7
 
-# Each table's parent; a list of a parent table includes the records of its extensions.
-TABLE_PARENTS: Final[Mapping[str, str | None]] = {
-    "sys_user": None,
-    "task": None,
-    "incident": "task",
-    "sn_customerservice_case": "task",
-    "sn_bom_financial_service": "sn_customerservice_case",
-    "customer_account": None,
-    "customer_contact": None,
+# Columns every table has, with their types.
+SYSTEM_COLUMNS: Final[Mapping[str, str]] = {
+    "sys_id": "GUID",
+    "sys_class_name": "sys_class_name",
+    "sys_created_on": "glide_date_time",
+    "sys_created_by": "string",
+    "sys_updated_on": "glide_date_time",
+    "sys_updated_by": "string",
+    "sys_mod_count": "integer",
 }
-
-# Reference fields defined on each table (inherited by its extensions), and their target table.
-REFERENCE_FIELDS: Final[Mapping[str, Mapping[str, str]]] = {
-    "task": {"assigned_to": "sys_user", "opened_by": "sys_user"},
-    "incident": {"caller_id": "sys_user"},
-    "sn_customerservice_case": {"account": "customer_account", "contact": "customer_contact"},
-    "customer_contact": {"account": "customer_account"},
-}
-
-# The field whose value is shown for a reference to a record of the table.
-DISPLAY_FIELDS: Final[Mapping[str, str]] = {
-    "sys_user": "name",
-    "customer_account": "name",
-    "customer_contact": "name",
-    "task": "number",
-}
-
-# Labels of choice fields, by table (inherited unless an extension has its own).
-CHOICES: Final[Mapping[str, Mapping[str, Mapping[str, str]]]] = {
-    "task": {
-        "state": {
-            "-5": "Pending",
-            "1": "Open",
-            "2": "Work in Progress",
-            "3": "Closed Complete",
-            "4": "Closed Incomplete",
-            "7": "Closed Skipped",
-        },
-        "priority": {
-            "1": "1 - Critical",
-            "2": "2 - High",
-            "3": "3 - Moderate",
-            "4": "4 - Low",
-            "5": "5 - Planning",
-        },
-    },
-    "incident": {
-        "state": {
-            "1": "New",
-            "2": "In Progress",
-            "3": "On Hold",
-            "6": "Resolved",
-            "7": "Closed",
-            "8": "Canceled",
-        },
-    },
-    "sn_customerservice_case": {
-        "state": {
-            "1": "New",
-            "10": "Open",
-            "18": "Awaiting Info",
-            "6": "Resolved",
-            "3": "Closed",
-            "7": "Cancelled",
-        },
-    },
-}
-
-NUMBER_PREFIXES: Final[Mapping[str, str]] = {
-    "task": "TASK",
-    "incident": "INC",
-    "sn_customerservice_case": "CS",
-    "sn_bom_financial_service": "FSC",
-    "customer_account": "ACC",
-}
-
-SYSTEM_FIELDS: Final = (
-    "sys_id",
-    "sys_class_name",
-    "sys_created_on",
-    "sys_created_by",
-    "sys_updated_on",
-    "sys_updated_by",
-    "sys_mod_count",
-)
-
+# Choice: a table without a display column shows references to it by sys_id.
+DEFAULT_DISPLAY_COLUMN: Final = "sys_id"
+# Journal fields append an entry (a sys_journal_field record) and read back as "".
+JOURNAL_TYPES: Final = frozenset({"journal_input", "journal", "journal_list"})
+JOURNAL_TABLE: Final = "sys_journal_field"
+# Choice: password fields are stored for sign-in and read back as "" (the platform never
+# returns the clear text).
+HIDDEN_TYPES: Final = frozenset({"password", "password2"})
+# Choice: an incident's priority follows the lookup on impact and urgency when either is
+# written, or on insert when no priority is given; a priority written alone is kept.
+PRIORITY_INPUTS: Final = ("impact", "urgency")
+# Business rules on `state`, as each table's data gives its close and resolve states: entering
+# a close state sets `active` false and stamps the close columns; leaving the close states sets
+# `active` true again; entering a resolve state stamps the resolve columns.
+CLOSE_STAMPS: Final = {"closed_at": "javascript:gs.nowDateTime()",
+                       "closed_by": "javascript:gs.getUserID()"}
+RESOLVE_STAMPS: Final = {"resolved_at": "javascript:gs.nowDateTime()",
+                         "resolved_by": "javascript:gs.getUserID()"}
+# Choice: with sysparm_input_display_value, a reference is matched on its target's display
+# column (case-insensitively), then taken as a sys_id; a value matching neither is left empty.
+# A choice label is matched case-insensitively; an unknown one is kept as given.
 SIGNED_IN_USER_NAME: Final = "admin"
+SCRIPT_PREFIX: Final = "javascript:"
 CURRENT_USER_EXPRESSION: Final = "javascript:gs.getUserID()"
 
 
@@ -171,37 +135,62 @@ def sys_id_for(*names: str) -> str:
     return hashlib.md5(":".join(names).encode(), usedforsecurity=False).hexdigest()
 
 
-def ancestry(table: str) -> list[str]:
-    """The table and its ancestors, nearest first."""
-    chain = [table]
-    parent = TABLE_PARENTS.get(table)
-    while parent is not None:
-        chain.append(parent)
-        parent = TABLE_PARENTS.get(parent)
-    return chain
+# --- Queries -----------------------------------------------------------------------------------
 
+# Dynamic filter options by sys_id (the platform's shipped "Me" and "One of My Groups").
+DYNAMIC_FILTERS: Final[Mapping[str, str]] = {
+    "90d1921e5f510100a9ad2572f2b477fe": "javascript:gs.getUserID()",
+    "d6435e965f510100a9ad2572f2b47744": "javascript:getMyGroups()",
+}
+# Choice: a condition whose `javascript:` value the stub cannot evaluate is ignored, as an
+# unknown field or operator is (the result widens rather than silently empties).
+# Choice: `=`, `!=`, `IN`, `NOT IN`, the text operators and text orderings compare
+# case-insensitively, as the platform's database collation does.
+# Choice: `LIKE`, `NOT LIKE`, `STARTSWITH` and `ENDSWITH` on a reference compare its display
+# value, and `ORDERBY` on a reference sorts by display value, as list filters do.
+# Choice: weeks start on Monday (gs.beginningOfThisWeek()); beginningOfLast7Days() is the start
+# of the day seven days ago and endOfLast7Days() the end of today.
+# Choice: `RELATIVEGT@<unit>@ago@<n>` compares with exactly n units before the stub's clock
+# (minute, hour, dayofweek = day, week, month, quarter, year).
 
-def reference_target(table: str, field: str) -> str | None:
-    """The table a reference field of `table` points at, or None for a plain field."""
-    for name in ancestry(table):
-        target = REFERENCE_FIELDS.get(name, {}).get(field)
-        if target is not None:
-            return target
-    return None
+# --- Attachment API ----------------------------------------------------------------------------
 
+ATTACHMENT_TABLE: Final = "sys_attachment"
+# Choice: `hash` is the SHA-256 hex digest of the content, as current releases store.
+ATTACHMENT_HASH: Final = "sha256"
+DEFAULT_CONTENT_TYPE: Final = "application/octet-stream"
+# Choice: an upload naming no existing record is refused with 400 and this message.
+ATTACHMENT_TARGET_MISSING: Final = (
+    "Invalid table or sys_id",
+    "The record to attach to does not exist: {table} {sys_id}",
+)
+MISSING_PARAMETER: Final = "Missing required parameter: {name}"
+ATTACHMENT_NO_FILE: Final = (
+    "Failed to create the attachment. File part might be missing in the request.",
+    None,
+)
 
-def choice_label(table: str, field: str, value: str) -> str | None:
-    """The label of a choice value, or None when the field has no choices."""
-    for name in ancestry(table):
-        choices = CHOICES.get(name, {}).get(field)
-        if choices is not None:
-            return choices.get(value, value)
-    return None
+# --- Batch API ---------------------------------------------------------------------------------
 
+# Choice: response headers are included unless a request sets exclude_response_headers (pysnc
+# reads X-Total-Count from a batched list); a request that is malformed or names another batch
+# is answered in unserviced_requests.
+BATCH_PATHS: Final = ("/api/now/batch", "/api/now/v1/batch")
 
-def display_field(table: str) -> str:
-    """The field shown for a reference to a record of `table`."""
-    for name in ancestry(table):
-        if name in DISPLAY_FIELDS:
-            return DISPLAY_FIELDS[name]
-    return "sys_id"
+# --- Aggregate API -----------------------------------------------------------------------------
+
+# Choice: averages are written with 4 decimals, as the documented examples show; a group's
+# `groupby_fields` entry is {"field", "value"}, plus "display_value" when sysparm_display_value
+# asks for it (with "true", "value" is the display value too). Groups come in value order.
+AVERAGE_DECIMALS: Final = 4
+
+# --- Import Set API ----------------------------------------------------------------------------
+
+IMPORT_SET_TABLE: Final = "sys_import_set"
+IMPORT_ROW_TABLE: Final = "sys_import_set_row"
+# Choice: a staging table without a transform map keeps the row and answers an empty result.
+
+# --- Rate limits -------------------------------------------------------------------------------
+
+# The rule's sys_id goes in X-RateLimit-Rule on every response the rule covers.
+RATE_LIMIT_RULE: Final = sys_id_for("sys_rate_limit_rules", "stub")

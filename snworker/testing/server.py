@@ -9,6 +9,7 @@ until interrupted (or, with `--exit-with-stdin`, until its standard input closes
 from __future__ import annotations
 
 import argparse
+import itertools
 import json
 import selectors
 import signal
@@ -23,23 +24,49 @@ from typing import TYPE_CHECKING, Any, NoReturn
 import waitress
 from waitress import wasyncore
 from waitress.channel import ClientDisconnected, HTTPChannel
+from waitress.task import ThreadedTaskDispatcher
 
 from snworker.testing.app import StubApplication
-from snworker.testing.control import StubControls
+from snworker.testing.control import AuthMethod, StubControls
 from snworker.testing.oauth import ConsentMode
 from snworker.testing.remote import RemoteStub
-from snworker.testing.state import StubConfig, StubState
+from snworker.testing.scripted_api import Handler
+from snworker.testing.state import DEFAULT_THREADS, StubConfig, StubState
 
 if TYPE_CHECKING:
     from _typeshed.wsgi import WSGIEnvironment
 
-# Enough worker threads for 32 concurrent clients plus control calls.
-THREADS = 40
 # Bodies up to this size stay in memory instead of being spooled to a temporary file.
 MEMORY_BUFFER = 64 * 1024 * 1024
 STOP_TIMEOUT = 5.0
 PROCESS_START_TIMEOUT = 20.0
 READY_PREFIX = "snworker stub: "
+
+
+class OnDemandDispatcher(ThreadedTaskDispatcher):  # type: ignore[misc]
+    """Waitress's task dispatcher, starting a handler thread only when a request finds none idle.
+
+    A stub serving one request at a time runs one handler thread; one serving 32 clients at
+    once grows to 32, up to `limit`. Shutdown is waitress's own.
+    """
+
+    def __init__(self, limit: int) -> None:
+        super().__init__()
+        self.limit = limit
+        self._numbers = itertools.count()
+
+    def add_task(self, task: Any) -> None:
+        with self.lock:
+            self.queue.append(task)
+            running = len(self.threads) - self.stop_count
+            idle = running - self.active_count
+            if len(self.queue) > idle and running < self.limit and self.stop_count == 0:
+                number = next(self._numbers)
+                self.threads.add(number)
+                # Counted busy until it first waits, as waitress counts the threads it starts.
+                self.active_count += 1
+                self.start_new_thread(self.handler_thread, number)
+            self.queue_cv.notify()
 
 
 class StubServer:
@@ -50,7 +77,7 @@ class StubServer:
             StubApplication(state, self._drop),
             host=state.config.host,
             port=state.config.port,
-            threads=THREADS,
+            _dispatcher=OnDemandDispatcher(state.config.threads),
             connection_limit=200,
             channel_timeout=120,
             asyncore_use_poll=True,
@@ -119,6 +146,11 @@ class StubServiceNow(StubControls):
         strict_redirect: behave as the platform does with an unregistered redirect URI: send
             the browser to the first registered URI (and match loopback ports exactly).
         seed: load the deterministic seed data.
+        auth: how clients may sign in: any of "code" (the authorization-code flow, the only
+            one by default), "basic" (Basic auth with a user's name and password), "password"
+            and "client_credentials" (those grants, for a client with a secret).
+        client_secret: the secret of the `client_id` application (for the password grants).
+        threads: the most requests served at once; handler threads start as requests need them.
     """
 
     def __init__(
@@ -134,6 +166,9 @@ class StubServiceNow(StubControls):
         consent: ConsentMode = "ask",
         strict_redirect: bool = False,
         seed: bool = True,
+        auth: Sequence[AuthMethod] = ("code",),
+        client_secret: str | None = None,
+        threads: int = DEFAULT_THREADS,
     ) -> None:
         self.config = StubConfig(
             host=host,
@@ -147,11 +182,30 @@ class StubServiceNow(StubControls):
             consent=consent,
             strict_redirect=strict_redirect,
             seed=seed,
+            auth=tuple(auth),
+            client_secret=client_secret,
+            threads=threads,
         )
         self.client_id = client_id
         self.redirect_uri = redirect_uri
         self._state = StubState(self.config)
         self._server: StubServer | None = None
+
+    def route(
+        self, path: str, handler: Handler, methods: Sequence[str] = ("GET",)
+    ) -> None:
+        """Answer `methods` on `path` with a handler of your own (a Scripted REST API).
+
+        Args:
+            path: under `/api/`, a werkzeug rule: `/api/x_acme/v1/items/<sys_id>`.
+            handler: called with a `ScriptedRequest`; its return value is sent as
+                `{"result": value}` with 200, or a `ScriptedResponse` sets status and headers.
+            methods: the HTTP methods answered.
+
+        Routes need authentication as the platform's APIs do, and are gone after `reset()`.
+        """
+        with self._state.lock:
+            self._state.routes.add(path, handler, methods)
 
     @property
     def url(self) -> str:
