@@ -123,3 +123,19 @@ def test_header_values_and_texts():
     assert redactor.pairs(pairs) == (("X-Echo", f"Bearer {REDACTED}"), ("X-Ok", "1"))
     untouched = (("X-Ok", "1"),)
     assert redactor.pairs(untouched) is untouched
+
+
+def test_error_texts_leave_the_worker_redacted():
+    # An instance can quote anything in an error (a token endpoint's error_description, say):
+    # every Error message is redacted on its way out, whatever built it.
+    from snworker.worker.failures import TokenExpired
+    from snworker.worker.main import Worker
+
+    worker = Worker(())
+    worker._redactor.add(TOKEN, live_until=1e12)
+    failure = TokenExpired(f"the instance refused ({TOKEN[:-1]})", detail=f"was {TOKEN}",
+                           headers=(("X-Echo", TOKEN[5:50]),))
+    error = worker._error(7, failure)
+    text = f"{error.message} {error.detail} {error.headers}"
+    assert TOKEN[5:40] not in text
+    assert text.count(REDACTED) == 3
