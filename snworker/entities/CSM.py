@@ -2,15 +2,16 @@
 
 from __future__ import annotations
 
-from snworker.entities.Core import BaseEntity, Reference, Task
+from snworker.entities.Core import Company, Reference, Task
 
 
-class Account(BaseEntity, total=False):
-    """customer_account."""
+class Account(Company, total=False):
+    """customer_account (extends core_company)."""
 
-    name: str
     number: str
-    customer: str
+    primary_contact: Reference | str
+    account_parent: Reference | str
+    account_code: str
 
 
 class Case(Task, total=False):
@@ -18,7 +19,13 @@ class Case(Task, total=False):
 
     account: Reference | str
     contact: Reference | str
-    task_effective_number: str
+    category: str
+    subcategory: str
+    resolution_code: str
+    cause: str
+    resolved_by: Reference | str
+    resolved_at: str
+    follow_the_sun: str
 
 
 __all__ = ["Account", "Case"]
