@@ -1,0 +1,108 @@
+"""README's Python examples, run as a reader would run them, against the stub.
+
+Each ```python block runs in a process of its own. Blocks that define pytest tests run under
+pytest with the stub's plugin; the others run as scripts. Examples written for a real instance
+("dev12345", "CLIENT_ID") run against a stub instead: its URL, client id and redirect URI are
+put in their place, the system browser is the approve() stand-in (through BROWSER), and a block
+that uses a `conn` it does not make gets one. A block preceded by `<!-- README test: not run
+(...) -->` is skipped, with its reason.
+"""
+
+from __future__ import annotations
+
+import os
+import re
+import subprocess
+import sys
+import textwrap
+from pathlib import Path
+
+import pytest
+
+from snworker import agent as agents
+from snworker.testing import StubServiceNow, approve
+
+ROOT = Path(__file__).resolve().parent.parent
+SKIP = re.compile(r"<!-- README test: not run \((.*)\) -->")
+
+
+def blocks() -> list[tuple[int, str, str | None]]:
+    """(line, code, reason not to run) for every python block of README."""
+    found = []
+    lines = (ROOT / "README.md").read_text().splitlines()
+    for index, line in enumerate(lines):
+        if line.strip() != "```python":
+            continue
+        end = next(i for i in range(index + 1, len(lines)) if lines[i].startswith("```"))
+        before = next((lines[i] for i in range(index - 1, -1, -1) if lines[i].strip()), "")
+        skip = SKIP.search(before)
+        found.append((index + 1, "\n".join(lines[index + 1:end]), skip and skip.group(1)))
+    return found
+
+
+BLOCKS = blocks()
+
+
+@pytest.fixture(scope="module")
+def instance(tmp_path_factory: pytest.TempPathFactory):
+    """A stub in its own process standing for "dev12345", and an agent authorized for it."""
+    stub = StubServiceNow.start_process()
+    directory = tmp_path_factory.mktemp("agent")
+    info, channel = agents.start(stub.url, stub.client_id, redirect_uri=stub.redirect_uri,
+                                 open_browser=approve, idle=120,
+                                 address=str(directory / "agent.sock"))
+    channel.release()
+    try:
+        yield stub, info
+    finally:
+        try:
+            agents.control(info.address, "stop")
+        except Exception:
+            pass
+        stub.close()
+
+
+def for_the_stub(code: str, stub: object) -> str:
+    """The example, pointed at the stub where it names a real instance."""
+    url, client_id, redirect = (getattr(stub, name) for name in
+                                ("url", "client_id", "redirect_uri"))
+    for placeholder, value in (('"dev12345"', url), ('"YOUR_CLIENT_ID"', client_id),
+                               ('"CLIENT_ID"', client_id),
+                               ('"http://127.0.0.1:8765/callback"', redirect),
+                               ('"http://127.0.0.1:8766/callback"', redirect)):
+        code = code.replace(placeholder, repr(value))
+    prelude = ["import snworker"]
+    if re.search(r"\bconn\b", code) and not re.search(r"\bconn\s*(=|:|\))|as conn\b", code):
+        prelude.append(f"conn = snworker.connect({url!r}, {client_id!r}, "
+                       f"redirect_uri={redirect!r})")
+    return "\n".join(prelude) + "\n" + code + "\n"
+
+
+@pytest.mark.timeout(120)
+@pytest.mark.parametrize(("line", "code", "skip"), BLOCKS, ids=[f"line{b[0]}" for b in BLOCKS])
+def test_a_readme_example_runs(line, code, skip, instance, tmp_path):
+    if skip:
+        pytest.skip(f"README line {line}: {skip}")
+    stub, agent = instance
+    env = dict(os.environ, BROWSER=f"{sys.executable} -m snworker.testing.browser approve %s",
+               SNWORKER_AGENT=agent.address)
+    if re.search(r"^def test_", code, re.MULTILINE):
+        source = tmp_path / f"test_readme_line{line}.py"
+        source.write_text(textwrap.dedent(code))
+        command = [sys.executable, "-m", "pytest", "-q", "-p", "no:cacheprovider",
+                   str(source)]
+    else:
+        source = tmp_path / f"readme_line{line}.py"
+        source.write_text(for_the_stub(textwrap.dedent(code), stub))
+        command = [sys.executable, str(source)]
+    result = subprocess.run(command, cwd=tmp_path, env=env, capture_output=True, text=True,
+                            timeout=100)
+    assert result.returncode == 0, f"README line {line}:\n{result.stdout[-3000:]}" \
+                                   f"{result.stderr[-3000:]}"
+
+
+def test_every_example_that_is_not_run_says_why():
+    assert BLOCKS, "no python block found in README"
+    skipped = [(line, reason) for line, _, reason in BLOCKS if reason]
+    assert all(reason.strip() for _, reason in skipped)
+    assert len(skipped) <= 2, skipped  # the rest run
