@@ -291,9 +291,13 @@ def test_browser_command_failures(servicenow_stub: StubServiceNow) -> None:
     assert browser_command("approve").returncode == 2
     assert browser_command("wave", "http://127.0.0.1:1/").returncode == 2
     assert browser_command("ignore", "http://127.0.0.1:1/").returncode == 0
-    assert browser_command("approve", "http://127.0.0.1:1/").returncode == 1
+    unreachable = browser_command("approve", "http://127.0.0.1:1/")
+    assert unreachable.returncode == 1
+    assert "could not load the consent page" in unreachable.stderr  # it says why
     page_without_form = f"{servicenow_stub.url}/oauth_auth.do?client_id=nobody"
-    assert browser_command("approve", page_without_form).returncode == 1
+    refused = browser_command("approve", page_without_form)
+    assert refused.returncode == 1
+    assert "answered 400" in refused.stderr and "Invalid client_id" in refused.stderr
 
 
 # --- the foreground server ------------------------------------------------------------------

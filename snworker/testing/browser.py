@@ -8,6 +8,7 @@ standard `BROWSER` variable:
 
 from __future__ import annotations
 
+import re
 import sys
 from collections.abc import Sequence
 from html.parser import HTMLParser
@@ -64,7 +65,8 @@ def _visit_redirect(response: requests.Response) -> bool:
     """Open the redirect target (the client's loopback listener) without following further."""
     location = response.headers.get("Location")
     if not response.is_redirect or not location:
-        return False
+        return _failed(f"the instance answered {response.status_code} instead of sending the "
+                       "browser back to the application")
     requests.get(urljoin(response.url, location), allow_redirects=False, timeout=TIMEOUT)
     return True
 
@@ -79,7 +81,8 @@ def _consent(url: str, choice: Choice) -> bool:
         form.feed(page.text)
         button = form.buttons.get(choice)
         if page.status_code != 200 or form.action is None or button is None:
-            return False
+            return _failed(f"the consent page answered {page.status_code}: "
+                           f"{_text_of(page.text)}")
         data = dict(form.fields)
         if button[0]:
             data[button[0]] = button[1]
@@ -87,8 +90,19 @@ def _consent(url: str, choice: Choice) -> bool:
             urljoin(page.url, form.action), data=data, allow_redirects=False, timeout=TIMEOUT
         )
         return _visit_redirect(answer)
-    except requests.RequestException:
-        return False
+    except requests.RequestException as exc:
+        return _failed(f"could not load the consent page ({type(exc).__name__})")
+
+
+def _failed(reason: str) -> bool:
+    """Say why on stderr, as a browser would show it; False."""
+    print(f"snworker browser stand-in: {reason}", file=sys.stderr, flush=True)
+    return False
+
+
+def _text_of(html: str) -> str:
+    text = " ".join(re.sub(r"<[^>]+>", " ", html).split())
+    return text[:200] or "(an empty page)"
 
 
 def approve(url: str) -> bool:
