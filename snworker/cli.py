@@ -1,8 +1,9 @@
-"""The snworker command: request | stub | demo.
+"""The snworker command: request | agent | stub | demo.
 
-`snworker request PATH` sends one request through a worker (or, with --all, every page of a
-list); `cli_arguments.py` checks its command line, `cli_request.py` carries it out. Each failure
-ends as one line on stderr and an exit status by the class of the error, never by its text.
+`snworker request PATH` sends one request through a worker or an agent (or, with --all, every
+page of a list); `cli_arguments.py` checks its command line, `cli_request.py` carries it out.
+`snworker agent start|status|stop` is `cli_agent.py`. Each failure ends as one line on stderr
+and an exit status by the class of the error, never by its text.
 """
 
 from __future__ import annotations
@@ -16,6 +17,7 @@ from collections.abc import Sequence
 from typing import NoReturn
 
 import snworker
+from snworker.cli_agent import NoAgentError, add_agent_commands
 from snworker.cli_arguments import UsageError, add_request_arguments, plan_request
 from snworker.cli_request import PagingError, run_request
 
@@ -38,6 +40,7 @@ class ExitStatus(enum.IntEnum):
 # of its line on stderr.
 _STATUS_BY_ERROR: tuple[tuple[type[Exception], ExitStatus, str], ...] = (
     (UsageError, ExitStatus.USAGE, ""),
+    (NoAgentError, ExitStatus.WORKER, ""),
     (snworker.InvalidRequestError, ExitStatus.USAGE, "refused: "),
     (snworker.ApiRequestError, ExitStatus.API, ""),
     (PagingError, ExitStatus.API, ""),
@@ -70,7 +73,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         # Nothing more can reach the reader; keep the interpreter's final flush quiet too.
         os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
         return ExitStatus.BROKEN_PIPE
-    except (UsageError, PagingError, snworker.ServiceNowError) as exc:
+    except (UsageError, NoAgentError, PagingError, snworker.ServiceNowError) as exc:
         return _fail(exc, debug)
 
 
@@ -89,6 +92,8 @@ def _parser() -> argparse.ArgumentParser:
     add_request_arguments(request)
     _add_common(request)
     request.set_defaults(run=lambda args: run_request(plan_request(args, os.environ)))
+
+    add_agent_commands(commands, _add_common)
 
     stub = commands.add_parser("stub", help="run the stub instance in the foreground")
     stub.add_argument("--host", default="127.0.0.1")
