@@ -19,9 +19,12 @@ import sys
 import time
 import webbrowser
 from collections.abc import Iterable
-from typing import IO
+from typing import IO, TYPE_CHECKING
 
 from snworker.cli_request import stdout_kept_from_browsers
+
+if TYPE_CHECKING:
+    from snworker.testing import RemoteStub
 
 # The app's line that says it waits for the memory check, with its worker's pid.
 _READY = "@ready"
@@ -39,29 +42,40 @@ def run_demo(limit: int, browser: bool) -> int:
               file=sys.stderr)
         return 2
     began = time.monotonic()
+    try:
+        with StubServiceNow.start_process(access_lifespan=_LIFESPAN) as stub:
+            status = _tell(stub, limit, browser)
+    except (RuntimeError, OSError) as exc:  # the stub did not start, or stopped answering
+        print(f"snworker: the demo's stub instance failed: {exc}", file=sys.stderr, flush=True)
+        return 1
+    if status == 0:
+        print(f"done in {time.monotonic() - began:.1f} s", flush=True)
+    return status
+
+
+def _tell(stub: RemoteStub, limit: int, browser: bool) -> int:
+    """Run the app against `stub`, show what it says, and look through its memory."""
     canary = f"planted-{secrets.token_hex(16)}"  # found in the app: the scan sees its memory
-    with StubServiceNow.start_process(access_lifespan=_LIFESPAN) as stub:
-        command = [sys.executable, "-m", "snworker.cli_demo", "app", stub.url, str(limit)]
-        app = subprocess.Popen([*command, *(["--browser"] if browser else [])],
-                               stdin=subprocess.PIPE, stdout=subprocess.PIPE, text=True)
-        assert app.stdin is not None and app.stdout is not None
-        try:
-            print(f"snworker demo: stub instance {stub.url} (its own process), app process "
-                  f"{app.pid}", flush=True)
-            app.stdin.write(canary + "\n")
-            app.stdin.flush()
-            if _echo(app.stdout) is None:
-                return _failed(app)
-            clean = _memory_check(app.pid, canary, stub.issued_secrets())
-            app.stdin.write("\n")  # the app may disconnect now
-            app.stdin.flush()
-            _echo(app.stdout)
-            if app.wait(_APP_TIMEOUT) != 0:
-                return _failed(app)
-        finally:
-            _stop(app)
-    print(f"done in {time.monotonic() - began:.1f} s", flush=True)
-    return 1 if clean is False else 0
+    command = [sys.executable, "-m", "snworker.cli_demo", "app", stub.url, str(limit)]
+    app = subprocess.Popen([*command, *(["--browser"] if browser else [])],
+                           stdin=subprocess.PIPE, stdout=subprocess.PIPE, text=True)
+    assert app.stdin is not None and app.stdout is not None
+    try:
+        print(f"snworker demo: stub instance {stub.url} (its own process), app process "
+              f"{app.pid}", flush=True)
+        app.stdin.write(canary + "\n")
+        app.stdin.flush()
+        if _echo(app.stdout) is None:
+            return _app_status(app) or 1
+        clean = _memory_check(app.pid, canary, stub.issued_secrets())
+        app.stdin.write("\n")  # the app may disconnect now
+        app.stdin.flush()
+        _echo(app.stdout)
+        return _app_status(app) or (1 if clean is False else 0)
+    except BrokenPipeError:  # the app ended early
+        return _app_status(app) or 1
+    finally:
+        _stop(app)
 
 
 def _echo(lines: IO[str]) -> str | None:
@@ -74,11 +88,14 @@ def _echo(lines: IO[str]) -> str | None:
     return None
 
 
-def _failed(app: subprocess.Popen[str]) -> int:
+def _app_status(app: subprocess.Popen[str]) -> int:
+    """0 once the app has exited well; else 1, said in one line."""
     try:
         code = app.wait(_APP_TIMEOUT)
     except subprocess.TimeoutExpired:
         code = None
+    if code == 0:
+        return 0
     print(f"snworker: the demo's app failed (exit status {code})", file=sys.stderr, flush=True)
     return 1
 
