@@ -83,15 +83,14 @@ def _start(args: argparse.Namespace) -> int:
     address = args.address or agents.default_address(instance, args.client_id)
     redirect_uris = args.redirect_uri or [os.environ.get(ENV_REDIRECT_URI)
                                           or DEFAULT_REDIRECT_URI]
-    if not args.foreground:
-        running = _serving(address, instance, args.client_id)
-        if running is not None:
-            print(f"snworker: an agent for {instance} already runs (pid {running.pid}); "
-                  "no consent needed", file=sys.stderr, flush=True)
-            print(running.shell(), flush=True)
-            return 0
-    elif not args.debug:
-        snworker.enable_logging("INFO")  # before the start: the agent logs at this level
+    if args.foreground:
+        if not args.debug:
+            snworker.enable_logging("INFO")  # before the start: the agent logs at this level
+    elif (running := _serving(address, instance, args.client_id)) is not None:
+        print(f"snworker: an agent for {instance} already runs (pid {running.pid}); "
+              "no consent needed", file=sys.stderr, flush=True)
+        print(running.shell(), flush=True)
+        return 0
     with stdout_kept_from_browsers():
         info, channel = agents.start(instance, args.client_id, redirect_uri=redirect_uris,
                                      authorization_timeout=args.auth_timeout, idle=args.idle,
