@@ -1,8 +1,10 @@
-"""The snworker command: request | stub | demo.
+"""The snworker command: request | agent | stub | demo.
 
-`snworker request PATH` sends one request through a worker (or, with --all, every page of a
-list); `cli_arguments.py` checks its command line, `cli_request.py` carries it out. Each failure
-ends as one line on stderr and an exit status by the class of the error, never by its text.
+`snworker request PATH` sends one request through a worker or an agent (or, with --all, every
+page of a list); `cli_arguments.py` checks its command line, `cli_request.py` carries it out.
+`snworker agent start|status|stop` is `cli_agent.py`, `snworker demo` is `cli_demo.py`. Each
+failure ends as one line on stderr and an exit status by the class of the error, never by its
+text.
 """
 
 from __future__ import annotations
@@ -16,7 +18,9 @@ from collections.abc import Sequence
 from typing import NoReturn
 
 import snworker
+from snworker.cli_agent import NoAgentError, add_agent_commands
 from snworker.cli_arguments import UsageError, add_request_arguments, plan_request
+from snworker.cli_demo import run_demo
 from snworker.cli_request import PagingError, run_request
 
 VERSION = f"snworker {snworker.__version__}"
@@ -38,6 +42,7 @@ class ExitStatus(enum.IntEnum):
 # of its line on stderr.
 _STATUS_BY_ERROR: tuple[tuple[type[Exception], ExitStatus, str], ...] = (
     (UsageError, ExitStatus.USAGE, ""),
+    (NoAgentError, ExitStatus.WORKER, ""),
     (snworker.InvalidRequestError, ExitStatus.USAGE, "refused: "),
     (snworker.ApiRequestError, ExitStatus.API, ""),
     (PagingError, ExitStatus.API, ""),
@@ -70,7 +75,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         # Nothing more can reach the reader; keep the interpreter's final flush quiet too.
         os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
         return ExitStatus.BROKEN_PIPE
-    except (UsageError, PagingError, snworker.ServiceNowError) as exc:
+    except (UsageError, NoAgentError, PagingError, snworker.ServiceNowError) as exc:
         return _fail(exc, debug)
 
 
@@ -90,6 +95,8 @@ def _parser() -> argparse.ArgumentParser:
     _add_common(request)
     request.set_defaults(run=lambda args: run_request(plan_request(args, os.environ)))
 
+    add_agent_commands(commands, _add_common)
+
     stub = commands.add_parser("stub", help="run the stub instance in the foreground")
     stub.add_argument("--host", default="127.0.0.1")
     stub.add_argument("--port", type=int, default=0)
@@ -97,10 +104,16 @@ def _parser() -> argparse.ArgumentParser:
     _add_common(stub)
     stub.set_defaults(run=_stub)
 
-    demo = commands.add_parser("demo", help="connect to an embedded stub instance and read from it")
-    demo.add_argument("--limit", type=int, default=5, help="incidents to show (default 5)")
+    demo = commands.add_parser(
+        "demo", help="the whole story against a stub instance, in a few seconds",
+        description="Against a stub instance in its own process, an app in another connects "
+        "(consent), reads, has its access token renewed, its grant revoked and renewed by "
+        "reconnect(); then its memory is searched for every secret the stub issued.")
+    demo.add_argument("--limit", type=int, default=3, help="incidents to show (default 3)")
+    demo.add_argument("--browser", action="store_true",
+                      help="show the consent page in your browser instead of a stand-in")
     _add_common(demo)
-    demo.set_defaults(run=lambda args: _demo(args.limit))
+    demo.set_defaults(run=lambda args: run_demo(args.limit, args.browser))
     return parser
 
 
@@ -142,37 +155,3 @@ def _stub(args: argparse.Namespace) -> int:
         raise UsageError(f"cannot serve the stub on {args.host}:{args.port}: "
                          f"{exc.strerror or exc}") from None
     return ExitStatus.OK
-
-
-def _demo(limit: int) -> int:
-    try:
-        from snworker.testing import StubServiceNow, approve
-    except ImportError as exc:
-        print(f"snworker demo needs the testing extra: pip install 'snworker[testing]' ({exc})",
-              file=sys.stderr)
-        return 2
-    with StubServiceNow() as sn:
-        print(f"stub instance at {sn.url}; connecting through a worker process...")
-        with snworker.connect(sn.url, sn.client_id, redirect_uri=sn.redirect_uri,
-                              open_browser=approve, authorization_timeout=30) as conn:
-            user = conn.current_user
-            print(f"authorized as {user and user['name']} ({user and user['user_name']}); "
-                  f"the tokens live in worker process {conn.worker_pid} only")
-            resp = conn.execute_api_request(
-                "/api/now/table/incident", "GET",
-                params={"sysparm_limit": limit, "sysparm_fields": "number,short_description,state",
-                        "sysparm_query": "ORDERBYnumber"},
-            )
-            print(f"GET /api/now/table/incident -> {resp.status}, "
-                  f"{resp.headers.get('X-Total-Count')} incidents in all; the first {limit}:")
-            for record in resp.data:
-                print(f"  {record['number']}  state {record['state']}  "
-                      f"{record['short_description']}")
-            created = conn.execute_api_request(
-                "/api/now/table/incident", "POST",
-                {"short_description": "Created by snworker demo"},
-            )
-            print(f"POST /api/now/table/incident -> {created.status}, "
-                  f"{created.data['number']} ({created.headers.get('Location')})")
-        print(f"disconnected; refresh token revoked at the stub ({sn.revocation_count} revocation)")
-    return 0

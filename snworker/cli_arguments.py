@@ -1,8 +1,9 @@
 """The `request` command's arguments, checked into a `RequestPlan` before anything starts.
 
-Every check that can fail runs here, before `connect()` opens a consent page: the path, method
-and headers against the allow-lists the worker enforces (`snworker.checks`), the `-p` syntax,
-the JSON body, the instance URL and the output file. A typo never costs a browser round trip.
+Every check that can fail runs here, before `connect()` opens a consent page or an agent is
+asked anything: the path, method and headers against the allow-lists the worker enforces
+(`snworker.checks`), the `-p` syntax, the JSON body, the instance URL and the output file. A typo
+never costs a browser round trip.
 """
 
 from __future__ import annotations
@@ -10,13 +11,16 @@ from __future__ import annotations
 import argparse
 import json
 import os
+import re
 import sys
 from collections.abc import Mapping
 from dataclasses import dataclass
 
 from snworker import checks
+from snworker.agent import ENVIRONMENT
 from snworker.connection import DEFAULT_REDIRECT_URI, normalize_instance_url
 
+ENV_AGENT = ENVIRONMENT
 ENV_INSTANCE = "SNWORKER_INSTANCE"
 ENV_CLIENT_ID = "SNWORKER_CLIENT_ID"
 ENV_REDIRECT_URI = "SNWORKER_REDIRECT_URI"
@@ -31,8 +35,9 @@ class UsageError(Exception):
 class RequestPlan:
     """One request (or every page of a list), as the command line asks for it, checked."""
 
-    instance: str
-    client_id: str
+    instance: str | None  # None only with an agent: then it is the agent's
+    client_id: str | None  # likewise
+    agent: str | None  # the agent SNWORKER_AGENT names, used when it serves this instance
     redirect_uri: str
     method: str
     path: str
@@ -59,9 +64,9 @@ def add_request_arguments(parser: argparse.ArgumentParser) -> None:
     target.add_argument("--client-id", help=f"the OAuth client id (default: ${ENV_CLIENT_ID})")
     target.add_argument("--redirect-uri", help=f"the registered loopback redirect URL "
                         f"(default: ${ENV_REDIRECT_URI}, else {DEFAULT_REDIRECT_URI})")
-    target.add_argument("--auth-timeout", type=_seconds, default=300.0, metavar="SECONDS",
+    target.add_argument("--auth-timeout", type=seconds, default=300.0, metavar="SECONDS",
                         help="how long the user has to allow access (default 300)")
-    target.add_argument("--timeout", type=_seconds, default=30.0, metavar="SECONDS",
+    target.add_argument("--timeout", type=seconds, default=30.0, metavar="SECONDS",
                         help="deadline of each request, retries included (default 30)")
     sent = parser.add_argument_group("request")
     sent.add_argument("-X", "--method", type=str.upper,
@@ -99,8 +104,9 @@ def plan_request(args: argparse.Namespace, environ: Mapping[str, str]) -> Reques
     if args.jsonl and not args.all:
         raise UsageError("--jsonl goes with --all")
     return RequestPlan(
-        instance=normalize_instance_url(instance),
+        instance=normalize_instance_url(instance) if instance else None,
         client_id=client_id,
+        agent=environ.get(ENV_AGENT) or None,
         redirect_uri=args.redirect_uri or environ.get(ENV_REDIRECT_URI) or DEFAULT_REDIRECT_URI,
         method=method,
         path=checks.check_path(path),
@@ -116,8 +122,9 @@ def plan_request(args: argparse.Namespace, environ: Mapping[str, str]) -> Reques
     )
 
 
-def _target(args: argparse.Namespace, environ: Mapping[str, str]) -> tuple[str, str, str]:
-    """Instance, client id and path: flags, else the environment."""
+def _target(args: argparse.Namespace,
+            environ: Mapping[str, str]) -> tuple[str | None, str | None, str]:
+    """Instance, client id and path: flags, else the environment; an agent may stand for both."""
     instance = args.instance or environ.get(ENV_INSTANCE)
     client_id = args.client_id or environ.get(ENV_CLIENT_ID)
     path = args.path
@@ -129,6 +136,8 @@ def _target(args: argparse.Namespace, environ: Mapping[str, str]) -> tuple[str, 
         print("snworker: note: 'request INSTANCE CLIENT_ID PATH' is deprecated; use "
               f"'request PATH' with --instance/--client-id or ${ENV_INSTANCE}/${ENV_CLIENT_ID}",
               file=sys.stderr)
+    if environ.get(ENV_AGENT):
+        return instance or None, client_id or None, path
     if not instance:
         raise UsageError(f"no instance: give --instance or set {ENV_INSTANCE}")
     if not client_id:
@@ -209,11 +218,33 @@ def _output(name: str | None) -> str | None:
     return name
 
 
-def _seconds(text: str) -> float:
+def seconds(text: str) -> float:
+    """A positive number of seconds, as an argument type."""
     try:
         value = float(text)
     except ValueError:
         value = -1.0
     if not 0 < value < float("inf"):
         raise argparse.ArgumentTypeError(f"not a positive number of seconds: {text!r}")
+    return value
+
+
+_DURATION_PART = re.compile(r"(\d+(?:\.\d+)?)([hms])")
+_UNIT_SECONDS = {"h": 3600.0, "m": 60.0, "s": 1.0}
+
+
+def duration(text: str) -> float:
+    """`8h`, `30m`, `90s`, `1h30m` or plain seconds, as an argument type; in seconds."""
+    compact = text.strip().lower()
+    if compact and not _DURATION_PART.sub("", compact):
+        value = sum(float(number) * _UNIT_SECONDS[unit]
+                    for number, unit in _DURATION_PART.findall(compact))
+    else:
+        try:
+            value = float(compact)
+        except ValueError:
+            value = -1.0
+    if not 0 < value < float("inf"):
+        raise argparse.ArgumentTypeError(
+            f"not a positive duration (such as 8h, 30m, 90s, or seconds): {text!r}")
     return value

@@ -1,24 +1,32 @@
 """Carrying out a `RequestPlan`: connect, send, follow the pages, write what came back.
 
-Bodies are bytes from end to end. A JSON body is shown pretty-printed on stdout; any other body,
-and every body written with -o, goes out as the bytes the instance sent, never decoded.
+The connection is the agent's that SNWORKER_AGENT names when it serves the instance asked for
+(no consent then), else a worker of the command's own. Bodies are bytes from end to end: a JSON
+body is shown pretty-printed on stdout; any other body, and every body written with -o, goes
+out as the bytes the instance sent, never decoded.
 """
 
 from __future__ import annotations
 
+import contextlib
 import http
 import json
+import logging
+import os
 import re
 import sys
-from collections.abc import Mapping
+from collections.abc import Iterator, Mapping
 from typing import Any, BinaryIO
 from urllib.parse import urljoin, urlsplit
 
 import snworker
+from snworker import agent as agents
 from snworker import checks
-from snworker.cli_arguments import RequestPlan, UsageError
+from snworker.cli_arguments import ENV_CLIENT_ID, ENV_INSTANCE, RequestPlan, UsageError
 from snworker.connection import ApiResponse, ServiceNowConnection
 from snworker.table import link_targets
+
+logger = logging.getLogger("snworker.cli")
 
 _DEFAULT_PORTS = {"http": 80, "https": 443}
 # Characters that would act on a terminal rather than show on it.
@@ -65,9 +73,9 @@ def run_request(plan: RequestPlan) -> int:
     """Connect, send, and write the answer; raises the library's errors, and PagingError."""
     output = Output(plan.output)
     try:
-        with snworker.connect(plan.instance, plan.client_id, redirect_uri=plan.redirect_uri,
-                              authorization_timeout=plan.authorization_timeout,
-                              request_timeout=plan.request_timeout) as conn:
+        with stdout_kept_from_browsers():
+            conn = _connection(plan)
+        with conn:
             if plan.every_page:
                 _every_page(conn, plan, output)
             else:
@@ -78,6 +86,63 @@ def run_request(plan: RequestPlan) -> int:
     finally:
         output.close()
     return 0
+
+
+def _connection(plan: RequestPlan) -> ServiceNowConnection:
+    """The agent's connection when it serves this instance, else one through a worker."""
+    if plan.agent is not None:
+        conn = _attach(plan.agent, plan)
+        if conn is not None:
+            return conn
+    if plan.instance is None:
+        raise UsageError(f"no instance: give --instance or set {ENV_INSTANCE}")
+    if plan.client_id is None:
+        raise UsageError(f"no client id: give --client-id or set {ENV_CLIENT_ID}")
+    return snworker.connect(plan.instance, plan.client_id, redirect_uri=plan.redirect_uri,
+                            authorization_timeout=plan.authorization_timeout,
+                            request_timeout=plan.request_timeout)
+
+
+def _attach(address: str, plan: RequestPlan) -> ServiceNowConnection | None:
+    """A connection served by the agent at `address`; None when it cannot serve this one."""
+    try:
+        status = agents.control(address, "status")
+        serves = (status.get("instance"), status.get("client_id"))
+        if (plan.instance or serves[0], plan.client_id or serves[1]) != serves:
+            logger.info("snworker: the agent at %s serves %s (client id %s), not what this "
+                        "request names; using a worker of its own", address, *serves)
+            return None
+        return agents.attach(address, authorization_timeout=plan.authorization_timeout,
+                             request_timeout=plan.request_timeout)
+    except (snworker.WorkerError, snworker.RequestTimeoutError, OSError, ValueError) as exc:
+        if plan.instance is None or plan.client_id is None:
+            raise snworker.WorkerStartError(
+                f"{exc}; give --instance and --client-id to use a worker of its own") from None
+        print(f"snworker: {exc}; using a worker of its own", file=sys.stderr, flush=True)
+        return None
+
+
+@contextlib.contextmanager
+def stdout_kept_from_browsers() -> Iterator[None]:
+    """Point file descriptor 1 at stderr while a consent may start a browser.
+
+    A browser started now inherits it and may outlive this command; were it stdout, the
+    reader of `$(snworker ...)` or `snworker ... | jq` would wait for the browser to close.
+    """
+    sys.stdout.flush()
+    try:
+        kept = os.dup(1)
+    except OSError:  # no stdout: nothing to keep
+        yield
+        return
+    try:
+        with contextlib.suppress(OSError):  # no stderr: stdout it stays
+            os.dup2(2, 1)
+        yield
+    finally:
+        sys.stdout.flush()
+        os.dup2(kept, 1)
+        os.close(kept)
 
 
 def _one(conn: ServiceNowConnection, plan: RequestPlan, output: Output) -> None:

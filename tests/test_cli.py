@@ -10,6 +10,7 @@ import json
 import os
 import pty
 import selectors
+import signal
 import subprocess
 import sys
 import threading
@@ -230,6 +231,28 @@ def test_old_positional_form_still_works(stub: Stub, env: dict[str, str]) -> Non
     assert run.status == 0, run.stderr
     assert len(run.json["result"]) == 1
     assert "deprecated" in run.stderr
+
+
+def test_a_browser_left_open_does_not_hold_stdout(stub: Stub, tmp_path: Path) -> None:
+    # The browser started for the consent (here, a child it leaves for 30 s) must not inherit
+    # stdout: `snworker request ... | jq` would wait for it to close.
+    lingering = tmp_path / "browser.pid"
+    env = environment(stub.url, stub.client_id, stub.redirect_uri)
+    env["BROWSER"] = (f"sh -c 'sleep 30 & echo $! > {lingering}; "
+                      f"exec {sys.executable} -m snworker.testing.browser approve \"$0\"' %s")
+    began = time.monotonic()
+    with open(tmp_path / "stderr", "w") as stderr:  # a file: the browser's child holds it
+        try:
+            done = subprocess.run([sys.executable, "-m", "snworker", "request",
+                                   "/api/now/table/incident", "-p", "sysparm_limit=1"],
+                                  env=env, stdout=subprocess.PIPE, stderr=stderr,
+                                  timeout=TIMEOUT + 30)
+        finally:
+            if lingering.exists():
+                os.kill(int(lingering.read_text()), signal.SIGTERM)
+    assert done.returncode == 0
+    assert time.monotonic() - began < 25
+    assert len(json.loads(done.stdout)["result"]) == 1
 
 
 def test_version(env: dict[str, str]) -> None:

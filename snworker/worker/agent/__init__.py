@@ -193,7 +193,7 @@ class AgentWorker(Worker):
         """`status`, or `stop`."""
         if message.command == "status":
             peer.send(Result(message.id, 200, (("Content-Type", "application/json"),),
-                             json.dumps(self.status()).encode()))
+                             json.dumps(self.status(peer)).encode()))
         elif message.command == "stop":
             peer.send(Result(message.id, 200, (), None))
             self.stop("asked to")
@@ -201,10 +201,11 @@ class AgentWorker(Worker):
             self._reply_failure(peer, message.id, InvalidRequest(
                 f"unknown agent command {message.command!r}"))
 
-    def status(self) -> dict[str, Any]:
-        """What `snworker agent status` shows."""
+    def status(self, asking: Peer) -> dict[str, Any]:
+        """What `snworker agent status` shows; the connection that asks is no client."""
         tokens = self._tokens
         settings = self._settings
+        clients = [peer for peer in self.clients() if peer is not asking]
         return {
             "pid": os.getpid(),
             "address": self._listener.address,
@@ -213,9 +214,9 @@ class AgentWorker(Worker):
             "user": self._user,
             "granted": bool(tokens and tokens.granted),
             "token_expires_in": round(tokens.expires_in() or 0.0) if tokens else None,
-            "clients": len(self.clients()),
+            "clients": len(clients),
             "idle_timeout": self._idle,
-            "idle_left": None if self.clients() else
+            "idle_left": None if clients else
             round(max(0.0, self._idle - (time.monotonic() - self._idle_since))),
             "hardening": dict(self._hardening),
         }
