@@ -198,8 +198,9 @@ def app(url: str, limit: int, browser: bool) -> int:
                                 open_browser=_your_browser if browser else _stand_in,
                                 authorization_timeout=600 if browser else 30)
     _more(f"connected; the tokens are in worker process {conn.worker_pid}, not in the app")
-    user = conn.current_user or {}
-    _say(2, "current_user", f"{user.get('name')} ({user.get('user_name')})")
+    user = conn.current_user
+    _say(2, "current_user", f"{user['name']} ({user['user_name']})" if user else
+         "None: this user may not read sys_user")
 
     resp = conn.execute_api_request("/api/now/table/incident", params={
         "sysparm_limit": limit, "sysparm_fields": "number,short_description",
