@@ -84,6 +84,7 @@ class Peer:
         self._cancelled: dict[int, threading.Event] = {}
         self.closed = threading.Event()
         self.disconnecting = threading.Event()
+        self.attached = False  # it asked to use the connection (a Connect), not just a command
 
     def start(self) -> None:
         """Start reading."""

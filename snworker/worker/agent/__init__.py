@@ -139,13 +139,15 @@ class AgentWorker(Worker):
                 peer.send(message)
 
     def clients(self) -> list[Peer]:
-        """The attached clients (the process that started the agent is not one)."""
-        return [peer for peer in self.peers() if peer.name != "starter"]
+        """The attached clients: not the process that started the agent, nor one that only
+        asked for its status (which must not keep an idle agent alive)."""
+        return [peer for peer in self.peers() if peer.attached and peer.name != "starter"]
 
     # --- what peers ask ----------------------------------------------------------------------
 
     def connect(self, peer: Peer, message: Connect) -> None:
         """Attach `peer` to the grant there is, or run one consent for everyone waiting."""
+        peer.attached = True
         settings = self._settings
         if settings is not None and message.instance_url and (
                 message.instance_url, message.client_id) != (settings.instance_url,
@@ -193,7 +195,7 @@ class AgentWorker(Worker):
         """`status`, or `stop`."""
         if message.command == "status":
             peer.send(Result(message.id, 200, (("Content-Type", "application/json"),),
-                             json.dumps(self.status(peer)).encode()))
+                             json.dumps(self.status()).encode()))
         elif message.command == "stop":
             peer.send(Result(message.id, 200, (), None))
             self.stop("asked to")
@@ -201,11 +203,11 @@ class AgentWorker(Worker):
             self._reply_failure(peer, message.id, InvalidRequest(
                 f"unknown agent command {message.command!r}"))
 
-    def status(self, asking: Peer) -> dict[str, Any]:
-        """What `snworker agent status` shows; the connection that asks is no client."""
+    def status(self) -> dict[str, Any]:
+        """What `snworker agent status` shows."""
         tokens = self._tokens
         settings = self._settings
-        clients = [peer for peer in self.clients() if peer is not asking]
+        clients = self.clients()
         return {
             "pid": os.getpid(),
             "address": self._listener.address,
