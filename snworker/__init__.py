@@ -11,7 +11,6 @@ if _typing.TYPE_CHECKING:
     from snworker import entities
     from snworker.agent import attach
     from snworker.connection import (
-        ApiResponse,
         ServiceNowConnection,
         WorkerHardening,
         connect,
@@ -30,6 +29,7 @@ if _typing.TYPE_CHECKING:
     )
     from snworker.logs import enable_logging
     from snworker.policy import RetryPolicy
+    from snworker.response import ApiResponse
     from snworker.spawn import freeze_support, set_worker_executable
 
 __version__ = "0.1.0"
@@ -59,7 +59,7 @@ __all__ = [
 
 _HOMES = {
     "ApiRequestError": "snworker.errors",
-    "ApiResponse": "snworker.connection",
+    "ApiResponse": "snworker.response",
     "AuthTokenExpiredError": "snworker.errors",
     "AuthorizationError": "snworker.errors",
     "ConnectionClosedError": "snworker.errors",

@@ -23,8 +23,8 @@ from snworker import agent as agents
 from snworker.channel import Channel
 from snworker.cli_arguments import ENV_AGENT, ENV_REDIRECT_URI, duration, seconds
 from snworker.cli_request import stdout_kept_from_browsers
-from snworker.connection import DEFAULT_REDIRECT_URI, normalize_instance_url
 from snworker.messages import Cancel
+from snworker.settings import DEFAULT_REDIRECT_URI, normalize_instance_url
 
 # An agent revokes its grant (5 s at most) before it exits.
 STOP_TIMEOUT = 15.0

@@ -18,7 +18,7 @@ from dataclasses import dataclass
 
 from snworker import checks
 from snworker.agent import ENVIRONMENT
-from snworker.connection import DEFAULT_REDIRECT_URI, normalize_instance_url
+from snworker.settings import DEFAULT_REDIRECT_URI, normalize_instance_url
 
 ENV_AGENT = ENVIRONMENT
 ENV_INSTANCE = "SNWORKER_INSTANCE"

@@ -23,7 +23,8 @@ import snworker
 from snworker import agent as agents
 from snworker import checks
 from snworker.cli_arguments import ENV_CLIENT_ID, ENV_INSTANCE, RequestPlan, UsageError
-from snworker.connection import ApiResponse, ServiceNowConnection
+from snworker.connection import ServiceNowConnection
+from snworker.response import ApiResponse
 from snworker.table import link_targets
 
 logger = logging.getLogger("snworker.cli")

@@ -3,22 +3,18 @@
 from __future__ import annotations
 
 import atexit
-import ipaddress
 import json
 import logging
-import math
 import os
 import sys
 import threading
-import urllib.request
 import weakref
 import webbrowser
 from collections.abc import Callable, Iterable, Mapping, Sequence
 from concurrent.futures import Future
 from dataclasses import dataclass, replace
 from types import TracebackType
-from typing import Any, Generic, TypeVar, overload
-from urllib.parse import urlsplit
+from typing import Any, TypeVar, overload
 
 from snworker.channel import Channel
 from snworker.entities.Core import CurrentUser
@@ -34,13 +30,13 @@ from snworker.errors import (
 )
 from snworker.messages import Connect, Connected, Disconnect, Error, Pairs, Request, Result
 from snworker.policy import RetryPolicy
+from snworker.response import ApiResponse
+from snworker.settings import DEFAULT_REDIRECT_URI, connect_settings, seconds
 
 T = TypeVar("T")
 
 logger = logging.getLogger("snworker")
 
-DEFAULT_REDIRECT_URI = "http://127.0.0.1:8765/callback"
-LOOPBACK_HOSTS = frozenset({"localhost", "127.0.0.1", "::1"})
 # Beyond `authorization_timeout`, connect() allows this long for start-up, the code exchange and
 # reading the current user.
 _CONNECT_GRACE = 30.0
@@ -48,60 +44,6 @@ _CONNECT_GRACE = 30.0
 # instance was slow.
 _DEADLINE_GRACE = 0.25
 _DISCONNECT_TIMEOUT = 5.0
-
-
-class ApiResponse(Generic[T]):
-    """The instance's answer: status, headers, raw content, and `data` parsed on first use."""
-
-    __slots__ = ("_data", "_header_pairs", "_headers", "content", "status")
-
-    def __init__(self, status: int, header_pairs: Pairs, content: bytes) -> None:
-        self.status = status
-        self.content = content
-        self._header_pairs = header_pairs
-        self._headers: Mapping[str, str] | None = None
-        self._data: Any = _UNPARSED
-
-    @property
-    def headers(self) -> Mapping[str, str]:
-        """Response headers, case-insensitive."""
-        if self._headers is None:
-            from requests.structures import CaseInsensitiveDict
-
-            self._headers = CaseInsensitiveDict(self._header_pairs)
-        return self._headers
-
-    @property
-    def data(self) -> T:
-        """The `result` of a ServiceNow envelope, else the parsed JSON, else None."""
-        if self._data is _UNPARSED:
-            self._data = _parse_body(self.content)
-        return self._data  # type: ignore[no-any-return]
-
-    def json(self) -> Any:
-        """The whole parsed JSON body (envelope included); None when the body is not JSON."""
-        try:
-            return json.loads(self.content) if self.content else None
-        except ValueError:
-            return None
-
-    def __repr__(self) -> str:
-        return f"<ApiResponse [{self.status}] {len(self.content)} bytes>"
-
-
-_UNPARSED: Any = object()
-
-
-def _parse_body(content: bytes) -> Any:
-    if not content:
-        return None
-    try:
-        parsed = json.loads(content)
-    except ValueError:
-        return None
-    if isinstance(parsed, dict) and "result" in parsed:
-        return parsed["result"]
-    return parsed
 
 
 @dataclass(frozen=True, slots=True)
@@ -238,7 +180,7 @@ class ServiceNowConnection:
         if self._expired is not None:
             self._seen.generation = self._generation
             raise AuthTokenExpiredError(str(self._expired))
-        deadline = self._request_timeout if timeout is None else _seconds(timeout, "timeout")
+        deadline = self._request_timeout if timeout is None else seconds(timeout, "timeout")
         channel = self._channel
         request = Request(
             channel.next_id(),
@@ -297,7 +239,7 @@ class ServiceNowConnection:
                 flight = self._reconnecting = Future()
         settings = self._settings
         timeout = settings.authorization_timeout if authorization_timeout is None else \
-            _seconds(authorization_timeout, "authorization_timeout")
+            seconds(authorization_timeout, "authorization_timeout")
         if not leader:
             flight.result(timeout + settings.request_timeout + _CONNECT_GRACE)
             return
@@ -413,43 +355,9 @@ def connect(
                             address)
     channel = Channel.start(_browser_runner(opener))
     message = replace(settings, id=channel.next_id())
-    try:
-        answer = _authorize(channel, message)
-    except ServiceNowError:
-        _stop_worker(channel)
-        raise
-    except BaseException:  # KeyboardInterrupt included: never leave a worker behind
-        channel.close(0.5)
-        raise
-    conn = ServiceNowConnection(channel, message, answer)
+    conn = ServiceNowConnection(channel, message, authorize_new(channel, message))
     _open_connections.add(conn)
     return conn
-
-
-def connect_settings(
-    instance: str, client_id: str, *, redirect_uri: str | Sequence[str] = DEFAULT_REDIRECT_URI,
-    scopes: Iterable[str] = (), authorization_timeout: float = 300.0,
-    request_timeout: float = 30.0, retry: RetryPolicy | None = None,
-    ca_bundle: str | os.PathLike[str] | None = None, proxy: str | None = None,
-) -> Connect:
-    """connect()'s arguments, checked, as the Connect message (its id still 0)."""
-    instance_url = normalize_instance_url(instance)
-    redirect_uris = _redirect_uris(redirect_uri)
-    if not isinstance(client_id, str) or not client_id or not client_id.isprintable():
-        raise InvalidRequestError("client_id must be a non-empty printable string")
-    scope_list = (scopes,) if isinstance(scopes, str) else tuple(scopes)
-    if not all(isinstance(s, str) and s and s.isprintable() and " " not in s for s in scope_list):
-        raise InvalidRequestError("scopes must be non-empty strings without spaces")
-    auth_timeout = _seconds(authorization_timeout, "authorization_timeout")
-    req_timeout = _seconds(request_timeout, "request_timeout")
-    policy = retry if retry is not None else RetryPolicy()
-    if not isinstance(policy, RetryPolicy):
-        raise InvalidRequestError("retry must be a snworker.RetryPolicy")
-    return Connect(
-        0, instance_url, client_id, redirect_uris, scope_list, auth_timeout, req_timeout,
-        policy.to_wire(), logging.getLogger("snworker").getEffectiveLevel(),
-        _proxy_for(instance_url, proxy), _ca_bundle(ca_bundle),
-    )
 
 
 def open_connection(channel: Channel, message: Connect) -> ServiceNowConnection:
@@ -462,6 +370,18 @@ def open_connection(channel: Channel, message: Connect) -> ServiceNowConnection:
     conn = ServiceNowConnection(channel, message, answer)
     _open_connections.add(conn)
     return conn
+
+
+def authorize_new(channel: Channel, message: Connect) -> Connected:
+    """The first consent of a worker just started; the worker is stopped if it fails."""
+    try:
+        return _authorize(channel, message)
+    except ServiceNowError:
+        _stop_worker(channel)
+        raise
+    except BaseException:  # KeyboardInterrupt included: never leave a worker behind
+        channel.close(0.5)
+        raise
 
 
 def _authorize(channel: Channel, message: Connect) -> Connected:
@@ -496,112 +416,6 @@ def _stop_worker(channel: Channel) -> None:
     except (ServiceNowError, OSError, ValueError):
         pass
     channel.close(1.0)
-
-
-def normalize_instance_url(instance: str) -> str:
-    """"dev12345" or "https://dev12345.service-now.com/" -> "https://dev12345.service-now.com"."""
-    if not isinstance(instance, str) or not instance.strip():
-        raise InvalidRequestError("instance must be an instance name or an https URL")
-    text = instance.strip()
-    if "://" not in text:
-        if not all(c.isalnum() or c == "-" for c in text):
-            raise InvalidRequestError(f"not an instance name: {text!r}")
-        return f"https://{text.lower()}.service-now.com"
-    parts = urlsplit(text)
-    host = parts.hostname or ""
-    if parts.path not in ("", "/") or parts.query or parts.fragment or parts.username:
-        raise InvalidRequestError(
-            f"the instance URL must be an origin only (scheme, host, port): {text!r}"
-        )
-    if parts.scheme == "https" and host:
-        pass
-    elif parts.scheme == "http" and _is_loopback(host):
-        pass  # a local stub; never a real instance
-    else:
-        raise InvalidRequestError(f"the instance URL must use https: {text!r}")
-    try:
-        port = parts.port
-    except ValueError:
-        raise InvalidRequestError(f"bad port in the instance URL: {text!r}") from None
-    netloc = f"[{host}]" if ":" in host else host
-    return f"{parts.scheme}://{netloc}" + (f":{port}" if port is not None else "")
-
-
-def _redirect_uris(given: str | Sequence[str]) -> tuple[str, ...]:
-    uris = (given,) if isinstance(given, str) else tuple(given)
-    if not uris:
-        raise InvalidRequestError("redirect_uri must name at least one loopback URL")
-    for uri in uris:
-        _check_redirect_uri(uri)
-    return uris
-
-
-def _check_redirect_uri(uri: str) -> None:
-    if not isinstance(uri, str):
-        raise InvalidRequestError("redirect_uri must be a string or a list of strings")
-    parts = urlsplit(uri)
-    try:
-        port = parts.port
-    except ValueError:
-        port = -1
-    if (parts.scheme != "http" or parts.hostname not in ("127.0.0.1", "localhost")
-            or port is None or port < 0 or parts.query or parts.fragment):
-        raise InvalidRequestError(
-            "redirect_uri must be a loopback URL with a port, like "
-            f"'http://127.0.0.1:8765/callback' (port 0: any free port); got {uri!r}"
-        )
-
-
-def _ca_bundle(path: str | os.PathLike[str] | None) -> str | None:
-    if path is None:
-        return None
-    bundle = os.path.abspath(os.fspath(path))
-    if not os.path.isfile(bundle):
-        raise InvalidRequestError(f"ca_bundle is not a file: {bundle!r}")
-    return bundle
-
-
-def _proxy_for(instance_url: str, proxy: str | None) -> str | None:
-    """The proxy for the instance: the argument, else HTTPS_PROXY unless NO_PROXY says no."""
-    host = urlsplit(instance_url).hostname or ""
-    if _is_loopback(host):
-        return None
-    if proxy is None:
-        environment = urllib.request.getproxies_environment()
-        proxy = environment.get("https")
-        if proxy is None or _bypassed(host, environment.get("no", "")):
-            return None
-    parts = urlsplit(proxy if "://" in proxy else f"http://{proxy}")
-    if parts.scheme not in ("http", "https") or not parts.hostname:
-        raise InvalidRequestError(f"proxy must be an http:// or https:// URL, not {proxy!r}")
-    return parts.geturl()
-
-
-def _bypassed(host: str, no_proxy: str) -> bool:
-    """True when NO_PROXY (comma-separated hosts, domain suffixes or *) names `host`."""
-    host = host.lower().rstrip(".")
-    for entry in no_proxy.split(","):
-        name = entry.strip().lower().split(":")[0].rstrip(".")
-        if name == "*" or (name and (host == name.lstrip(".") or host.endswith(
-                "." + name.lstrip(".")))):
-            return True
-    return False
-
-
-def _is_loopback(host: str) -> bool:
-    if host in LOOPBACK_HOSTS:
-        return True
-    try:
-        return ipaddress.ip_address(host).is_loopback
-    except ValueError:
-        return False
-
-
-def _seconds(value: float, name: str) -> float:
-    if isinstance(value, bool) or not isinstance(value, int | float) or not math.isfinite(value) \
-            or value <= 0:
-        raise InvalidRequestError(f"{name} must be a positive number of seconds")
-    return float(value)
 
 
 def _bad_method(method: object) -> str:

@@ -79,7 +79,7 @@ def test_retry_policy_is_plain_data_that_crosses():
     ("http://localhost:1", "http://localhost:1"),
 ])
 def test_instance_urls_are_normalized(instance, expected):
-    from snworker.connection import normalize_instance_url
+    from snworker.settings import normalize_instance_url
 
     assert normalize_instance_url(instance) == expected
 

@@ -18,7 +18,7 @@ from urllib.parse import urlsplit, urlunsplit
 import pytest
 
 import snworker
-from snworker.connection import _proxy_for
+from snworker.settings import proxy_for as _proxy_for
 from snworker.testing import StubServiceNow, approve
 from tests.relays import ConnectProxy, Relay, make_certificates, server_context
 

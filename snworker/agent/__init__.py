@@ -24,20 +24,17 @@ from typing import Any
 
 from snworker.channel import Channel
 from snworker.connection import (
-    DEFAULT_REDIRECT_URI,
     ServiceNowConnection,
-    _authorize,
     _browser_runner,
     _open_system_browser,
-    _seconds,
-    _stop_worker,
-    connect_settings,
+    authorize_new,
     open_connection,
 )
 from snworker.errors import ServiceNowError, WorkerError, WorkerStartError
 from snworker.messages import Connect, Control, Result
 from snworker.pipes import IoMode, Pipe
 from snworker.policy import RetryPolicy
+from snworker.settings import DEFAULT_REDIRECT_URI, connect_settings, seconds
 
 ENVIRONMENT = "SNWORKER_AGENT"
 DEFAULT_IDLE = 8 * 3600.0
@@ -91,19 +88,11 @@ def start(
                                 request_timeout=request_timeout, retry=retry,
                                 ca_bundle=ca_bundle, proxy=proxy)
     where = address or default_address(settings.instance_url, settings.client_id)
-    idle_seconds = _seconds(idle, "idle")
+    idle_seconds = seconds(idle, "idle")
     opener = open_browser if open_browser is not None else _open_system_browser
     channel = Channel.start(_browser_runner(opener), AGENT_IO,
                             {"address": where, "idle": idle_seconds, "foreground": foreground})
-    message = replace(settings, id=channel.next_id())
-    try:
-        answer = _authorize(channel, message)
-    except ServiceNowError:
-        _stop_worker(channel)
-        raise
-    except BaseException:
-        channel.close(0.5)
-        raise
+    answer = authorize_new(channel, replace(settings, id=channel.next_id()))
     return AgentInfo(where, answer.pid), channel
 
 
@@ -129,8 +118,8 @@ def attach(
     channel = Channel.over(open_agent(address), _browser_runner(opener), AGENT_IO)
     # An attach names no instance: the agent's own settings apply to any consent it runs.
     message = Connect(channel.next_id(), "", "", (), (),
-                      _seconds(authorization_timeout, "authorization_timeout"),
-                      _seconds(request_timeout, "request_timeout"), RetryPolicy().to_wire(), 0)
+                      seconds(authorization_timeout, "authorization_timeout"),
+                      seconds(request_timeout, "request_timeout"), RetryPolicy().to_wire(), 0)
     return open_connection(channel, message)
 
 

@@ -20,6 +20,7 @@ from __future__ import annotations
 import importlib.util
 import json
 import os
+import subprocess
 import sys
 import threading
 from dataclasses import dataclass
@@ -85,6 +86,31 @@ class WorkerProcess(Protocol):
     def close(self) -> None:
         """Release the descriptors and handles kept for it."""
         ...
+
+
+class StartedProcess:
+    """What both OS modules' workers share: a `subprocess.Popen` to wait on."""
+
+    def __init__(self, popen: subprocess.Popen[bytes]) -> None:
+        self._popen = popen
+
+    @property
+    def pid(self) -> int:
+        """The started process's id."""
+        return self._popen.pid
+
+    @property
+    def exitcode(self) -> int | None:
+        """The exit status, or None while it runs."""
+        return self._popen.poll()
+
+    def join(self, timeout: float) -> bool:
+        """Wait up to `timeout` seconds; True once it has exited."""
+        try:
+            self._popen.wait(max(timeout, 0.0))
+        except subprocess.TimeoutExpired:
+            return False
+        return True
 
 
 @dataclass(frozen=True, slots=True)

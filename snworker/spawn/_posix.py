@@ -25,42 +25,25 @@ import multiprocess.connection
 from snworker.messages import describe_status
 from snworker.pipes.conn import ConnPipe
 from snworker.pipes.fd import FdPipe
+from snworker.spawn import StartedProcess
 
 if TYPE_CHECKING:
     from snworker.pipes import Pipe
     from snworker.spawn import Launch
 
 
-class PosixWorker:
+class PosixWorker(StartedProcess):
     """The started worker process."""
 
     def __init__(self, popen: subprocess.Popen[bytes], sentinel: int, death: int) -> None:
-        self._popen = popen
+        super().__init__(popen)
         self._sentinel = sentinel
         self._death = death
-
-    @property
-    def pid(self) -> int:
-        """The started process's id."""
-        return self._popen.pid
 
     @property
     def sentinel(self) -> int:
         """Readable (EOF) once the worker has exited."""
         return self._sentinel
-
-    @property
-    def exitcode(self) -> int | None:
-        """The exit status, or None while it runs."""
-        return self._popen.poll()
-
-    def join(self, timeout: float) -> bool:
-        """Wait up to `timeout` seconds; True once it has exited."""
-        try:
-            self._popen.wait(max(timeout, 0.0))
-        except subprocess.TimeoutExpired:
-            return False
-        return True
 
     def terminate(self) -> None:
         """SIGTERM (the supervisor passes it on to the worker)."""

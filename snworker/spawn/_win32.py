@@ -27,6 +27,7 @@ import multiprocess.connection
 
 from snworker.messages import describe_status
 from snworker.pipes.conn import ConnPipe
+from snworker.spawn import StartedProcess
 
 if TYPE_CHECKING:
     from snworker.pipes import Pipe
@@ -85,36 +86,18 @@ class _ExtendedLimits(ctypes.Structure):
 _kernel32 = ctypes.WinDLL("kernel32", use_last_error=True)
 
 
-class WindowsWorker:
+class WindowsWorker(StartedProcess):
     """The started worker process, held in a kill-on-close job."""
 
     def __init__(self, popen: subprocess.Popen[bytes], handle: int, job: int | None) -> None:
-        self._popen = popen
+        super().__init__(popen)
         self._handle = handle
         self._job = job
-
-    @property
-    def pid(self) -> int:
-        """The worker's process id."""
-        return self._popen.pid
 
     @property
     def sentinel(self) -> int:
         """The process handle: signalled when the worker exits."""
         return self._handle
-
-    @property
-    def exitcode(self) -> int | None:
-        """The exit status, or None while it runs."""
-        return self._popen.poll()
-
-    def join(self, timeout: float) -> bool:
-        """Wait up to `timeout` seconds; True once it has exited."""
-        try:
-            self._popen.wait(max(timeout, 0.0))
-        except subprocess.TimeoutExpired:
-            return False
-        return True
 
     def terminate(self) -> None:
         """TerminateProcess."""
