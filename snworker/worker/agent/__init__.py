@@ -25,7 +25,7 @@ import time
 from collections.abc import Callable
 from typing import Any, Protocol
 
-from snworker.messages import Connect, Control, Disconnect, FromWorker, Result
+from snworker.messages import Connect, Control, Disconnect, FromWorker, Request, Result
 from snworker.pipes import Pipe
 from snworker.worker.failures import Failure, InvalidRequest
 from snworker.worker.harden import Report
@@ -174,6 +174,11 @@ class AgentWorker(Worker):
                 message.id, settings.instance_url, settings.client_id, settings.redirect_uris,
                 settings.scopes, settings.authorization_timeout, settings.request_timeout,
                 settings.policy, settings.log_level, settings.proxy, settings.ca_bundle))
+
+    def carry_out(self, peer: Peer, request: Request, cancelled: threading.Event) -> None:
+        """A peer that sends requests uses the connection: it counts as a client."""
+        peer.attached = True
+        super().carry_out(peer, request, cancelled)
 
     def _finish_consent(self, peer: Peer, message: Connect, failure: Failure | None) -> None:
         # Whoever asked while this consent ran gets its outcome; later askers start afresh.
