@@ -135,8 +135,14 @@ class Redactor:
 
     def pairs(self, pairs: tuple[tuple[str, str], ...]) -> tuple[tuple[str, str], ...]:
         """Header pairs with every secret replaced in names and values."""
-        out = tuple((self.header(n), self.header(v)) for n, v in pairs)
-        return pairs if all(a == b for a, b in zip(out, pairs, strict=True)) else out
+        if not pairs:
+            return pairs
+        # One scan of them all, joined by a byte no secret and no encoding of one contains;
+        # only when it finds something is each name and value redacted on its own.
+        joined = "\n".join(f"{n}\n{v}" for n, v in pairs).encode("latin-1", "replace")
+        if self._bytes(joined, self._snapshot) is joined:
+            return pairs
+        return tuple((self.header(n), self.header(v)) for n, v in pairs)
 
     def _bytes(self, data: bytes, snapshot: _Snapshot) -> bytes:
         spans: list[tuple[int, int]] = []
