@@ -391,12 +391,26 @@ def stub_threads() -> set[threading.Thread]:
     return {t for t in threading.enumerate() if t.name.startswith("waitress-")}
 
 
+def wait_until_handlers_idle(stub: StubServiceNow) -> None:
+    """Wait for every handler thread to be back waiting for work.
+
+    A client can read its response a moment before the thread that wrote it is counted idle
+    again; a request sent in that moment rightly finds no idle thread and starts another.
+    """
+    dispatcher = stub._server._server.task_dispatcher  # type: ignore[union-attr]
+    deadline = time.monotonic() + 5
+    while dispatcher.active_count and time.monotonic() < deadline:
+        time.sleep(0.001)
+    assert dispatcher.active_count == 0
+
+
 def test_handler_threads_start_only_as_requests_need_them() -> None:
     before = stub_threads()
     with StubServiceNow() as sn:
         assert stub_threads() == before
         for _ in range(5):
             assert get(sn).status_code == 401
+            wait_until_handlers_idle(sn)
         started = stub_threads() - before
         assert len(started) == 1
     assert not any(t.is_alive() for t in started)
