@@ -30,6 +30,10 @@ Sections (module `benchmarks.sections`):
 7. redaction (`benchmarks.redaction`, run before 5 and 6): `Redactor.body` in this process on
    the small and the 1 MB bodies, with a connected worker's secrets, interleaved with snworker
    GETs of the same body; its cost as a share of that GET.
+8. agent (`benchmarks.agent`): a client of a shared agent against a worker of its own.
+9. stub (`benchmarks.stub`): the stub's own speed, in this process. A list of 1,000 records
+   against the same bytes downloaded as an attachment; a fresh stub per test (start, one
+   request, stop) against a shared stub reset between tests.
 
 The reference authorizes itself with its own code flow (`benchmarks.baseline`). Everything runs
 on 127.0.0.1, bounded in count and time, and every process started here is stopped on the way

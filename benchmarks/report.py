@@ -235,6 +235,16 @@ def rows(results: Results) -> list[Row]:
         add(f"  {clients['processes']} clients x {clients['threads_per_process']} threads: req/s",
             f"{clients['reference_ops_per_s']:.0f}", f"{clients['agent_ops_per_s']:.0f}",
             f"{clients['throughput_ratio']:.2f}")
+
+    stub = sections.get("stub")
+    if stub is not None:
+        listed = stub["list_1000"]
+        add(f"9 stub: list {listed['records']} records ({listed['body_bytes']} B)§",
+            f"download {_ms(listed['reference'])}", f"list {_ms(listed['snworker'])}",
+            f"{listed['latency_ratio']:.2f}")
+        fresh = stub["fresh_per_test"]
+        add("  stub per test: fresh vs shared§", f"reset {_ms(fresh['reference'])}",
+            f"start+stop {_ms(fresh['snworker'])}", f"{fresh['latency_ratio']:.2f}")
     return table
 
 
@@ -295,6 +305,13 @@ def render(results: Results) -> str:
             " random draws of them in turn; draws: median µs of the best and the worst draw;"
             f" A: snworker GET of that body ({redaction['framing']}), interleaved;"
             " ratio: redaction as % of the GET"
+        )
+    if sections.get("stub") is not None:
+        lines.append(
+            "§ stub: in this process, both sides one request to a stub of its own; list: the"
+            " Table API listing every column of 1,000 incidents, against the same bytes"
+            " downloaded as an attachment of that stub; per test: a stub started, asked once"
+            " and stopped, against one shared stub reset and asked once"
         )
     legend = [textwrap.fill(text, width=max(100, len(rule)), subsequent_indent="    ")
               for text in lines]

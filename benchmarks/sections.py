@@ -69,6 +69,9 @@ class Scale:
     # snworker GETs of that body.
     redact_per_block: dict[str, int] = field(default_factory=dict)
     redact_get_per_block: dict[str, int] = field(default_factory=dict)
+    # Section 9: lists of 1,000 records, and stubs started and stopped, per block and side.
+    stub_list_per_block: int = 2
+    stub_starts_per_block: int = 10
 
 
 FULL = Scale(
@@ -81,6 +84,8 @@ FULL = Scale(
     storm_rounds=8,
     redact_per_block={"small": 2000, "1MB": 16},
     redact_get_per_block={"small": 100, "1MB": 4},
+    stub_list_per_block=10,
+    stub_starts_per_block=50,
 )
 QUICK = Scale(
     blocks=4,

@@ -15,7 +15,7 @@ import pytest
 
 ROOT = Path(__file__).resolve().parent.parent
 SECTIONS = ("floor", "small_get", "caller_threads", "response_sizes", "redaction", "startup",
-            "agent", "refresh_storm")
+            "agent", "refresh_storm", "stub")
 SIDE_FIGURES = ("median_us", "p99_us", "ops_per_s", "cpu_us_per_op")
 FRAMINGS = ("conn",) if sys.platform == "win32" else ("fd", "conn")
 
@@ -110,12 +110,19 @@ def test_quick_run_writes_every_section(tmp_path: Path) -> None:
     assert isinstance(shared["clients"]["throughput_ratio"], int | float)
     assert shared["grants"]["authorization_code"] >= 2  # the bench's own, and the agent's
 
+    stub = sections["stub"]
+    _assert_sides(stub["list_1000"])
+    _assert_sides(stub["fresh_per_test"])
+    assert stub["list_1000"]["records"] == 1000
+    assert stub["list_1000"]["body_bytes"] > 1_000_000  # every column of every record
+
     targets = {target["name"]: target for target in results["targets"]}
     assert targets["1 MB redaction / 1 MB GET"]["target"] == "<= 5 %"
     assert {target["verdict"] for target in results["targets"]} <= {"PASS", "MISS"}
     assert "conn framing (C)" in finished.stdout
     assert "redaction of the 1MB body" in finished.stdout
     assert "8 agent: small GET" in finished.stdout
+    assert "9 stub: list 1000 records" in finished.stdout
 
 
 def test_rotation_puts_every_side_in_every_position() -> None:

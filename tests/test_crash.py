@@ -42,7 +42,7 @@ def test_sigkill_fails_pending_calls_within_two_seconds(conn, stub):
     later = time.monotonic()
     with pytest.raises(snworker.WorkerCrashedError) as caught:
         conn.execute_api_request("/api/now/table/incident")
-    assert time.monotonic() - later < 0.1
+    assert time.monotonic() - later < 1.0  # at once, not after a deadline
     if sys.platform != "win32":
         assert caught.value.exitcode == -signal.SIGKILL
         assert "SIGKILL" in str(caught.value)

@@ -258,16 +258,14 @@ def test_reset_returns_to_the_fresh_state(sn: StubServiceNow) -> None:
     assert imported.status_code == 400
 
 
-def test_reset_is_quick() -> None:
+def test_reset_restores_the_seed_every_time() -> None:
+    # Its speed is section 9 of the benchmarks (a shared stub reset against a fresh one).
     with StubServiceNow() as sn:
-        sn.insert("incident", {"short_description": "dirty"})
-        timings = []
-        for _ in range(5):
-            started = time.perf_counter()
+        seeded = sn.records("incident")
+        for _ in range(3):
+            sn.insert("incident", {"short_description": "dirty"})
             sn.reset()
-            timings.append(time.perf_counter() - started)
-        assert min(timings) < 0.005
-        assert len(sn.records("incident")) == 30
+            assert sn.records("incident") == seeded
 
 
 def test_no_seed() -> None:
@@ -377,16 +375,6 @@ def test_stub_in_a_separate_process() -> None:
 # --- lifecycle ---------------------------------------------------------------------------------
 
 
-def test_start_and_stop_take_milliseconds() -> None:
-    StubServiceNow().start().stop()  # the seed data and routes are built once per process
-    timings = []
-    for _ in range(5):
-        started = time.perf_counter()
-        StubServiceNow().start().stop()
-        timings.append(time.perf_counter() - started)
-    assert min(timings) < 0.05
-
-
 def stub_threads() -> set[threading.Thread]:
     return {t for t in threading.enumerate() if t.name.startswith("waitress-")}
 
@@ -429,15 +417,17 @@ def test_threads_caps_the_requests_served_at_once() -> None:
         StubServiceNow(threads=0)
 
 
-def test_start_and_stop_are_quick_and_free_the_port() -> None:
-    started = time.perf_counter()
+def test_stop_closes_open_connections_and_frees_the_port() -> None:
+    # How fast start and stop are is section 9 of the benchmarks; this is what stop does.
     stub = StubServiceNow().start()
     port = urlsplit(stub.url).port
     session = requests.Session()
     assert session.get(f"{stub.url}/api/now/table/incident", timeout=5).status_code == 401
+    started = time.perf_counter()
     stub.stop()
-    elapsed = time.perf_counter() - started
-    assert elapsed < 0.5
+    # The session's keep-alive connection is closed, not waited for (waitress would wait up
+    # to its 120 s channel timeout).
+    assert time.perf_counter() - started < 5
     assert port is not None and port_is_free(port)
     with pytest.raises(requests.ConnectionError):
         session.get(f"http://127.0.0.1:{port}/api/now/table/incident", timeout=5)

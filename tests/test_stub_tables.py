@@ -6,7 +6,6 @@ import json
 import secrets
 import subprocess
 import sys
-import time
 from collections.abc import Iterator
 from typing import Any
 from urllib.parse import parse_qs, urlsplit
@@ -360,32 +359,27 @@ def test_one_megabyte_field_round_trips(client: Client) -> None:
     assert client.result(path)["description"] == text
 
 
-def test_a_thousand_records_list_quickly(sn: StubServiceNow, client: Client) -> None:
+def test_a_thousand_records_list_in_one_page(sn: StubServiceNow, client: Client) -> None:
+    # How fast is section 9 of the benchmarks; this is what comes back.
     for index in range(970):
         sn.insert("incident", {"short_description": f"load {index}", "state": "2"})
-    timings = {}
     for display in ("false", "all"):
-        runs = []
-        for _ in range(3):
-            started = time.perf_counter()
-            answer = client.call("GET", "/api/now/table/incident", params={
-                "sysparm_limit": 1000, "sysparm_display_value": display})
-            runs.append(time.perf_counter() - started)
-            assert answer.status_code == 200 and len(answer.json()["result"]) == 1000
-        timings[display] = min(runs)
-    assert timings["false"] < 0.5 and timings["all"] < 1.0, timings
+        answer = client.call("GET", "/api/now/table/incident", params={
+            "sysparm_limit": 1000, "sysparm_display_value": display})
+        assert answer.status_code == 200
+        records = answer.json()["result"]
+        assert len(records) == 1000
+        assert len({record["sys_id"]["value"] if display == "all" else record["sys_id"]
+                    for record in records}) == 1000
+        assert set(records[0]) == set(table_columns("incident"))
 
 
-def test_several_megabyte_records_come_back_quickly(sn: StubServiceNow, client: Client) -> None:
+def test_several_megabyte_records_come_back_whole(sn: StubServiceNow, client: Client) -> None:
     stored = sn.insert("incident", {"description": "y" * (8 * 1024 * 1024)})
     path = f"/api/now/table/incident/{stored['sys_id']}"
-    client.call("GET", path)
-    started = time.perf_counter()
     answer = client.call("GET", path)
-    elapsed = time.perf_counter() - started
     assert answer.status_code == 200
-    assert len(json.loads(answer.content)["result"]["description"]) == 8 * 1024 * 1024
-    assert elapsed < 1.0
+    assert json.loads(answer.content)["result"]["description"] == "y" * (8 * 1024 * 1024)
 
 
 # --- records as the platform keeps them ---------------------------------------------------------

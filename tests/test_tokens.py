@@ -124,7 +124,7 @@ def test_revoked_refresh_tokens_end_the_connection_until_connect_again(stub):
         started = time.monotonic()
         with pytest.raises(snworker.AuthTokenExpiredError, match="connect"):
             get_one(conn)
-        assert time.monotonic() - started < 0.05
+        assert time.monotonic() - started < 1.0  # answered at once, not after a deadline
         assert len(stub.requests) == seen  # later calls send nothing
         with connect(stub) as fresh:
             assert get_one(fresh) == 200
