@@ -12,6 +12,9 @@ import pytest
 
 import snworker
 from snworker.testing import StubServiceNow, approve
+from snworker.testing.platform import SEED_PASSWORD
+
+ADMIN = ("admin", SEED_PASSWORD)  # the seed's administrator, for stubs that take basic auth
 
 
 class BrowserRecorder:
@@ -60,6 +63,12 @@ def port_is_free(port: int) -> bool:
 def api_requests(sn: StubServiceNow) -> list[dict[str, Any]]:
     """What the stub received on its REST API (OAuth and control traffic left out)."""
     return [r for r in sn.requests if r["path"].startswith("/api/")]
+
+
+@pytest.fixture
+def sn(servicenow_stub: StubServiceNow) -> StubServiceNow:
+    """The plugin's stub, reset or new for each test; the `servicenow` marker sets it up."""
+    return servicenow_stub
 
 
 @pytest.fixture

@@ -8,7 +8,6 @@ Everything else is pysnc unmodified, over real HTTP.
 from __future__ import annotations
 
 import math
-from collections.abc import Iterator
 from typing import Any
 
 import pytest
@@ -24,21 +23,18 @@ from snworker.testing.platform import SEED_PASSWORD  # noqa: E402
 SECRET = "pysnc-secret"
 
 
-@pytest.fixture(scope="module")
-def shared() -> Iterator[StubServiceNow]:
-    with StubServiceNow(auth=("code", "basic", "client_credentials"), client_secret=SECRET) as sn:
-        yield sn
+pytestmark = pytest.mark.servicenow(auth=("code", "basic", "client_credentials"),
+                                    client_secret=SECRET)
 
 
 @pytest.fixture
-def sn(shared: StubServiceNow, monkeypatch: pytest.MonkeyPatch) -> StubServiceNow:
+def sn(servicenow_stub: StubServiceNow, monkeypatch: pytest.MonkeyPatch) -> StubServiceNow:
     def loopback_instance(instance: str) -> str:
         assert instance.startswith(("http://127.0.0.1:", "https://")), instance
         return instance.rstrip("/")
 
     monkeypatch.setattr(pysnc.client, "get_instance", loopback_instance)
-    shared.reset()
-    return shared
+    return servicenow_stub
 
 
 @pytest.fixture

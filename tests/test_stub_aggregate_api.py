@@ -8,11 +8,9 @@ from typing import Any
 
 import pytest
 import requests
+from conftest import ADMIN
 
 from snworker.testing import StubServiceNow
-from snworker.testing.platform import SEED_PASSWORD
-
-ADMIN = ("admin", SEED_PASSWORD)
 
 
 @pytest.fixture(scope="module")

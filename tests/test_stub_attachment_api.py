@@ -4,28 +4,15 @@ from __future__ import annotations
 
 import hashlib
 import json
-from collections.abc import Iterator
 from typing import Any
 
 import pytest
 import requests
+from conftest import ADMIN
 
 from snworker.testing import StubServiceNow
-from snworker.testing.platform import SEED_PASSWORD
 
-ADMIN = ("admin", SEED_PASSWORD)
-
-
-@pytest.fixture(scope="module")
-def shared() -> Iterator[StubServiceNow]:
-    with StubServiceNow(auth=("code", "basic")) as sn:
-        yield sn
-
-
-@pytest.fixture
-def sn(shared: StubServiceNow) -> StubServiceNow:
-    shared.reset()
-    return shared
+pytestmark = pytest.mark.servicenow(auth=("code", "basic"))
 
 
 def call(sn: StubServiceNow, method: str, path: str, **kwargs: Any) -> requests.Response:

@@ -3,30 +3,20 @@
 from __future__ import annotations
 
 import json
-from collections.abc import Iterator
 from typing import Any
 
 import pytest
 import requests
+from conftest import ADMIN
 
 from snworker.testing import StubServiceNow
 from snworker.testing.platform import SEED_PASSWORD
 
 SECRET = "client-s3cret"
-ADMIN = ("admin", SEED_PASSWORD)
 EVERY_WAY = ("code", "basic", "password", "client_credentials")
 
 
-@pytest.fixture(scope="module")
-def shared() -> Iterator[StubServiceNow]:
-    with StubServiceNow(auth=EVERY_WAY, client_secret=SECRET) as sn:
-        yield sn
-
-
-@pytest.fixture
-def sn(shared: StubServiceNow) -> StubServiceNow:
-    shared.reset()
-    return shared
+pytestmark = pytest.mark.servicenow(auth=EVERY_WAY, client_secret=SECRET)
 
 
 def token(sn: StubServiceNow, auth: Any = None, **form: str) -> requests.Response:

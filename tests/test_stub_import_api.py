@@ -2,31 +2,23 @@
 
 from __future__ import annotations
 
-from collections.abc import Iterator
 from typing import Any
 
 import pytest
 import requests
+from conftest import ADMIN
 
 from snworker.testing import StubServiceNow
-from snworker.testing.platform import SEED_PASSWORD
 
-ADMIN = ("admin", SEED_PASSWORD)
-
-
-@pytest.fixture(scope="module")
-def shared() -> Iterator[StubServiceNow]:
-    with StubServiceNow(auth=("code", "basic")) as sn:
-        yield sn
+pytestmark = pytest.mark.servicenow(auth=("code", "basic"))
 
 
 @pytest.fixture
-def sn(shared: StubServiceNow) -> StubServiceNow:
-    shared.reset()
-    shared.define_transform("u_incident_import", "incident", {
+def sn(servicenow_stub: StubServiceNow) -> StubServiceNow:
+    servicenow_stub.define_transform("u_incident_import", "incident", {
         "u_ref": "correlation_id", "u_summary": "short_description", "u_urgency": "urgency",
     }, coalesce="u_ref", name="Incident import")
-    return shared
+    return servicenow_stub
 
 
 def load(sn: StubServiceNow, row: dict[str, Any], table: str = "u_incident_import") -> Any:
@@ -78,6 +70,6 @@ def test_a_staging_table_needs_to_exist_and_be_one(sn: StubServiceNow) -> None:
         sn.define_transform("u_bad", "no_such_table", {"u_x": "number"})
 
 
-def test_transforms_are_gone_after_reset(shared: StubServiceNow) -> None:
-    shared.reset()
-    assert load(shared, {"u_ref": "x"}).status_code == 400
+def test_transforms_are_gone_after_reset(sn: StubServiceNow) -> None:
+    sn.reset()
+    assert load(sn, {"u_ref": "x"}).status_code == 400

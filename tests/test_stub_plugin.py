@@ -217,7 +217,8 @@ def test_connections_from_the_factory_are_disconnected_after_the_test(
 
 
 def test_the_connection_fixtures_are_typed() -> None:
-    namespace = {**vars(snworker), **vars(plugin)}
+    # The plugin imports these names for type checkers only; snworker loads them on first use.
+    namespace = {**vars(plugin), "ServiceNowConnection": snworker.ServiceNowConnection}
     hints = typing.get_type_hints(plugin.servicenow_connection.__wrapped__, namespace)
     assert hints["return"] is snworker.ServiceNowConnection
     factory = typing.get_type_hints(plugin.ConnectionFactory.__call__, namespace)

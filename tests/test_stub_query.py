@@ -3,16 +3,15 @@
 from __future__ import annotations
 
 import re
-from collections.abc import Iterator
 from typing import Any
 
 import pytest
 import requests
+from conftest import ADMIN
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from snworker.testing import StubServiceNow
-from snworker.testing.platform import SEED_PASSWORD
 from snworker.testing.query import Condition, Ordering, matches, ordered, parse
 
 FIELDS = ("a", "b", "c")
@@ -194,21 +193,10 @@ def test_malformed_terms_are_ignored(text: str) -> None:
 
 # --- over HTTP ------------------------------------------------------------------------------------
 
-ADMIN = ("admin", SEED_PASSWORD)
+pytestmark = pytest.mark.servicenow(auth=("code", "basic"))  # the HTTP tests sign in as admin
+
 ME = "90d1921e5f510100a9ad2572f2b477fe"  # the platform's "Me" dynamic filter
 MY_GROUPS = "d6435e965f510100a9ad2572f2b47744"  # "One of My Groups"
-
-
-@pytest.fixture(scope="module")
-def shared() -> Iterator[StubServiceNow]:
-    with StubServiceNow(auth=("code", "basic")) as sn:
-        yield sn
-
-
-@pytest.fixture
-def sn(shared: StubServiceNow) -> StubServiceNow:
-    shared.reset()
-    return shared
 
 
 def listed(sn: StubServiceNow, table: str, query: str = "", **params: str) -> list[dict[str, Any]]:
@@ -385,8 +373,8 @@ def test_dot_walking_through_two_references(sn: StubServiceNow) -> None:
     "sys_created_on>javascript:gs.dateGenerate('x','y')", "sys_created_on>javascript:gs.daysAgo(1",
     "numberBETWEENjavascript:gs.nope()@x", "number>javascript:getMyGroups()",
 ])
-def test_instance_terms_that_cannot_be_read_are_ignored(shared: StubServiceNow, term: str) -> None:
-    answer = requests.get(f"{shared.url}/api/now/table/incident", auth=ADMIN, timeout=5,
+def test_instance_terms_that_cannot_be_read_are_ignored(sn: StubServiceNow, term: str) -> None:
+    answer = requests.get(f"{sn.url}/api/now/table/incident", auth=ADMIN, timeout=5,
                           params={"sysparm_query": f"{term}^ORDERBYnumber",
                                   "sysparm_fields": "number"})
     assert answer.status_code == 200
@@ -399,9 +387,9 @@ def test_instance_terms_that_cannot_be_read_are_ignored(shared: StubServiceNow, 
 )
 @given(st.text(alphabet=st.characters(codec="utf-8", exclude_categories=["Cs"]), max_size=60))
 def test_any_query_text_is_answered_without_a_server_error(
-    shared: StubServiceNow, text: str
+    sn: StubServiceNow, text: str
 ) -> None:
-    answer = requests.get(f"{shared.url}/api/now/table/incident", auth=ADMIN, timeout=5,
+    answer = requests.get(f"{sn.url}/api/now/table/incident", auth=ADMIN, timeout=5,
                           params={"sysparm_query": text, "sysparm_fields": "number"})
     assert answer.status_code == 200
     assert isinstance(answer.json()["result"], list)
