@@ -1,4 +1,4 @@
-"""README's Python examples, run as a reader would run them, against the stub.
+"""README's Python examples, and those of docs/, run as a reader would run them, against the stub.
 
 Each ```python block runs in a process of its own. Blocks that define pytest tests run under
 pytest with the stub's plugin; the others run as scripts. Examples written for a real instance
@@ -26,17 +26,23 @@ ROOT = Path(__file__).resolve().parent.parent
 SKIP = re.compile(r"<!-- README test: not run \((.*)\) -->")
 
 
-def blocks() -> list[tuple[int, str, str | None]]:
-    """(line, code, reason not to run) for every python block of README."""
+DOCUMENTS = [ROOT / "README.md", *sorted((ROOT / "docs").glob("*.md"))]
+
+
+def blocks() -> list[tuple[str, str, str | None]]:
+    """(file:line, code, reason not to run) for every python block of README and docs/."""
     found = []
-    lines = (ROOT / "README.md").read_text().splitlines()
-    for index, line in enumerate(lines):
-        if line.strip() != "```python":
-            continue
-        end = next(i for i in range(index + 1, len(lines)) if lines[i].startswith("```"))
-        before = next((lines[i] for i in range(index - 1, -1, -1) if lines[i].strip()), "")
-        skip = SKIP.search(before)
-        found.append((index + 1, "\n".join(lines[index + 1:end]), skip and skip.group(1)))
+    for document in DOCUMENTS:
+        lines = document.read_text().splitlines()
+        name = document.relative_to(ROOT).as_posix()
+        for index, line in enumerate(lines):
+            if line.strip() != "```python":
+                continue
+            end = next(i for i in range(index + 1, len(lines)) if lines[i].startswith("```"))
+            before = next((lines[i] for i in range(index - 1, -1, -1) if lines[i].strip()), "")
+            skip = SKIP.search(before)
+            found.append((f"{name}:{index + 1}", "\n".join(lines[index + 1:end]),
+                          skip and skip.group(1)))
     return found
 
 
@@ -79,30 +85,31 @@ def for_the_stub(code: str, stub: object) -> str:
 
 
 @pytest.mark.timeout(120)
-@pytest.mark.parametrize(("line", "code", "skip"), BLOCKS, ids=[f"line{b[0]}" for b in BLOCKS])
+@pytest.mark.parametrize(("line", "code", "skip"), BLOCKS, ids=[b[0] for b in BLOCKS])
 def test_a_readme_example_runs(line, code, skip, instance, tmp_path):
     if skip:
-        pytest.skip(f"README line {line}: {skip}")
+        pytest.skip(f"{line}: {skip}")
     stub, agent = instance
     env = dict(os.environ, BROWSER=f"{sys.executable} -m snworker.testing.browser approve %s",
                SNWORKER_AGENT=agent.address)
+    stem = re.sub(r"\W", "_", line.removesuffix(".md").replace(".md:", "_line"))
     if re.search(r"^def test_", code, re.MULTILINE):
-        source = tmp_path / f"test_readme_line{line}.py"
+        source = tmp_path / f"test_{stem}.py"
         source.write_text(textwrap.dedent(code))
         command = [sys.executable, "-m", "pytest", "-q", "-p", "no:cacheprovider",
                    str(source)]
     else:
-        source = tmp_path / f"readme_line{line}.py"
+        source = tmp_path / f"{stem}.py"
         source.write_text(for_the_stub(textwrap.dedent(code), stub))
         command = [sys.executable, str(source)]
     result = subprocess.run(command, cwd=tmp_path, env=env, capture_output=True, text=True,
                             timeout=100)
-    assert result.returncode == 0, f"README line {line}:\n{result.stdout[-3000:]}" \
+    assert result.returncode == 0, f"{line}:\n{result.stdout[-3000:]}" \
                                    f"{result.stderr[-3000:]}"
 
 
 def test_every_example_that_is_not_run_says_why():
-    assert BLOCKS, "no python block found in README"
+    assert any(line.startswith("README.md:") for line, _, _ in BLOCKS), "none in README"
     skipped = [(line, reason) for line, _, reason in BLOCKS if reason]
     assert all(reason.strip() for _, reason in skipped)
     assert len(skipped) <= 2, skipped  # the rest run
