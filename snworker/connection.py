@@ -8,6 +8,7 @@ import logging
 import os
 import sys
 import threading
+import time
 import weakref
 import webbrowser
 from collections.abc import Callable, Iterable, Mapping, Sequence
@@ -16,7 +17,7 @@ from dataclasses import dataclass, replace
 from types import TracebackType
 from typing import Any, TypeVar, overload
 
-from snworker.channel import Channel
+from snworker.channel import Call, Channel
 from snworker.entities.Core import CurrentUser
 from snworker.errors import (
     AuthorizationError,
@@ -28,10 +29,11 @@ from snworker.errors import (
     WorkerError,
     from_error_fields,
 )
-from snworker.messages import Connect, Connected, Disconnect, Error, Pairs, Request, Result
+from snworker.messages import Connect, Connected, Disconnect, Error, Head, Pairs, Request, Result
 from snworker.policy import RetryPolicy
 from snworker.response import ApiResponse
 from snworker.settings import DEFAULT_REDIRECT_URI, connect_settings, seconds
+from snworker.streams import WINDOW, StreamResponse, Upload, is_stream, send_upload
 
 T = TypeVar("T")
 
@@ -175,39 +177,104 @@ class ServiceNowConnection:
             AuthTokenExpiredError: the grant cannot be renewed; call connect() again.
             WorkerError: the worker is gone (WorkerCrashedError, ConnectionClosedError).
         """
+        deadline, request, upload = self._request(path, http_method, data,
+                                                  suppress_response_body, headers, params,
+                                                  timeout)
+        _, answer = self._exchange(request, upload, deadline)
+        if type(answer) is Result:
+            return ApiResponse(answer.status, answer.headers, answer.body or b"")
+        if type(answer) is Error:
+            raise self._error(answer)
+        raise ServiceNowError(f"unexpected answer from the worker: {type(answer).__name__}")
+
+    def stream_api_request(
+        self,
+        path: str,
+        http_method: str = "GET",
+        data: Any = None,
+        headers: Mapping[str, str] | None = None,
+        *,
+        params: Mapping[str, Any] | None = None,
+        timeout: float | None = None,
+        raise_for_status: bool = True,
+    ) -> StreamResponse:
+        """Send one request and read its answer's body in pieces, as it comes.
+
+        Status and headers are there when this returns; `iter_bytes()` yields the body. Use
+        it as a context manager: leaving it closes the stream, read to its end or not (the
+        worker then closes the HTTP response). Neither process holds more of the body than a
+        window of about a megabyte; the worker redacts it across the borders of its pieces.
+
+        Args:
+            path, http_method, data, headers, params: as for `execute_api_request`; `data`
+                may be a binary file object or an iterator of bytes, which streams up.
+            timeout: seconds to wait for the answer to begin, then for each piece of it.
+            raise_for_status: False: a 4xx/5xx answer is streamed like any other, instead of
+                raising ApiRequestError.
+
+        Raises:
+            as `execute_api_request`; while reading, RequestTimeoutError, ApiRequestError
+            (the network failed mid-body) and WorkerError.
+        """
+        deadline, request, upload = self._request(path, http_method, data, False, headers,
+                                                  params, timeout, WINDOW, raise_for_status)
+        call, answer = self._exchange(request, upload, deadline)
+        if type(answer) is Error:
+            raise self._error(answer)
+        if type(answer) is not Head:
+            self._channel.close_call(call)
+            raise ServiceNowError(f"unexpected answer from the worker: {type(answer).__name__}")
+        return StreamResponse(self._channel, call, answer,
+                              deadline + _DEADLINE_GRACE, self._error)
+
+    def _request(self, path: str, http_method: str, data: Any, suppress_response_body: bool,
+                 headers: Mapping[str, str] | None, params: Mapping[str, Any] | None,
+                 timeout: float | None, window: int = 0, raise_for_status: bool = True,
+                 ) -> tuple[float, Request, Upload | None]:
+        """The request message for a call, its deadline, and the upload of a streamed body."""
         if self._closed:
             raise ConnectionClosedError("the connection is closed; call connect() again")
         if self._expired is not None:
             self._seen.generation = self._generation
             raise AuthTokenExpiredError(str(self._expired))
         deadline = self._request_timeout if timeout is None else seconds(timeout, "timeout")
-        channel = self._channel
+        method = http_method.upper() if isinstance(http_method, str) else _bad_method(http_method)
+        checked_path = path if isinstance(path, str) else _bad_path(path)
+        param_pairs, header_pairs = _param_pairs(params), _header_pairs(headers)
+        upload = Upload(data) if is_stream(data) else None
         request = Request(
-            channel.next_id(),
-            http_method.upper() if isinstance(http_method, str) else _bad_method(http_method),
-            path if isinstance(path, str) else _bad_path(path),
-            _param_pairs(params),
-            _header_pairs(headers),
-            bool(suppress_response_body),
-            deadline,
-            _encode_body(data),
+            self._channel.next_id(), method, checked_path, param_pairs, header_pairs,
+            bool(suppress_response_body), deadline, window,
+            None if upload is None else upload.length, raise_for_status,
+            None if upload is not None else _encode_body(data),
         )
+        return deadline, request, upload
+
+    def _exchange(self, request: Request, upload: Upload | None, deadline: float,
+                  ) -> tuple[Call, Result | Head | Error]:
+        """Send `request` (and its upload) and wait for the answer, or a stream's Head."""
+        channel = self._channel
+        call = channel.open(request)
         try:
-            answer = channel.call(request, deadline + _DEADLINE_GRACE)
-        except RequestTimeoutError:
-            raise RequestTimeoutError(f"{request.method} {_short(path)} took longer than "
-                                      f"{deadline:g} s") from None
-        if type(answer) is Result:
-            return ApiResponse(answer.status, answer.headers, answer.body or b"")
-        if type(answer) is Error:
-            error = from_error_fields(
-                answer.kind, answer.message, answer.status, answer.detail, dict(answer.headers)
-            )
-            if isinstance(error, AuthTokenExpiredError):
-                self._seen.generation = self._generation
-                self._expired = error
-            raise error
-        raise ServiceNowError(f"unexpected answer from the worker: {type(answer).__name__}")
+            answer = send_upload(channel, call, upload,
+                                 time.monotonic() + deadline + _DEADLINE_GRACE)
+        except BaseException:
+            channel.close_call(call)
+            raise
+        if answer is None:
+            raise RequestTimeoutError(f"{request.method} {_short(request.path)} took longer "
+                                      f"than {deadline:g} s")
+        return call, answer
+
+    def _error(self, answer: Error) -> ServiceNowError:
+        """The exception an Error message stands for; an expired grant is remembered."""
+        error = from_error_fields(
+            answer.kind, answer.message, answer.status, answer.detail, dict(answer.headers)
+        )
+        if isinstance(error, AuthTokenExpiredError):
+            self._seen.generation = self._generation
+            self._expired = error
+        return error
 
     def reconnect(self, *, open_browser: Callable[[str], Any] | None = None,
                   authorization_timeout: float | None = None) -> None:

@@ -18,10 +18,13 @@ import pytest
 from snworker import messages
 from snworker.messages import (
     Cancel,
+    Chunk,
     Connect,
     Connected,
+    Credit,
     Disconnect,
     Error,
+    Head,
     Log,
     OpenBrowser,
     ProtocolError,
@@ -36,8 +39,8 @@ SAMPLES = [
     Connect(1, "https://x.service-now.com", "cid", ("http://127.0.0.1:0/cb",), ("a",), 300.0, 30.0,
             RetryPolicy().to_wire(), 20),
     Request(2, "GET", "/api/now/table/incident", (("sysparm_limit", "1"),), (), False, 30.0),
-    Request(3, "POST", "/api/now/table/incident", (), (("X-A", "b"),), True, 5.0, b'{"a":1}'),
-    Request(4, "POST", "/x", (), (), False, 5.0, b""),
+    Request(3, "POST", "/api/now/table/incident", (), (("X-A", "b"),), True, 5.0, body=b'{"a":1}'),
+    Request(4, "POST", "/x", (), (), False, 5.0, body=b""),
     Cancel(5),
     Disconnect(6, 5.0),
     OpenBrowser(7, "https://x/oauth_auth.do?a=b"),
@@ -47,6 +50,12 @@ SAMPLES = [
     Result(11, 204, (), None),
     Error(12, "api", "boom", 503, "detail", (("Retry-After", "1"),)),
     Log(0, 10, "snworker.worker", "hello"),
+    Request(13, "GET", "/x", (), (), False, 5.0, window=1 << 20, raise_for_status=False),
+    Request(14, "POST", "/x", (), (), False, 5.0, upload=-1),
+    Head(15, 200, (("Content-Type", "application/octet-stream"),)),
+    Chunk(16, False, b"\x00" * 70000),
+    Chunk(17, True, b""),
+    Credit(18, 1 << 18),
 ]
 
 
@@ -181,7 +190,7 @@ def test_messages_are_frozen_and_slotted():
 
 
 def test_secrets_do_not_show_in_reprs():
-    assert "SECRET" not in repr(Request(1, "POST", "/x", (), (), False, 1.0, b"SECRET"))
+    assert "SECRET" not in repr(Request(1, "POST", "/x", (), (), False, 1.0, body=b"SECRET"))
     assert "SECRET" not in repr(Result(1, 200, (), b"SECRET"))
 
 

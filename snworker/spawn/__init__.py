@@ -32,7 +32,7 @@ from snworker.pipes import IoMode, Pipe
 
 # Modules the worker imports, whose directories make up its sys.path.
 WORKER_PACKAGES = ("snworker", "requests", "urllib3", "idna", "charset_normalizer", "certifi",
-                   "tenacity", "truststore")
+                   "tenacity", "truststore", "ahocorasick_rs")
 WORKER_FLAG = "--snworker-worker"
 # The environment a worker gets: what an interpreter needs to find its own files, temp
 # directory and locale. Everything else (LD_*, DYLD_*, PYTHON*, SSLKEYLOGFILE, *_PROXY, *_CA_*)

@@ -17,17 +17,22 @@ import platform
 import sys
 import threading
 import time
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass
 from typing import Any, NoReturn
 
 from snworker.checks import IDEMPOTENT
 from snworker.messages import (
     EXIT_PROTOCOL,
+    Chunk,
     Connect,
     Connected,
     Control,
+    Credit,
     Disconnect,
     Error,
     FromWorker,
+    Head,
     Log,
     OpenBrowser,
     Pairs,
@@ -39,12 +44,14 @@ from snworker.policy import RetryPolicy
 from snworker.worker.authorize import TokenEndpoint, run_flow
 from snworker.worker.failures import (
     ApiFailure,
+    Cancelled,
     Failure,
     InvalidRequest,
+    Timeout,
     TokenExpired,
 )
 from snworker.worker.harden import Report
-from snworker.worker.peer import Peer
+from snworker.worker.peer import UPLOAD_WINDOW, Exchange, Peer
 from snworker.worker.redact import Redactor
 from snworker.worker.tokens import TokenGrant, TokenStore
 from snworker.worker.transport import (
@@ -52,6 +59,7 @@ from snworker.worker.transport import (
     Checked,
     Transport,
     error_from_response,
+    read_piece,
     response_headers,
 )
 
@@ -64,6 +72,12 @@ _REVOKE_REPLACED = 5.0
 # After a body this large, hand freed heap back to the system: glibc keeps it otherwise, and a
 # worker that once carried 8 MB would hold some 160 MB for the rest of its life.
 _TRIM_AT = 1 << 20
+# A streamed body is read from the instance this much at a time.
+STREAM_PIECE = 1 << 18
+# How long a stream waits for its reader (credit for an answer, the next piece of an upload)
+# before it gives up: a parent that is alive but stopped reading must not hold a connection
+# for ever. A parent that is gone ends the stream at once.
+STALL_LIMIT = 900.0
 _CURRENT_USER_PATH = "/api/now/table/sys_user"
 _CURRENT_USER_QUERY = (
     ("sysparm_query", "sys_id=javascript:gs.getUserID()"),
@@ -71,6 +85,16 @@ _CURRENT_USER_QUERY = (
     ("sysparm_fields", "sys_id,user_name,name"),
     ("sysparm_exclude_reference_link", "true"),
 )
+
+
+@dataclass(slots=True)
+class _Streamed:
+    """An answer whose body goes to the parent in pieces: still open (`raw`), or read whole."""
+
+    status: int
+    headers: Pairs
+    raw: Any
+    body: bytes
 
 
 class Worker:
@@ -144,13 +168,20 @@ class Worker:
         """Only an agent takes commands."""
         self._reply_failure(peer, message.id, InvalidRequest("this worker is not an agent"))
 
-    def carry_out(self, peer: Peer, request: Request, cancelled: threading.Event) -> None:
+    def carry_out(self, peer: Peer, request: Request, exchange: Exchange) -> None:
         """Answer `request`; a bug or a failure becomes an Error, never a lost answer."""
         if not self._ready.is_set():
             self._reply_failure(peer, request.id, Failure("the worker is not connected yet"))
             return
+        cancelled = exchange.cancelled
         try:
-            answer: Result | Error = self._execute(request, cancelled)
+            executed = self._execute(request, exchange, peer)
+            if type(executed) is _Streamed:
+                exchange.grant(request.window)  # the window the parent opened
+                self._stream(peer, request.id, exchange, executed)
+                return
+            assert type(executed) is Result
+            answer: Result | Error = executed
         except Failure as exc:
             answer = self._error(request.id, exc)
         except Exception as exc:  # a bug must not cost the caller its answer
@@ -246,7 +277,8 @@ class Worker:
     def _current_user(self, timeout: float) -> dict[str, str] | None:
         request = Request(0, "GET", _CURRENT_USER_PATH, _CURRENT_USER_QUERY, (), False, timeout)
         try:
-            result = self._execute(request, threading.Event())
+            result = self._execute(request, Exchange(), None)
+            assert type(result) is Result
         except TokenExpired:
             raise
         except Failure as exc:
@@ -266,7 +298,8 @@ class Worker:
 
     # --- requests -------------------------------------------------------------------------
 
-    def _execute(self, request: Request, cancelled: threading.Event) -> Result:
+    def _execute(self, request: Request, exchange: Exchange,
+                 peer: Peer | None) -> Result | _Streamed:
         transport, tokens = self._transport, self._tokens
         if transport is None or tokens is None:
             raise Failure("the worker is not connected")
@@ -274,42 +307,150 @@ class Worker:
         method = checked.method
         started = time.monotonic()
         deadline = started + min(checked.timeout, transport.policy.total_timeout)
+        keep_open: Callable[[int], bool] | None = None
+        if checked.window:
+            def keep_open(status: int) -> bool:
+                # What may be retried, or is answered with an Error, is read whole.
+                return status != 401 and not transport.retryable(method, status) and (
+                    status < 400 or not checked.raise_for_status)
 
-        def attempt(remaining: float) -> Answer:
-            return transport.classify(method, self._send_authorized(checked, tokens, remaining))
+        if checked.upload is not None:
+            if peer is None:
+                raise InvalidRequest("a streamed body needs a parent to send it")
+            upload = checked.upload
 
-        response = transport.call(attempt, deadline, cancelled,
-                                  resend_on_error=method in IDEMPOTENT)
-        body = self._redactor.body(response.body)
-        headers = self._redactor.pairs(response_headers(response))
+            def pieces() -> Iterator[bytes]:
+                return self._pieces(peer, request.id, exchange, upload, checked.timeout)
+
+            # A body sent once cannot be sent again: no retry once it started (a status
+            # worth retrying comes back as it is), only when no connection could be made.
+            def attempt(remaining: float) -> Answer:
+                return self._send_authorized(checked, tokens, remaining, pieces, keep_open)
+
+            response = transport.call(attempt, deadline, exchange.cancelled,
+                                      resend_on_error=False)
+        else:
+            def attempt(remaining: float) -> Answer:
+                return transport.classify(method, self._send_authorized(
+                    checked, tokens, remaining, None, keep_open))
+
+            response = transport.call(attempt, deadline, exchange.cancelled,
+                                      resend_on_error=method in IDEMPOTENT)
+        try:
+            headers = self._redactor.pairs(response_headers(response))
+        except BaseException:
+            response.close()
+            raise
         status = response.status
+        if response.raw is not None:
+            return _Streamed(status, headers, response.raw, b"")
+        body = self._redactor.body(response.body)
         if logger.isEnabledFor(logging.DEBUG):
             logger.debug("%s %s -> %d, %d bytes in %.1f ms", method, request.path.split("?")[0],
                          status, len(body), (time.monotonic() - started) * 1000)
-        if status >= 400:
+        if status >= 400 and checked.raise_for_status:
             raise error_from_response(status, body, headers)
+        if checked.window:
+            return _Streamed(status, headers, None, body)
         return Result(request.id, status, headers, body)
 
-    def _send_authorized(self, checked: Checked, tokens: TokenStore,
-                         remaining: float) -> Answer:
+    def _stream(self, peer: Peer, ident: int, exchange: Exchange, answer: _Streamed) -> None:
+        """Send a streamed answer: its Head, then its body in Chunks within the parent's credit.
+
+        The body is redacted piece by piece, across their borders. A parent that closes the
+        stream (Cancel) or goes away ends it: the HTTP response is closed, not read on.
+        """
+        raw, whole = answer.raw, memoryview(answer.body)
+        redactor = self._redactor.stream()
+        finished = False
+        try:
+            peer.send(Head(ident, answer.status, answer.headers))
+            while True:
+                if exchange.credit(STALL_LIMIT) <= 0:
+                    if exchange.cancelled.is_set():
+                        return
+                    raise Timeout(f"the stream was not read for {STALL_LIMIT:g} s; it was closed")
+                if raw is not None:
+                    piece = read_piece(raw, STREAM_PIECE)
+                else:
+                    piece, whole = bytes(whole[:STREAM_PIECE]), whole[STREAM_PIECE:]
+                finished = not piece
+                clean = redactor.feed(piece, finished)
+                if clean or finished:
+                    peer.send(Chunk(ident, finished, clean))
+                    exchange.spend(len(clean))
+                if finished:
+                    return
+        except Failure as exc:
+            if not exchange.cancelled.is_set():
+                peer.send(self._error(ident, exc))
+        except Exception as exc:  # a bug must not leave the parent waiting
+            logger.exception("snworker worker: a stream failed unexpectedly")
+            peer.send(self._error(ident, ApiFailure(f"internal error: {type(exc).__name__}")))
+        finally:
+            if raw is not None:
+                if not finished:
+                    raw.close()  # the rest is never read: the connection is not reused
+                raw.release_conn()
+
+    def _pieces(self, peer: Peer, ident: int, exchange: Exchange, length: int,
+                timeout: float) -> Iterator[bytes]:
+        """The body the parent uploads, piece by piece, as urllib3 sends it on.
+
+        The worker grants the parent a window, and more credit as each piece leaves. It sends
+        exactly the length declared (a longer body is cut off, a shorter one fails the request,
+        and either way the connection is closed, never reused), so no byte of the parent's can
+        frame a second request.
+        """
+        peer.send(Credit(ident, UPLOAD_WINDOW))
+        sent = 0
+        while True:
+            chunk = exchange.take(STALL_LIMIT)
+            if chunk is None:
+                if exchange.cancelled.is_set():
+                    raise Cancelled("the caller stopped the upload")
+                raise Timeout(f"no more of the body came for {STALL_LIMIT:g} s")
+            data = chunk.body
+            sent += len(data)
+            if length >= 0 and sent > length:
+                raise ApiFailure(f"the body was longer than the {length} bytes declared; the "
+                                 "request was stopped")
+            if data:
+                yield data
+                peer.send(Credit(ident, len(data)))
+            if chunk.last:
+                if length >= 0 and sent != length:
+                    raise ApiFailure(f"the body ended after {sent} of the {length} bytes "
+                                     "declared; the request was stopped")
+                return
+
+    def _send_authorized(self, checked: Checked, tokens: TokenStore, remaining: float,
+                         pieces: Callable[[], Iterator[bytes]] | None = None,
+                         keep_open: Callable[[int], bool] | None = None) -> Answer:
         """Send with the current token; after a 401, renew once and resend once."""
         token = tokens.access_token()
         started = time.monotonic()
-        response = self._transport_send(checked, token, remaining)
+        response = self._transport_send(checked, token, remaining, pieces, keep_open)
         if response.status != 401:
             return response
         renewed = tokens.renew_after_unauthorized(token)
+        if pieces is not None:
+            raise ApiFailure("the instance refused the access token; it was renewed, but a "
+                             "streamed body is sent once: send the request again", 401)
         response = self._transport_send(checked, renewed,
-                                        remaining - (time.monotonic() - started))
+                                        remaining - (time.monotonic() - started), None, keep_open)
         if response.status == 401:
             tokens.expire("the instance refused a freshly renewed access token")
             raise TokenExpired("the instance refused a freshly renewed access token; "
                                "call connect() again")
         return response
 
-    def _transport_send(self, checked: Checked, token: str, remaining: float) -> Answer:
+    def _transport_send(self, checked: Checked, token: str, remaining: float,
+                        pieces: Callable[[], Iterator[bytes]] | None,
+                        keep_open: Callable[[int], bool] | None) -> Answer:
         assert self._transport is not None
-        return self._transport.send(checked, "Bearer " + token, max(remaining, 0.001))
+        return self._transport.send(checked, "Bearer " + token, max(remaining, 0.001),
+                                    None if pieces is None else pieces(), keep_open)
 
     # --- disconnecting --------------------------------------------------------------------
 

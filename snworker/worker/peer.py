@@ -9,22 +9,31 @@ Request threads take turns at the pipe (leader/followers), so a request is execu
 that read it: no hand-off between threads on the way in, and still always a thread reading, so a
 Cancel or Disconnect is seen while requests run. Call ids belong to the peer: two agent clients
 may use the same ids.
+
+A request in flight is an `Exchange`: whether its caller gave up, and for a stream the Credits
+the parent returned and the Chunks of a body it uploads. The reading thread files those there
+and never waits for the request thread: the parent sends no more than the credit it was given.
 """
 
 from __future__ import annotations
 
 import logging
 import threading
+import time
+from collections import deque
 from typing import Protocol
 
 from snworker.messages import (
     Cancel,
+    Chunk,
     Connect,
     Connected,
     Control,
+    Credit,
     Disconnect,
     Error,
     FromWorker,
+    Head,
     Log,
     OpenBrowser,
     Request,
@@ -35,13 +44,83 @@ from snworker.pipes import Pipe
 logger = logging.getLogger("snworker.worker")
 
 _MAX_REQUEST_THREADS = 64
+# The most of an uploaded body the parent may send ahead of what the worker sent on.
+UPLOAD_WINDOW = 1 << 20
+
+
+class Exchange:
+    """One request in flight: whether its caller gave up, credit to stream, a body coming in."""
+
+    __slots__ = ("_chunks", "_cond", "_credit", "_queued", "cancelled")
+
+    def __init__(self) -> None:
+        self.cancelled = threading.Event()
+        self._cond = threading.Condition(threading.Lock())
+        self._credit = 0
+        self._chunks: deque[Chunk] = deque()
+        self._queued = 0  # bytes of upload chunks waiting to be sent on
+
+    def cancel(self) -> None:
+        """The caller gave up (or is gone): stop, and wake whoever waits for it."""
+        self.cancelled.set()
+        with self._cond:
+            self._cond.notify_all()
+
+    def grant(self, size: int) -> None:
+        """The parent consumed `size` more bytes of the answer."""
+        if not isinstance(size, int) or size <= 0:
+            return
+        with self._cond:
+            self._credit += size
+            self._cond.notify_all()
+
+    def credit(self, timeout: float) -> int:
+        """Wait up to `timeout` s for credit; what there is (0: none came, or cancelled)."""
+        deadline = time.monotonic() + timeout
+        with self._cond:
+            while self._credit <= 0 and not self.cancelled.is_set():
+                remaining = deadline - time.monotonic()
+                if remaining <= 0:
+                    return 0
+                self._cond.wait(remaining)
+            return 0 if self.cancelled.is_set() else self._credit
+
+    def spend(self, size: int) -> None:
+        """`size` bytes of the answer were sent."""
+        with self._cond:
+            self._credit -= size
+
+    def put(self, chunk: Chunk, limit: int) -> bool:
+        """A piece of the uploaded body; False when the parent sent more than `limit` ahead."""
+        with self._cond:
+            self._queued += len(chunk.body)
+            if self._queued > limit:
+                return False
+            self._chunks.append(chunk)
+            self._cond.notify_all()
+            return True
+
+    def take(self, timeout: float) -> Chunk | None:
+        """The next piece of the uploaded body; None when cancelled or `timeout` s passed."""
+        deadline = time.monotonic() + timeout
+        with self._cond:
+            while not self._chunks and not self.cancelled.is_set():
+                remaining = deadline - time.monotonic()
+                if remaining <= 0:
+                    return None
+                self._cond.wait(remaining)
+            if self.cancelled.is_set():
+                return None
+            chunk = self._chunks.popleft()
+            self._queued -= len(chunk.body)
+            return chunk
 
 
 class Service(Protocol):
     """What a peer hands its messages to."""
 
-    def carry_out(self, peer: Peer, request: Request, cancelled: threading.Event) -> None:
-        """Answer `request` to `peer`, unless `cancelled` is set by then."""
+    def carry_out(self, peer: Peer, request: Request, exchange: Exchange) -> None:
+        """Answer `request` to `peer`, unless `exchange.cancelled` is set by then."""
         ...
 
     def connect(self, peer: Peer, message: Connect) -> None:
@@ -81,7 +160,7 @@ class Peer:
         self._pool_lock = threading.Lock()
         self._threads = 0  # request threads alive
         self._busy = 0  # of which carrying out a request
-        self._cancelled: dict[int, threading.Event] = {}
+        self._exchanges: dict[int, Exchange] = {}
         self.closed = threading.Event()
         self.disconnecting = threading.Event()
         self.attached = False  # it asked to use the connection (a Connect), not just a command
@@ -100,8 +179,8 @@ class Peer:
 
     def cancel_all(self) -> None:
         """Stop every request of this peer that is still retrying."""
-        for event in list(self._cancelled.values()):
-            event.set()
+        for exchange in list(self._exchanges.values()):
+            exchange.cancel()
 
     def close(self) -> None:
         """Stop reading and close the pipe."""
@@ -137,7 +216,7 @@ class Peer:
                     return
                 if type(message) is Request:
                     # Registered before the next read, so a Cancel for it cannot be missed.
-                    cancelled = self._cancelled[message.id] = threading.Event()
+                    exchange = self._exchanges[message.id] = Exchange()
                     # Leave a thread at the pipe before carrying the request out.
                     with self._pool_lock:
                         waiting = self._threads - self._busy - 1
@@ -146,9 +225,9 @@ class Peer:
                         self._start_thread()
             if type(message) is Request:
                 try:
-                    self._service.carry_out(self, message, cancelled)
+                    self._service.carry_out(self, message, exchange)
                 finally:
-                    self._cancelled.pop(message.id, None)
+                    self._exchanges.pop(message.id, None)
                     with self._pool_lock:
                         self._busy -= 1
             else:
@@ -157,11 +236,23 @@ class Peer:
     def _handle(self, message: object) -> None:
         match message:
             case Cancel():
-                event = self._cancelled.get(message.id)
-                if event is not None:
-                    event.set()
+                exchange = self._exchanges.get(message.id)
+                if exchange is not None:
+                    exchange.cancel()
                 else:
                     self._service.cancel(self, message.id)
+            case Credit():
+                exchange = self._exchanges.get(message.id)
+                if exchange is not None:
+                    exchange.grant(message.size)
+            case Chunk():
+                exchange = self._exchanges.get(message.id)
+                # A piece for a request already answered is dropped; one beyond the credit
+                # the worker granted ends that upload (its request fails, nothing more is sent).
+                if exchange is not None and not exchange.put(message, UPLOAD_WINDOW):
+                    logger.warning("snworker worker: %s sent more of a body than it was "
+                                   "allowed to; the request is stopped", self.name)
+                    exchange.cancel()
             case Connect():
                 self._service.connect(self, message)
             case Control():
@@ -169,7 +260,7 @@ class Peer:
             case Disconnect():
                 self.disconnecting.set()
                 self._service.disconnect(self, message)
-            case OpenBrowser() | Connected() | Result() | Error() | Log():
+            case OpenBrowser() | Connected() | Result() | Error() | Log() | Head():
                 logger.warning("snworker worker: ignored a %s from %s",
                                type(message).__name__, self.name)
             case _:  # pragma: no cover - receive() returns messages only

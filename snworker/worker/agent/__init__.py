@@ -30,7 +30,7 @@ from snworker.pipes import Pipe
 from snworker.worker.failures import Failure, InvalidRequest
 from snworker.worker.harden import Report
 from snworker.worker.main import Worker
-from snworker.worker.peer import Peer
+from snworker.worker.peer import Exchange, Peer
 
 logger = logging.getLogger("snworker.worker")
 
@@ -175,10 +175,10 @@ class AgentWorker(Worker):
                 settings.scopes, settings.authorization_timeout, settings.request_timeout,
                 settings.policy, settings.log_level, settings.proxy, settings.ca_bundle))
 
-    def carry_out(self, peer: Peer, request: Request, cancelled: threading.Event) -> None:
+    def carry_out(self, peer: Peer, request: Request, exchange: Exchange) -> None:
         """A peer that sends requests uses the connection: it counts as a client."""
         peer.attached = True
-        super().carry_out(peer, request, cancelled)
+        super().carry_out(peer, request, exchange)
 
     def _finish_consent(self, peer: Peer, message: Connect, failure: Failure | None) -> None:
         # Whoever asked while this consent ran gets its outcome; later askers start afresh.
