@@ -65,7 +65,7 @@ logger = logging.getLogger("snworker")
 class Call:
     """One pending call. Its thread sleeps on `wake` while another caller reads the pipe."""
 
-    __slots__ = ("done", "ident", "inbox", "promoted", "waiting", "wake")
+    __slots__ = ("closing", "done", "ident", "inbox", "promoted", "waiting", "wake")
 
     def __init__(self, ident: int) -> None:
         self.ident = ident
@@ -74,6 +74,7 @@ class Call:
         # Messages delivered and not yet taken; an exception when the worker failed.
         self.inbox: deque[FromWorker | ServiceNowError] = deque()
         self.done = False  # its last message was delivered: it left `_pending`
+        self.closing = False  # its caller closed it: only its last message is still wanted
         self.waiting = False  # asleep on `wake` and listed in `_followers`
         self.promoted = False  # woken to take over the pipe, not with an answer
 
@@ -179,14 +180,27 @@ class Channel:
             raise outcome
         return outcome
 
-    def close_call(self, call: Call) -> None:
-        """Stop a call before its last message: the worker is told, later messages dropped."""
+    def close_call(self, call: Call, drain: float = 0.0) -> None:
+        """Stop a call before its last message: the worker is told, later messages dropped.
+
+        With `drain`, wait up to that many seconds for the worker to end the call, reading
+        what it had already sent: a stream's worker may be blocked writing to the pipe, and
+        only a reader here lets it see the Cancel and close its HTTP response at once.
+        """
         with self._lock:
-            pending = self._pending.pop(call.ident, None) is not None
+            pending = call.ident in self._pending
+            call.closing = True
+            call.inbox.clear()
+            if not pending:
+                call.done = True
+                return
+        self.send_quietly(Cancel(call.ident))
+        if drain > 0:
+            self._wait(call, time.monotonic() + drain)
+        with self._lock:
+            self._pending.pop(call.ident, None)
             call.done = True
             call.inbox.clear()
-        if pending:
-            self.send_quietly(Cancel(call.ident))
 
     def send(self, message: ToWorker) -> None:
         """Send `message` without waiting for an answer."""
@@ -303,6 +317,8 @@ class Channel:
             call = self._pending.get(ident)
             if call is None:
                 return  # its caller gave up: drop the late answer
+            if call.closing and not last:
+                return  # a closed stream's pieces still on their way
             call.inbox.append(outcome)
             if last:
                 del self._pending[ident]

@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import io
 import os
+import threading
 import time
 import weakref
 from collections.abc import Callable, Iterator, Mapping
@@ -31,6 +32,8 @@ if TYPE_CHECKING:
 WINDOW = 1 << 20
 # An upload is read from its source and sent this much at a time.
 PIECE = 1 << 18
+# How long closing a stream early waits for the worker to end it (see Channel.close_call).
+CLOSE_DRAIN = 2.0
 
 
 # --- upload ---------------------------------------------------------------------------------
@@ -190,8 +193,10 @@ class StreamResponse:
         self._finished = False
         self._closed = False
         self._consumed = False
-        # Dropped without close(): the worker is still told.
-        self._finalizer = weakref.finalize(self, channel.close_call, call)
+        # Dropped without close(): the worker is still told, and what it sent is read off
+        # the pipe, from a thread of its own (a finalizer may run where this one holds a lock).
+        self._finalizer = weakref.finalize(self, _close_dropped, channel, call)
+        self._finalizer.atexit = False
 
     @property
     def headers(self) -> Mapping[str, str]:
@@ -268,9 +273,9 @@ class StreamResponse:
 
     def close(self) -> None:
         """Stop reading: the worker closes the HTTP response; idempotent."""
-        if not self._closed or not self._finished:
-            self._closed = True
-            self._finalizer()
+        self._closed = True
+        if self._finalizer.detach() is not None and not self._finished:
+            self._channel.close_call(self._call, CLOSE_DRAIN)
 
     def __enter__(self) -> StreamResponse:
         return self
@@ -282,6 +287,11 @@ class StreamResponse:
     def __repr__(self) -> str:
         state = "closed" if self._closed else "open"
         return f"<StreamResponse [{self.status}] {state}>"
+
+
+def _close_dropped(channel: Channel, call: Call) -> None:
+    threading.Thread(target=channel.close_call, args=(call, CLOSE_DRAIN),
+                     name="snworker-stream-close", daemon=True).start()
 
 
 def _recut(pieces: Iterator[bytes], size: int) -> Iterator[bytes]:
@@ -308,8 +318,12 @@ def send_upload(channel: Channel, call: Call, upload: Upload | None, deadline: f
         if type(message) is Credit:
             if upload is not None:
                 upload.grant(message)
-                for chunk in upload.chunks(call.ident):
-                    channel.send(chunk)
+                for chunk in upload.chunks(call.ident):  # a bad piece raises: call closed
+                    try:
+                        channel.send(chunk)
+                    except (OSError, ValueError):
+                        upload = None  # the worker is gone: reading the pipe shows it
+                        break
             continue
         if type(message) in (Result, Head, Error):
             return message  # type: ignore[return-value]

@@ -368,6 +368,7 @@ class Worker:
             while True:
                 if exchange.credit(STALL_LIMIT) <= 0:
                     if exchange.cancelled.is_set():
+                        peer.send(Chunk(ident, True, b""))  # ends the stream for the parent
                         return
                     raise Timeout(f"the stream was not read for {STALL_LIMIT:g} s; it was closed")
                 if raw is not None:
@@ -381,9 +382,8 @@ class Worker:
                     exchange.spend(len(clean))
                 if finished:
                     return
-        except Failure as exc:
-            if not exchange.cancelled.is_set():
-                peer.send(self._error(ident, exc))
+        except Failure as exc:  # also when cancelled: the parent may be waiting for the end
+            peer.send(self._error(ident, exc))
         except Exception as exc:  # a bug must not leave the parent waiting
             logger.exception("snworker worker: a stream failed unexpectedly")
             peer.send(self._error(ident, ApiFailure(f"internal error: {type(exc).__name__}")))
