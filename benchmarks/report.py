@@ -90,6 +90,12 @@ TARGETS = (
     Target("start-up / bare spawn", ("startup", "latency_ratio"), 1.5),
     Target("refresh grants per storm (max)", ("refresh_storm", "refresh_grants_max"), 1),
     Target("1 MB redaction / 1 MB GET", ("redaction", "1MB", "share_pct"), 5.0, unit=" %"),
+    Target("streaming down / in-process", ("streaming", "down", "throughput_ratio"), 0.9,
+           at_most=False),
+    Target("streaming up / in-process", ("streaming", "up", "throughput_ratio"), 0.9,
+           at_most=False),
+    Target("32 threads, 50 ms answers / in-process", ("wan", "throughput_ratio"), 1.0,
+           at_most=False),
 )
 
 
@@ -236,6 +242,26 @@ def rows(results: Results) -> list[Row]:
             f"{clients['reference_ops_per_s']:.0f}", f"{clients['agent_ops_per_s']:.0f}",
             f"{clients['throughput_ratio']:.2f}")
 
+    streamed = sections.get("streaming")
+    if streamed is not None:
+        size = streamed["body_bytes"] // (1 << 20)
+        for direction, label in (("down", "down"), ("up", "up")):
+            figures = streamed[direction]
+            a, b = figures["reference"], figures["snworker"]
+            add(f"10 stream {size} MB {label}¶", f"{a['mb_per_s']:.0f} MB/s",
+                f"{b['mb_per_s']:.0f} MB/s", f"{figures['throughput_ratio']:.2f}",
+                ("streaming", direction, "throughput_ratio"))
+            grown = figures["peak_growth_mib"]
+            add("  peak memory growth", f"parent +{grown['reference_parent']} MiB",
+                f"parent +{grown['snworker_parent']} MiB, worker "
+                f"+{grown['snworker_worker']} MiB")
+    far = sections.get("wan")
+    if far is not None:
+        add(f"11 {far['threads']} threads, answers after {far['delay_s'] * 1000:.0f} ms: req/s",
+            f"{far['reference']['ops_per_s']:.0f} ({far['reference_of_ideal']:.0%} of ideal)",
+            f"{far['snworker']['ops_per_s']:.0f} ({far['snworker_of_ideal']:.0%} of ideal)",
+            f"{far['throughput_ratio']:.2f}", ("wan", "throughput_ratio"))
+
     stub = sections.get("stub")
     if stub is not None:
         listed = stub["list_1000"]
@@ -305,6 +331,13 @@ def render(results: Results) -> str:
             " random draws of them in turn; draws: median µs of the best and the worst draw;"
             f" A: snworker GET of that body ({redaction['framing']}), interleaved;"
             " ratio: redaction as % of the GET"
+        )
+    if sections.get("streaming") is not None:
+        lines.append(
+            "¶ streaming: one body down (A: requests stream=True, iter_content; B:"
+            " stream_api_request, iter_bytes) and up (both: an iterator of 256 KiB pieces as"
+            " data, sent chunked); MB/s of the median transfer; memory: the most resident"
+            " memory grew during a transfer, sampled every 5 ms"
         )
     if sections.get("stub") is not None:
         lines.append(

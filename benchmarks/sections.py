@@ -72,6 +72,12 @@ class Scale:
     # Section 9: lists of 1,000 records, and stubs started and stopped, per block and side.
     stub_list_per_block: int = 2
     stub_starts_per_block: int = 10
+    # Section 10: the body streamed down and up, in MB, and transfers per side; section 11:
+    # blocks, and requests per thread per block.
+    stream_mb: int = 16
+    stream_blocks: int = 2
+    wan_blocks: int = 2
+    wan_per_thread: int = 3
 
 
 FULL = Scale(
@@ -86,6 +92,10 @@ FULL = Scale(
     redact_get_per_block={"small": 100, "1MB": 4},
     stub_list_per_block=10,
     stub_starts_per_block=50,
+    stream_mb=200,
+    stream_blocks=4,
+    wan_blocks=8,
+    wan_per_thread=10,
 )
 QUICK = Scale(
     blocks=4,

@@ -29,7 +29,7 @@ if TYPE_CHECKING:
     from snworker.channel import Call, Channel
 
 # The most of an answer's body the worker may send ahead of the reader.
-WINDOW = 1 << 20
+WINDOW = 1 << 22
 # An upload is read from its source and sent this much at a time.
 PIECE = 1 << 18
 # How long closing a stream early waits for the worker to end it (see Channel.close_call).
@@ -158,16 +158,27 @@ def _iterator_reader(source: Iterator[Any]) -> Callable[[int], bytes]:
 
 
 class Download:
-    """The reader's side of an answer's window: the Credit to return for each Chunk taken."""
+    """The reader's side of an answer's window: the Credit to return as Chunks are taken.
+
+    Credit goes back a quarter of the window at a time: the worker, never more than the
+    window ahead, is woken four times per window rather than once per piece.
+    """
 
     def __init__(self, window: int = WINDOW) -> None:
         self.window = window
         self.peak_buffered = 0  # the most body bytes waiting for the reader at once
+        self._owed = 0
 
     def taken(self, ident: int, chunk: Chunk, waiting: int) -> Credit | None:
         """`chunk` went to the reader, `waiting` bytes still queued: the credit to return."""
         self.peak_buffered = max(self.peak_buffered, waiting + len(chunk.body))
-        return Credit(ident, len(chunk.body)) if chunk.body and not chunk.last else None
+        if chunk.last:
+            return None
+        self._owed += len(chunk.body)
+        if self._owed < self.window // 4:
+            return None
+        owed, self._owed = self._owed, 0
+        return Credit(ident, owed)
 
 
 # --- the sync driver -------------------------------------------------------------------------

@@ -456,3 +456,27 @@ def test_the_worker_refuses_a_plain_http_instance(stub):
 def test_the_public_api_refuses_a_plain_http_instance():
     with pytest.raises(snworker.InvalidRequestError, match="https"):
         snworker.connect("http://dev12345.service-now.com", "cid")
+
+
+def test_a_streamed_answer_that_reflects_a_token_across_a_piece_border_is_redacted(conn, stub):
+    from snworker.worker.main import STREAM_PIECE
+
+    access, refresh = access_and_refresh_tokens(stub)
+    token = access[0].encode()
+    b64 = base64.b64encode(b"Bearer " + token)
+    incident = stub.records("incident")[0]
+    for echo in (token, b64, refresh[0].encode()):
+        for before_border in (1, len(echo) // 2, len(echo) - 1):
+            body = b"a" * (STREAM_PIECE - before_border) + echo + b"b" * 1000
+            record = conn.execute_api_request(
+                "/api/now/attachment/file", "POST", iter([body]),
+                headers={"Content-Type": "text/plain"},
+                params={"table_name": "incident", "table_sys_id": incident["sys_id"],
+                        "file_name": "echo.txt"}).data
+            with conn.stream_api_request(
+                    f"/api/now/attachment/{record['sys_id']}/file") as resp:
+                pieces = list(resp.iter_bytes())
+            received = b"".join(pieces)
+            assert len(pieces) >= 2  # the border was there
+            assert echo not in received and b"[redacted by snworker]" in received
+            assert received.startswith(b"a" * 1000) and received.endswith(b"b" * 1000)

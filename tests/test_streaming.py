@@ -297,11 +297,11 @@ def test_a_stream_that_stalls_mid_body_times_out():
             record = upload(conn, sn, pieces_of(8 * MB))
             relay.armed.set()
             began = time.monotonic()
-            with conn.stream_api_request(f"/api/now/attachment/{record['sys_id']}/file",
-                                         timeout=1.0) as resp:
-                with pytest.raises(snworker.RequestTimeoutError):
-                    for _ in resp.iter_bytes():
-                        pass
+            with (conn.stream_api_request(f"/api/now/attachment/{record['sys_id']}/file",
+                                          timeout=1.0) as resp,
+                  pytest.raises(snworker.RequestTimeoutError)):
+                for _ in resp.iter_bytes():
+                    pass
             assert time.monotonic() - began < 6.0
             relay.armed.clear()
             assert conn.execute_api_request("/api/now/table/incident").status == 200

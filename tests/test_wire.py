@@ -203,7 +203,7 @@ def _hostile_upload(conn, declared: int, pieces: list[bytes]):
 def test_a_parent_cannot_frame_a_second_request_with_its_upload(wired, pieces):
     from snworker.messages import Error
 
-    sn, relay, conn = wired
+    _, relay, conn = wired
     before = len(relay.recorded())
     answer = _hostile_upload(conn, 6, pieces)
     assert isinstance(answer, Error) and "declared" in answer.message

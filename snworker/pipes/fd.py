@@ -15,6 +15,7 @@ assert sys.platform != "win32"  # file descriptors frame the pipe on POSIX only
 import os
 import select
 import selectors
+import socket
 from collections.abc import Callable
 
 from snworker.messages import PREFIX, Message, ProtocolError, build, encode, read_head, sizes
@@ -32,6 +33,7 @@ class FdPipe:
     def __init__(self, fd: int, close: Callable[[], None] | None = None,
                  read_ahead: bool = True) -> None:
         self._fd = fd
+        _widen(fd)
         self._close = close if close is not None else (lambda: os.close(fd))
         self._read_ahead = read_ahead
         self._buffer = bytearray()
@@ -113,6 +115,25 @@ class FdPipe:
             filled += count
         view.release()
         return bytes(out)
+
+
+# A socket's buffers, asked for as large as a stream's window: a worker that writes a piece of
+# a body then rarely waits for the parent to read (the kernel may grant less: wmem_max).
+_SOCKET_BUFFER = 1 << 20
+
+
+def _widen(fd: int) -> None:
+    try:
+        sock = socket.socket(fileno=os.dup(fd))
+    except OSError:
+        return  # not a socket (a plain pipe): nothing to widen
+    try:
+        for option in (socket.SO_SNDBUF, socket.SO_RCVBUF):
+            sock.setsockopt(socket.SOL_SOCKET, option, _SOCKET_BUFFER)
+    except OSError:
+        pass
+    finally:
+        sock.close()
 
 
 def _write_all(fd: int, buffers: list[bytes]) -> None:

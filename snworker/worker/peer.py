@@ -51,10 +51,11 @@ UPLOAD_WINDOW = 1 << 20
 class Exchange:
     """One request in flight: whether its caller gave up, credit to stream, a body coming in."""
 
-    __slots__ = ("_chunks", "_cond", "_credit", "_queued", "cancelled")
+    __slots__ = ("_chunks", "_cond", "_credit", "_queued", "cancelled", "refused")
 
     def __init__(self) -> None:
         self.cancelled = threading.Event()
+        self.refused = False  # stopped by the worker: the parent broke the flow control
         self._cond = threading.Condition(threading.Lock())
         self._credit = 0
         self._chunks: deque[Chunk] = deque()
@@ -65,6 +66,11 @@ class Exchange:
         self.cancelled.set()
         with self._cond:
             self._cond.notify_all()
+
+    def refuse(self) -> None:
+        """Stop it for the parent's fault: it still gets an answer (an Error)."""
+        self.refused = True
+        self.cancel()
 
     def grant(self, size: int) -> None:
         """The parent consumed `size` more bytes of the answer."""
@@ -252,7 +258,7 @@ class Peer:
                 if exchange is not None and not exchange.put(message, UPLOAD_WINDOW):
                     logger.warning("snworker worker: %s sent more of a body than it was "
                                    "allowed to; the request is stopped", self.name)
-                    exchange.cancel()
+                    exchange.refuse()
             case Connect():
                 self._service.connect(self, message)
             case Control():
