@@ -96,7 +96,7 @@ class Upload:
             raise ApiRequestError(f"the body ended after {self._read_total} of the "
                                   f"{self.length} bytes its file had when the request began; "
                                   "the request was stopped")
-        self._eof = len(piece) < size or (known and self._read_total == self.length)
+        self._eof = self._read_total == self.length if known else not piece
         return piece
 
 
@@ -131,25 +131,24 @@ def _file_reader(source: Any) -> Callable[[int], bytes]:
 
 
 def _iterator_reader(source: Iterator[Any]) -> Callable[[int], bytes]:
+    """Reads at most `size` bytes: an item as it is when it fits; b"" only at the end."""
     pending = memoryview(b"")
 
     def read(size: int) -> bytes:
         nonlocal pending
-        out = bytearray()
-        while len(out) < size:
-            if not pending:
-                try:
-                    item = next(source)
-                except StopIteration:
-                    break
-                if not isinstance(item, bytes | bytearray | memoryview):
-                    raise InvalidRequestError(
-                        f"an iterator body must yield bytes, not {type(item).__name__}")
-                pending = memoryview(item).cast("B")
-            take = size - len(out)
-            out += pending[:take]
-            pending = pending[take:]
-        return bytes(out)
+        while not pending:
+            try:
+                item = next(source)
+            except StopIteration:
+                return b""
+            if not isinstance(item, bytes | bytearray | memoryview):
+                raise InvalidRequestError(
+                    f"an iterator body must yield bytes, not {type(item).__name__}")
+            if type(item) is bytes and 0 < len(item) <= size:
+                return item  # no copy
+            pending = memoryview(item).cast("B")
+        piece, pending = bytes(pending[:size]), pending[size:]
+        return piece
 
     return read
 

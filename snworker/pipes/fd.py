@@ -25,6 +25,8 @@ from snworker.pipes import Waiter
 # cost more than a second write.
 _JOIN_LIMIT = 1 << 16
 _READ_SIZE = 1 << 16
+# Bodies up to this size are read through a buffer kept from one to the next.
+_SCRATCH_MAX = 1 << 20
 
 
 class FdPipe:
@@ -38,6 +40,7 @@ class FdPipe:
         self._read_ahead = read_ahead
         self._buffer = bytearray()
         self._start = 0
+        self._scratch = bytearray()
 
     def fileno(self) -> int:
         """The descriptor the frames travel on."""
@@ -101,9 +104,17 @@ class FdPipe:
         return chunk
 
     def _take_large(self, size: int) -> bytes:
-        # Read straight into one buffer of the right size: no growing, no re-copying.
-        out = bytearray(size)
-        view = memoryview(out)
+        # Read straight into one buffer of the right size: no growing, no re-copying. A body
+        # the size of a stream's piece is read into a buffer kept for the next one: a fresh
+        # buffer per piece would make the allocator hand its pages back to the system and
+        # fault them in again each time (on a virtual machine, most of a stream's cost).
+        if size <= _SCRATCH_MAX:
+            if len(self._scratch) < size:
+                self._scratch = bytearray(size)
+            out = self._scratch
+        else:
+            out = bytearray(size)
+        view = memoryview(out)[:size]
         filled = len(self._buffer) - self._start
         view[:filled] = self._buffer[self._start:]
         self._buffer.clear()
@@ -113,8 +124,9 @@ class FdPipe:
             if not count:
                 raise EOFError
             filled += count
+        body = bytes(view)
         view.release()
-        return bytes(out)
+        return body
 
 
 # A socket's buffers, asked for as large as a stream's window: a worker that writes a piece of

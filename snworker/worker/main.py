@@ -414,7 +414,7 @@ class Worker:
         frame a second request.
         """
         peer.send(Credit(ident, UPLOAD_WINDOW))
-        sent = 0
+        sent = owed = 0
         while True:
             chunk = exchange.take(STALL_LIMIT)
             if chunk is None:
@@ -431,7 +431,10 @@ class Worker:
                                  "request was stopped")
             if data:
                 yield data
-                peer.send(Credit(ident, len(data)))
+                owed += len(data)
+                if owed >= UPLOAD_WINDOW // 4:  # a quarter window at a time: fewer wake-ups
+                    peer.send(Credit(ident, owed))
+                    owed = 0
             if chunk.last:
                 if length >= 0 and sent != length:
                     raise ApiFailure(f"the body ended after {sent} of the {length} bytes "

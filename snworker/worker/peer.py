@@ -45,7 +45,7 @@ logger = logging.getLogger("snworker.worker")
 
 _MAX_REQUEST_THREADS = 64
 # The most of an uploaded body the parent may send ahead of what the worker sent on.
-UPLOAD_WINDOW = 1 << 20
+UPLOAD_WINDOW = 1 << 22
 
 
 class Exchange:
