@@ -268,7 +268,8 @@ class StubApplication:
                 self.state.now(),
                 client_credentials=client,
                 sign_in=self.state.store.authenticate,
-                service_user=self.state.user_sys_id,
+                service_user=self.state.application_user(),
+                find_user=self.state.store.find_user,
             )
         response = json_response(body, status)
         response.headers["Cache-Control"] = "no-store"

@@ -22,7 +22,8 @@ from snworker.worker import harden
 
 def main(settings: dict[str, Any]) -> None:
     """Harden, start afresh where the OS allows it, then serve the parent until it is done."""
-    close = [] if sys.platform == "win32" else [int(settings["pipe"]), int(settings["death"])]
+    close = [] if sys.platform == "win32" else [int(settings["pipe"]), int(settings["death"]),
+                                                *map(int, settings.get("secret_fds", ()))]
     agent = settings.get("agent")
     try:
         report = harden.apply()

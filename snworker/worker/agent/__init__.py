@@ -16,6 +16,7 @@ directory is removed (the end of the user's login session, for $XDG_RUNTIME_DIR)
 
 from __future__ import annotations
 
+import dataclasses
 import json
 import logging
 import os
@@ -90,6 +91,7 @@ class AgentWorker(Worker):
         logger.info("snworker agent: stopping (%s)", self._stop_reason)
         self._revoke(_REVOKE_AT_STOP)
         self._wipe("the agent stopped")
+        self._forget_secrets()
         listener.close()
         for peer in self.peers():
             self.drop_peer(peer)
@@ -170,10 +172,8 @@ class AgentWorker(Worker):
             if settings is None:
                 self._settings = settings = message
             self._consent_owner = (peer, message.id)
-            super().connect(peer, Connect(
-                message.id, settings.instance_url, settings.client_id, settings.redirect_uris,
-                settings.scopes, settings.authorization_timeout, settings.request_timeout,
-                settings.policy, settings.log_level, settings.proxy, settings.ca_bundle))
+            # The agent's own settings, grant and access policy: a client changes none of them.
+            super().connect(peer, dataclasses.replace(settings, id=message.id))
 
     def carry_out(self, peer: Peer, request: Request, cancelled: threading.Event) -> None:
         """A peer that sends requests uses the connection: it counts as a client."""
