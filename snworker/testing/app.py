@@ -36,7 +36,8 @@ if TYPE_CHECKING:
 logger = logging.getLogger(__name__)
 
 SECRET_PARAMETERS: Final = frozenset(
-    {"code", "code_verifier", "refresh_token", "access_token", "token", "client_secret", "password"}
+    {"code", "code_verifier", "refresh_token", "access_token", "token", "client_secret", "password",
+     "assertion"}
 )
 MASKED: Final = "***"
 CONTROL_PREFIX: Final = "/_stub/"
