@@ -28,8 +28,8 @@ from snworker.errors import (
     WorkerError,
     from_error_fields,
 )
-from snworker.messages import Connect, Connected, Disconnect, Error, Pairs, Request, Result
 from snworker.grants import Grant
+from snworker.messages import Connect, Connected, Disconnect, Error, Pairs, Request, Result
 from snworker.policy import Policy, RetryPolicy
 from snworker.response import ApiResponse
 from snworker.settings import DEFAULT_REDIRECT_URI, connect_settings, seconds

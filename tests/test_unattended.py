@@ -28,8 +28,8 @@ from tests.processes import linux_only
 
 pytest.importorskip("cryptography")
 
-from cryptography.hazmat.primitives import serialization  # noqa: E402
-from cryptography.hazmat.primitives.asymmetric import ec, rsa  # noqa: E402
+from cryptography.hazmat.primitives import serialization
+from cryptography.hazmat.primitives.asymmetric import ec, rsa
 
 INCIDENTS = "/api/now/table/incident"
 CLIENT_SECRET = "cs-" + secrets.token_urlsafe(24)
@@ -247,19 +247,19 @@ def test_a_grant_refused_at_renewal_ends_the_connection_with_the_cause_named(cc_
 
 @pytest.mark.timeout(60)
 def test_the_grant_switched_off_is_named(secret_file):
-    with StubServiceNow(auth=("code",), client_secret=CLIENT_SECRET) as sn:
-        with pytest.raises(snworker.AuthorizationError) as caught:
-            connect(sn, client_credentials(secret_file))
+    with (StubServiceNow(auth=("code",), client_secret=CLIENT_SECRET) as sn,
+          pytest.raises(snworker.AuthorizationError) as caught):
+        connect(sn, client_credentials(secret_file))
     assert caught.value.reason == "grant_disabled"
     assert "glide.oauth.inbound.client.credential.grant_type.enabled" in str(caught.value)
 
 
 @pytest.mark.timeout(60)
 def test_no_application_user_is_named(secret_file):
-    with StubServiceNow(auth=("client_credentials",), client_secret=CLIENT_SECRET,
-                        application_user=None) as sn:
-        with pytest.raises(snworker.AuthorizationError) as caught:
-            connect(sn, client_credentials(secret_file))
+    with (StubServiceNow(auth=("client_credentials",), client_secret=CLIENT_SECRET,
+                         application_user=None) as sn,
+          pytest.raises(snworker.AuthorizationError) as caught):
+        connect(sn, client_credentials(secret_file))
     assert caught.value.reason == "no_application_user"
     assert "OAuth Application User" in str(caught.value)
 

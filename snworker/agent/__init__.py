@@ -31,9 +31,9 @@ from snworker.connection import (
     open_connection,
 )
 from snworker.errors import InvalidRequestError, ServiceNowError, WorkerError, WorkerStartError
+from snworker.grants import Grant
 from snworker.messages import Connect, Control, Result
 from snworker.pipes import IoMode, Pipe
-from snworker.grants import Grant
 from snworker.policy import Policy, RetryPolicy
 from snworker.settings import DEFAULT_REDIRECT_URI, connect_settings, seconds
 

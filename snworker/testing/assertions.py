@@ -99,16 +99,17 @@ def _verifies(key: str, algorithm: str, data: bytes, signature: bytes) -> bool:
                        if "CERTIFICATE" in key else load_pem_public_key(key.encode()))
     except ValueError:
         return False
-    chosen = {"sha256": hashes.SHA256, "sha384": hashes.SHA384, "sha512": hashes.SHA512}[digest]
+    chosen: hashes.HashAlgorithm = {"sha256": hashes.SHA256(), "sha384": hashes.SHA384(),
+                                    "sha512": hashes.SHA512()}[digest]
     try:
         if algorithm.startswith("RS") and isinstance(public, rsa.RSAPublicKey):
-            public.verify(signature, data, padding.PKCS1v15(), chosen())
+            public.verify(signature, data, padding.PKCS1v15(), chosen)
             return True
         if algorithm.startswith("ES") and isinstance(public, ec.EllipticCurvePublicKey):
             half = len(signature) // 2
             der = encode_dss_signature(int.from_bytes(signature[:half], "big"),
                                        int.from_bytes(signature[half:], "big"))
-            public.verify(der, data, ec.ECDSA(chosen()))
+            public.verify(der, data, ec.ECDSA(chosen))
             return True
     except InvalidSignature:
         return False

@@ -4,6 +4,7 @@ credential, the desktop keyring. The secret exists only here, in a bytearray the
 
 from __future__ import annotations
 
+import importlib
 import os
 import select
 import stat
@@ -39,7 +40,7 @@ def read_secret(reference: object, what: str, timeout: float) -> bytearray:
         secret = _read_keyring(str(where[0]), str(where[1]), what)
     else:
         raise _unreadable(what, f"unknown secret reference {kind!r}")
-    while secret and secret[-1:] in (b"\n", b"\r"):
+    while secret and secret[-1] in b"\r\n":
         del secret[-1]
     if not secret:
         raise _unreadable(what, f"{_describe(reference)} is empty")
@@ -145,8 +146,7 @@ def _read_all(fd: int, what: str, deadline: float, name: str) -> bytearray:
 
 def _read_keyring(service: str, user: str, what: str) -> bytearray:
     try:
-        import keyring
-        import keyring.errors
+        keyring: Any = importlib.import_module("keyring")
     except ImportError:
         raise _unreadable(what, "Secret.keyring needs the keyring package (pip install "
                           "'snworker[keyring]')") from None

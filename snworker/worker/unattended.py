@@ -15,7 +15,6 @@ crypto library.
 from __future__ import annotations
 
 import base64
-import hashlib
 import hmac
 import json
 import logging
@@ -24,7 +23,6 @@ import secrets
 import threading
 import time
 import uuid
-from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -240,8 +238,9 @@ class _JwtSettings:
         claims = {"iss": self.issuer or client_id, "sub": self.subject, "aud": client_id,
                   "iat": now, "nbf": now - 5, "exp": now + int(self.lifetime),
                   "jti": str(uuid.UUID(bytes=secrets.token_bytes(16), version=4))}
-        signing_input = f"{_b64(_json(header))}.{_b64(_json(claims))}".encode("ascii")
-        return f"{signing_input.decode('ascii')}.{_b64(_signature(key, self.algorithm, signing_input))}"
+        signing_input = f"{_b64(_json(header))}.{_b64(_json(claims))}"
+        signature = _signature(key, self.algorithm, signing_input.encode("ascii"))
+        return f"{signing_input}.{_b64(signature)}"
 
 
 def _json(value: dict[str, Any]) -> bytes:
@@ -260,10 +259,11 @@ def _signature(key: Any, algorithm: str, data: bytes) -> bytes:
     from cryptography.hazmat.primitives.asymmetric import ec, padding
     from cryptography.hazmat.primitives.asymmetric.utils import decode_dss_signature
 
-    chosen = {"sha256": hashes.SHA256, "sha384": hashes.SHA384, "sha512": hashes.SHA512}[digest]
+    chosen: hashes.HashAlgorithm = {"sha256": hashes.SHA256(), "sha384": hashes.SHA384(),
+                                    "sha512": hashes.SHA512()}[digest]
     if algorithm.startswith("RS"):
-        return bytes(key.sign(data, padding.PKCS1v15(), chosen()))
-    r, s = decode_dss_signature(key.sign(data, ec.ECDSA(chosen())))
+        return bytes(key.sign(data, padding.PKCS1v15(), chosen))
+    r, s = decode_dss_signature(key.sign(data, ec.ECDSA(chosen)))
     size = _EC_SIZES[algorithm[2:]]
     return r.to_bytes(size, "big") + s.to_bytes(size, "big")
 
@@ -317,11 +317,3 @@ def _oauth_error(body: object) -> str:
         if parts:
             return ": ".join(parts)
     return "no reason given"
-
-
-Renew = Callable[[], TokenGrant]
-
-
-def digest(text: str) -> str:
-    """A short digest of `text` (for logs that must not show it)."""
-    return hashlib.sha256(text.encode()).hexdigest()[:12]
