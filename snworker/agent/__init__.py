@@ -38,6 +38,8 @@ from snworker.policy import Policy, RetryPolicy
 from snworker.settings import DEFAULT_REDIRECT_URI, connect_settings, seconds
 
 ENVIRONMENT = "SNWORKER_AGENT"
+# The user a service agent runs as: set it to use an agent of another user.
+ENVIRONMENT_USER = "SNWORKER_AGENT_USER"
 DEFAULT_IDLE = 8 * 3600.0
 # The framing agents and their clients speak: sockets are file descriptors on POSIX.
 AGENT_IO: IoMode = "conn" if sys.platform == "win32" else "fd"
@@ -174,12 +176,29 @@ def default_address(instance_url: str, client_id: str) -> str:
 
 
 def open_agent(address: str) -> Pipe:
-    """A pipe to the agent at `address`, once it is checked to be this user's own."""
+    """A pipe to the agent at `address`, once it is checked to be this user's own (or, with
+    SNWORKER_AGENT_USER, to run as that user: a service agent)."""
     if sys.platform == "win32":
-        from snworker.agent._win32 import open_agent as open_here
+        from snworker.agent._win32 import open_agent as open_win32
+
+        return open_win32(address)
     else:
-        from snworker.agent._posix import open_agent as open_here
-    return open_here(address)
+        from snworker.agent._posix import open_agent as open_posix
+
+        return open_posix(address, service_user())
+
+
+def service_user() -> int | None:
+    """The user a service agent runs as, by SNWORKER_AGENT_USER (a name or an id), or None."""
+    name = os.environ.get(ENVIRONMENT_USER, "")
+    if not name or sys.platform == "win32":
+        return None
+    import pwd
+
+    try:
+        return int(name) if name.isdigit() else pwd.getpwnam(name).pw_uid
+    except KeyError:
+        raise WorkerStartError(f"{ENVIRONMENT_USER} names no user: {name!r}") from None
 
 
 def resolve(agent: str | None) -> str:

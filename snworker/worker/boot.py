@@ -33,7 +33,8 @@ def main(settings: dict[str, Any]) -> None:
         if agent is not None:
             from snworker.worker.agent import run  # only now: nothing of it runs before hardening
 
-            run(report, pipe, str(agent["address"]), float(agent["idle"]), _on_sigterm)
+            run(report, pipe, str(agent["address"]), float(agent["idle"]), _on_sigterm,
+                agent.get("allow"))
             os._exit(0)
     except harden.Refused as refusal:
         _refuse(settings, str(refusal))

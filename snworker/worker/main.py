@@ -109,9 +109,10 @@ class Worker:
             self._wipe("the connection is closed")
             self._forget_secrets()
 
-    def add_peer(self, pipe: Pipe, name: str) -> Peer:
-        """Start answering on `pipe`."""
+    def add_peer(self, pipe: Pipe, name: str, own_user: bool = True) -> Peer:
+        """Start answering on `pipe` (`own_user`: False for another user's process)."""
         peer = Peer(pipe, self, name)
+        peer.own_user = own_user
         with self._peers_lock:
             self._peers.add(peer)
         peer.start()
