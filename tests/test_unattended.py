@@ -16,6 +16,7 @@ import textwrap
 import threading
 import time
 from collections.abc import Iterator
+from dataclasses import replace
 from pathlib import Path
 from typing import Any
 
@@ -374,6 +375,29 @@ def test_a_secret_passed_by_descriptor(cc_stub):
             assert conn.execute_api_request(INCIDENTS, params={"sysparm_limit": 1}).status == 200
     finally:
         os.close(read_end)
+
+
+@posix_only
+@pytest.mark.timeout(60)
+def test_only_a_descriptor_passed_at_start_is_read(cc_stub):
+    # Code in the application asks a worker to read its own descriptors (its pipe, its
+    # parent-death pipe) as the secret: each is refused, named, and the worker goes on.
+    from snworker.channel import Channel
+    from snworker.messages import Error
+    from snworker.settings import connect_settings
+
+    settings = connect_settings(cc_stub.url, cc_stub.client_id)
+    channel = Channel.start(lambda url: None)
+    try:
+        for fd in range(3, 12):
+            message = replace(settings, id=channel.next_id(),
+                              grant=("client_credentials", ("fd", fd)))
+            answer = channel.call(message, 30)
+            assert type(answer) is Error and answer.detail == "secret_unreadable", answer
+            assert "was not passed to the worker" in answer.message
+        assert cc_stub.grant_counts["client_credentials"] == 0
+    finally:
+        channel.close(2.0)
 
 
 @posix_only

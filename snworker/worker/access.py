@@ -43,6 +43,8 @@ class AccessPolicy:
 
     def __init__(self, policy: Policy | None) -> None:
         self._policy = policy
+        self._active = policy is not None and (policy.methods, policy.tables, policy.apis) != (
+            None, None, None)
 
     @classmethod
     def from_wire(cls, values: tuple[Any, ...]) -> AccessPolicy:
@@ -54,9 +56,7 @@ class AccessPolicy:
     @property
     def active(self) -> bool:
         """True when some request could be refused."""
-        policy = self._policy
-        return policy is not None and (policy.methods, policy.tables, policy.apis) != (
-            None, None, None)
+        return self._active
 
     def describe(self) -> dict[str, Any]:
         """The policy, for an agent's status."""
@@ -67,7 +67,7 @@ class AccessPolicy:
 
     def check(self, method: str, url: str, body: bytes | None) -> None:
         """Raise InvalidRequest unless the policy allows this request (`url` as it is sent)."""
-        if not self.active:
+        if not self._active:
             return
         parts = urlsplit(url)
         self._check(method, parts.path, parts.query, body, nested=False)

@@ -30,6 +30,9 @@ def main(settings: dict[str, Any]) -> None:
         report += harden.start_fresh(int(settings["parent_pid"]), close,
                                      follow_parent=agent is None)
         pipe = open_pipe(settings)
+        from snworker.worker import secrets
+
+        secrets.PASSED_FDS = frozenset(int(fd) for fd in settings.get("secret_fds", ()))
         if agent is not None:
             from snworker.worker.agent import run  # only now: nothing of it runs before hardening
 

@@ -16,6 +16,9 @@ from snworker.worker.failures import AuthorizationFailed
 
 # A client secret or a PEM key is a few kilobytes at most.
 MAX_SECRET = 64 * 1024
+# The descriptors the parent passed for Secret.fd when it started this worker (set by boot.py):
+# no other descriptor, such as the worker's own pipe, is read as a secret.
+PASSED_FDS: frozenset[int] = frozenset()
 
 
 def wipe(buffer: bytearray) -> None:
@@ -100,6 +103,9 @@ def _credential_path(name: str, what: str) -> str:
 def _read_fd(fd: int, what: str, timeout: float) -> bytearray:
     if sys.platform == "win32":
         raise _unreadable(what, "a secret by descriptor works on Linux and macOS only")
+    if fd not in PASSED_FDS:
+        raise _unreadable(what, f"descriptor {fd} was not passed to the worker when it started "
+                          "(a Secret.fd must be given to the connect() that starts it)")
     try:
         info = os.fstat(fd)
     except OSError as exc:

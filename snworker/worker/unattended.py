@@ -116,12 +116,12 @@ class UnattendedGrant:
             if wire[5] is not None:
                 self._secrets.client_secret = self._read(wire[5], "client secret", timeout)
             pem = read_secret(wire[1], "JWT signing key", timeout)
+            for text in _key_texts(pem):
+                redactor.add(text)
             try:
                 self._secrets.key = _load_key(pem, settings.algorithm)
-                for text in _key_texts(pem):
-                    redactor.add(text)
             finally:
-                if not isinstance(self._secrets.key, bytearray) or self._secrets.key is not pem:
+                if self._secrets.key is not pem:  # an HS key is kept as it is; a PEM, loaded
                     wipe(pem)
         else:
             raise Failure("not an unattended grant")
