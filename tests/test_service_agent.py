@@ -38,6 +38,24 @@ pytestmark = [
          f"{sys.version_info[:2]})"], check=False).returncode != 0,
         reason="a system Python of this version runs the copy"),
 ]
+
+
+def _users_exist() -> bool:
+    import grp
+    import pwd
+
+    try:
+        for user in ("daemon", "nobody", "bin"):
+            pwd.getpwnam(user)
+        grp.getgrnam("nogroup")
+    except KeyError:
+        return False
+    return True
+
+
+if sys.platform == "linux":
+    pytestmark.append(pytest.mark.skipif(not _users_exist(),
+                                         reason="the users daemon, nobody, bin, nogroup"))
 # Packages the CLI, the agent and its client import, beyond the worker's own.
 _PACKAGES = (*WORKER_PACKAGES, "multiprocess", "_multiprocess", "dill")
 
