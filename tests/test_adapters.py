@@ -372,3 +372,47 @@ def test_a_session_over_an_agent(tmp_path):
                 conn.disconnect()
         finally:
             agents.control(info.address, "stop")
+
+
+# --- the translation alone (no I/O) ---------------------------------------------------------
+
+
+def test_the_translation_finds_the_instance_however_its_url_is_spelled(caplog):
+    from snworker.adapters import Translator
+
+    translator = Translator("https://dev12345.service-now.com")
+    for url in ("https://dev12345.service-now.com/api/x?a=1&b=%20#frag",
+                "https://DEV12345.service-now.com:443/api/x?a=1&b=%20",
+                "HTTPS://dev12345.Service-Now.com/api/x?a=1&b=%20"):
+        assert translator.call("get", url, (), None, None).path == "/api/x?a=1&b=%20", url
+    assert translator.call("GET", "https://dev12345.service-now.com", (), None, None).path == "/"
+    for url in ("http://dev12345.service-now.com/api/x",
+                "https://dev12345.service-now.com:8443/api/x",
+                "https://dev12345.service-now.com.evil.example/api/x",
+                "https://dev12345.service-now.com@evil.example/api/x",
+                "https://evil.example#@dev12345.service-now.com/api/x",
+                "https://dev12345.service-now.com:notaport/api/x"):
+        with pytest.raises(snworker.InvalidRequestError, match="is not the instance"):
+            translator.call("GET", url, (), None, None)
+    with caplog.at_level(logging.WARNING, logger="snworker"):
+        call = translator.call(
+            "POST", "https://u:pw@dev12345.service-now.com/x",
+            [("Accept", "a"), ("accept", "b"), ("Content-Length", "3"), ("X-UserToken", "t"),
+             ("User-Agent", "mine")], b"abc", 2.0)
+    assert call.headers == {"Accept": "a, b", "User-Agent": "mine"}
+    assert (call.method, call.body, call.timeout) == ("POST", b"abc", 2.0)
+    assert "URL user and password, X-UserToken" in caplog.text and "pw" not in caplog.text
+    keywords = call.keywords()
+    assert keywords["raise_for_status"] is False and keywords["retry"] is False
+
+
+def test_response_headers_describe_the_decoded_body():
+    from snworker.adapters import deadline, response_headers
+
+    pairs = (("Content-Encoding", "gzip"), ("Content-Length", "20"), ("Link", "<a>"),
+             ("link", "<b>"), ("Transfer-Encoding", "chunked"), ("Connection", "close"))
+    assert response_headers(pairs, "GET", 55) == [("Link", "<a>"), ("link", "<b>"),
+                                                  ("Content-Length", "55")]
+    assert response_headers(pairs, "HEAD", 0) == [("Link", "<a>"), ("link", "<b>")]
+    assert response_headers((("Content-Length", "5"),), "GET", 5) == [("Content-Length", "5")]
+    assert deadline(None, None) is None and deadline(3, None) == 3.0 and deadline(1, 2.5) == 3.5

@@ -27,13 +27,16 @@ from __future__ import annotations
 
 import logging
 import threading
-from collections.abc import Iterable
+from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass, field
-from typing import Any
+from typing import TYPE_CHECKING, Any
 from urllib.parse import urlsplit
 
 from snworker.errors import InvalidRequestError
 from snworker.messages import Pairs
+
+if TYPE_CHECKING:
+    from snworker.response import ApiResponse
 
 logger = logging.getLogger("snworker")
 
@@ -71,6 +74,24 @@ class Call:
                 "raise_for_status": False, "retry": False}
 
 
+@dataclass(slots=True)
+class Fetched:
+    """The instance's answer: its body whole in `content`, or as `chunks` until `close()`."""
+
+    status: int
+    headers: list[tuple[str, str]]
+    content: bytes | None = field(default=None, repr=False)
+    chunks: Iterator[bytes] | None = field(default=None, repr=False)
+    close: Callable[[], None] = lambda: None
+
+
+def fetched(call: Call, answer: ApiResponse[Any]) -> Fetched:
+    """The answer to `call` from `execute_api_request`, its body whole."""
+    content = answer.content
+    return Fetched(answer.status,
+                   response_headers(answer._header_pairs, call.method, len(content)), content)
+
+
 def origin(url: str) -> tuple[str, str, int | None]:
     """(scheme, host, port) of `url`, with the scheme's default port made explicit."""
     parts = urlsplit(url)
@@ -88,6 +109,7 @@ class Translator:
     def __init__(self, instance_url: str, library_user_agents: Iterable[str] = ()) -> None:
         self.instance_url = instance_url
         self._origin = origin(instance_url)
+        self._prefix = instance_url + "/"  # the common case, recognised without parsing
         self._library_user_agents = frozenset(library_user_agents)
         self._warned: set[str] = set()
         self._lock = threading.Lock()
@@ -99,18 +121,23 @@ class Translator:
     def call(self, method: str, url: str, headers: Iterable[tuple[str, str]], body: Any,
              timeout: float | None) -> Call:
         """The Call for a client's request; InvalidRequestError for another origin."""
-        parts = urlsplit(url)
-        if not self.same_origin(url):
-            shown = f"{parts.scheme}://{parts.netloc.rpartition('@')[2]}"
-            raise InvalidRequestError(
-                f"{shown} is not the instance: this session sends only to "
-                f"{self.instance_url}, through the worker; nothing was sent")
-        path = parts.path or "/"
-        if parts.query:
-            path += "?" + parts.query
+        dropped: list[str] = []
+        if url.startswith(self._prefix):
+            path = url[len(self.instance_url):].partition("#")[0]
+        else:
+            parts = urlsplit(url)
+            if origin(url) != self._origin:
+                shown = f"{parts.scheme}://{parts.netloc.rpartition('@')[2]}"
+                raise InvalidRequestError(
+                    f"{shown} is not the instance: this session sends only to "
+                    f"{self.instance_url}, through the worker; nothing was sent")
+            path = parts.path or "/"
+            if parts.query:
+                path += "?" + parts.query
+            if parts.username or parts.password:
+                dropped.append("URL user and password")
         forwarded: dict[str, str] = {}
-        dropped: list[str] = ["URL user and password"] if parts.username or parts.password \
-            else []
+        names: dict[str, str] = {}  # lower case -> as given, to join repeated headers
         for name, value in headers:
             lower = name.lower()
             if lower in LIBRARY_HEADERS:
@@ -121,10 +148,11 @@ class Translator:
             if lower == "user-agent" and value in self._library_user_agents:
                 continue
             # Repeated headers are joined as RFC 9110 allows; the worker refuses doubles.
-            previous = next((k for k in forwarded if k.lower() == lower), None)
-            if previous is not None:
-                forwarded[previous] += ", " + value
+            given = names.get(lower)
+            if given is not None:
+                forwarded[given] += ", " + value
             else:
+                names[lower] = name
                 forwarded[name] = value
         if dropped:
             self._warn(dropped)
@@ -153,10 +181,18 @@ def response_headers(pairs: Pairs, method: str, body_length: int) -> list[tuple[
     Content-Encoding goes (the worker decoded the body) and Content-Length then says the
     decoded length; hop-by-hop headers go; repeated names are kept as pairs.
     """
-    decoded = any(name.lower() == "content-encoding" for name, _ in pairs)
-    kept = [(name, value) for name, value in pairs
-            if name.lower() not in _HOP_RESPONSE_HEADERS
-            and not (decoded and name.lower() in ("content-encoding", "content-length"))]
-    if decoded and method != "HEAD":
-        kept.append(("Content-Length", str(body_length)))
+    kept: list[tuple[str, str]] = []
+    decoded = False
+    for name, value in pairs:
+        lower = name.lower()
+        if lower in _HOP_RESPONSE_HEADERS:
+            continue
+        if lower == "content-encoding":
+            decoded = True
+            continue
+        kept.append((name, value))
+    if decoded:
+        kept = [(name, value) for name, value in kept if name.lower() != "content-length"]
+        if method != "HEAD":
+            kept.append(("Content-Length", str(body_length)))
     return kept

@@ -14,8 +14,8 @@ from typing import TYPE_CHECKING, Any
 
 import httpx
 
-from snworker.adapters import Call, Translator, deadline
-from snworker.adapters.sync import Fetched, fetch
+from snworker.adapters import Call, Fetched, Translator, deadline
+from snworker.adapters.sync import fetch
 from snworker.errors import ApiRequestError, RequestTimeoutError
 
 if TYPE_CHECKING:

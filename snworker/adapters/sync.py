@@ -2,26 +2,14 @@
 
 from __future__ import annotations
 
-from collections.abc import Callable, Iterable, Iterator
-from dataclasses import dataclass, field
+from collections.abc import Iterable
 from typing import TYPE_CHECKING
 
-from snworker.adapters import Call, response_headers
+from snworker.adapters import Call, Fetched, fetched
 from snworker.errors import InvalidRequestError
 
 if TYPE_CHECKING:
     from snworker.connection import ServiceNowConnection
-
-
-@dataclass(slots=True)
-class Fetched:
-    """The instance's answer: its body whole in `content`, or as `chunks` until `close()`."""
-
-    status: int
-    headers: list[tuple[str, str]]
-    content: bytes | None = field(default=None, repr=False)
-    chunks: Iterator[bytes] | None = field(default=None, repr=False)
-    close: Callable[[], None] = lambda: None
 
 
 def fetch(conn: ServiceNowConnection, call: Call, stream: bool) -> Fetched:
@@ -32,10 +20,7 @@ def fetch(conn: ServiceNowConnection, call: Call, stream: bool) -> Fetched:
     the body arrives whole either way and `chunks` is left unset.
     """
     del stream  # the body comes whole until the connection can stream it
-    answer = conn.execute_api_request(**call.keywords())
-    content = answer.content
-    return Fetched(answer.status,
-                   response_headers(answer._header_pairs, call.method, len(content)), content)
+    return fetched(call, conn.execute_api_request(**call.keywords()))
 
 
 def request_body(body: object) -> bytes | None:
