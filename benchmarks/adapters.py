@@ -61,6 +61,9 @@ def _compare(blocks: dict[str, list[Block]], figure: str) -> dict[str, Any]:
         if side not in blocks:
             continue
         figures = comparison(blocks["reference"], blocks[side])
+        # The parent's CPU per request, which the machine's load disturbs less than latency.
+        figures["cpu_ratio"] = ratio(figures["snworker"]["cpu_us_per_op"],
+                                     figures["reference"]["cpu_us_per_op"])
         if figure == "per_request_ratio":
             a, b = summarize(blocks["reference"]), summarize(blocks[side])
             figures["per_request_ratio"] = ratio(a.ops_per_s, b.ops_per_s)

@@ -416,3 +416,32 @@ def test_response_headers_describe_the_decoded_body():
     assert response_headers(pairs, "HEAD", 0) == [("Link", "<a>"), ("link", "<b>")]
     assert response_headers((("Content-Length", "5"),), "GET", 5) == [("Content-Length", "5")]
     assert deadline(None, None) is None and deadline(3, None) == 3.0 and deadline(1, 2.5) == 3.5
+
+
+def test_a_body_in_chunks_reaches_each_library_and_is_released_once(wired):
+    from snworker.adapters import Fetched
+    from snworker.adapters.for_httpx import httpx_response
+    from snworker.adapters.for_requests import WorkerAdapter
+
+    closed: list[str] = []
+
+    def answer(name: str) -> Fetched:
+        return Fetched(200, [("Content-Type", "text/plain; charset=utf-8")],
+                       chunks=iter([b"first ", b"", b"second ", b"third"]),
+                       close=lambda: closed.append(name))
+
+    adapter = WorkerAdapter(wired.conn)
+    prepared = requests.Request("GET", f"{wired.url}/x").prepare()
+    streamed = adapter._response(answer("requests"), prepared, prepared.url)
+    assert b"".join(streamed.iter_content(4)) == b"first second third"
+    assert streamed.encoding == "utf-8"
+    streamed.close()
+    streamed.close()
+    read = httpx_response(answer("httpx"), httpx.Request("GET", f"{wired.url}/x"))
+    assert read.read() == b"first second third" and read.text == "first second third"
+    read.close()
+    assert closed == ["requests", "httpx"]
+    left = adapter._response(answer("left unread"), prepared, prepared.url)
+    assert left.raw.read(3) == b"fir"
+    left.close()
+    assert closed == ["requests", "httpx", "left unread"]

@@ -4,10 +4,12 @@
                                                                         (the worker's rules)
     client <--requests.Response / httpx.Response-- adapter <--status, headers, body--
 
-This module does no I/O and imports neither HTTP library: it turns what a client asked for
-into a `Call` (a path on the instance, the headers worth forwarding, the body, a deadline) and
-the worker's answer back into headers a client can trust. The adapters of `for_requests` and
-`for_httpx`, and the asyncio driver's httpx transport, are thin I/O around it. The worker still
+This module does no I/O and imports neither HTTP library: `Translator.call` turns what a client
+asked for into a `Call` (a path on the instance, the headers worth forwarding, the body, a
+deadline), whose `keywords()` are `execute_api_request`'s, sync or async; `fetched()` turns the
+answer into a `Fetched` (status, headers a client can trust, body). The adapters of
+`for_requests` and `for_httpx`, and the asyncio driver's httpx transport, are thin I/O around
+it: `sync.fetch` is where the sync ones call the worker. The worker still
 checks everything (path, method, headers, body): the adapters add no rules of their own, they
 only refuse other origins before anything is sent and leave out what the HTTP library added.
 

@@ -196,10 +196,14 @@ class WorkerSession(requests.Session):
 
 
 class _ChunkReader(io.RawIOBase):
-    """A streamed body as the file-like `raw` that requests reads."""
+    """A streamed body as the file-like `raw` that requests reads.
+
+    The stream is released once: when it has been read to its end, or closed, or when requests
+    releases the connection (`Response.close()` after the body was read) - as urllib3 does.
+    """
 
     def __init__(self, fetched: Fetched) -> None:
-        self._fetched = fetched
+        self._fetched: Fetched | None = fetched
         self._chunks = fetched.chunks
         self._pending = b""
 
@@ -211,6 +215,7 @@ class _ChunkReader(io.RawIOBase):
             chunk = next(self._chunks, None)
             if chunk is None:
                 self._chunks = None
+                self.release_conn()
                 break
             self._pending = chunk
         size = min(len(buffer), len(self._pending))
@@ -218,9 +223,13 @@ class _ChunkReader(io.RawIOBase):
         self._pending = self._pending[size:]
         return size
 
+    def release_conn(self) -> None:
+        fetched, self._fetched = self._fetched, None
+        if fetched is not None:
+            fetched.close()
+
     def close(self) -> None:
-        if not self.closed:
-            self._fetched.close()
+        self.release_conn()
         super().close()
 
 
