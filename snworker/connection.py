@@ -29,8 +29,9 @@ from snworker.errors import (
     WorkerError,
     from_error_fields,
 )
+from snworker.grants import Grant
 from snworker.messages import Connect, Connected, Disconnect, Error, Head, Pairs, Request, Result
-from snworker.policy import RetryPolicy
+from snworker.policy import Policy, RetryPolicy
 from snworker.response import ApiResponse
 from snworker.settings import DEFAULT_REDIRECT_URI, connect_settings, seconds
 from snworker.streams import WINDOW, StreamResponse, Upload, is_stream, send_upload
@@ -130,7 +131,7 @@ class ServiceNowConnection:
         self, path: str, http_method: str = ..., data: Any = ...,
         suppress_response_body: bool = ..., headers: Mapping[str, str] | None = ..., *,
         params: Mapping[str, Any] | None = ..., timeout: float | None = ...,
-        result_type: None = ...,
+        raise_for_status: bool = ..., retry: bool = ..., result_type: None = ...,
     ) -> ApiResponse[Any]: ...
 
     @overload
@@ -138,7 +139,7 @@ class ServiceNowConnection:
         self, path: str, http_method: str = ..., data: Any = ...,
         suppress_response_body: bool = ..., headers: Mapping[str, str] | None = ..., *,
         params: Mapping[str, Any] | None = ..., timeout: float | None = ...,
-        result_type: type[T],
+        raise_for_status: bool = ..., retry: bool = ..., result_type: type[T],
     ) -> ApiResponse[T]: ...
 
     def execute_api_request(
@@ -151,6 +152,8 @@ class ServiceNowConnection:
         *,
         params: Mapping[str, Any] | None = None,
         timeout: float | None = None,
+        raise_for_status: bool = True,
+        retry: bool = True,
         result_type: Any = None,
     ) -> ApiResponse[Any]:
         """Send one request to the instance through the worker.
@@ -158,28 +161,36 @@ class ServiceNowConnection:
         Args:
             path: path on the instance, e.g. "/api/now/table/incident" (never a URL).
             http_method: GET, POST, PUT, PATCH, DELETE or HEAD.
-            data: a JSON-serialisable body, or bytes sent as they are.
+            data: a JSON-serialisable body, or bytes sent as they are; a binary file object
+                or an iterator of bytes streams up (sent with its length when a seekable file
+                tells it, else chunked).
             suppress_response_body: ask the instance for no body (X-no-response-body).
             headers: extra request headers (not Authorization, Cookie, Host or
                 Proxy-Authorization).
             params: query parameters; a list value repeats the parameter, booleans are
                 sent as "true"/"false", None values are left out.
             timeout: deadline in seconds for the whole call, retries included.
+            raise_for_status: False returns a 4xx/5xx answer as it came (redacted) instead
+                of raising ApiRequestError.
+            retry: False makes one attempt: no retries on transient failures, for a caller
+                that retries on its own (the access token is still renewed after a 401).
             result_type: the type of `data`, for static type checkers only.
 
         Returns:
-            The response, for any status below 400 (3xx redirects are not followed).
+            The response, for any status below 400 (3xx redirects are not followed), and for
+            any status at all with raise_for_status=False.
 
         Raises:
             InvalidRequestError: the request was refused before anything was sent.
-            ApiRequestError: the instance answered 4xx/5xx, or the network failed.
+            ApiRequestError: the instance answered 4xx/5xx (unless raise_for_status=False), or
+                the network failed.
             RequestTimeoutError: the deadline passed.
             AuthTokenExpiredError: the grant cannot be renewed; call connect() again.
             WorkerError: the worker is gone (WorkerCrashedError, ConnectionClosedError).
         """
         deadline, request, upload = self._request(path, http_method, data,
                                                   suppress_response_body, headers, params,
-                                                  timeout)
+                                                  timeout, raise_for_status, retry)
         _, answer = self._exchange(request, upload, deadline)
         if type(answer) is Result:
             return ApiResponse(answer.status, answer.headers, answer.body or b"")
@@ -197,6 +208,7 @@ class ServiceNowConnection:
         params: Mapping[str, Any] | None = None,
         timeout: float | None = None,
         raise_for_status: bool = True,
+        retry: bool = True,
     ) -> StreamResponse:
         """Send one request and read its answer's body in pieces, as it comes.
 
@@ -211,13 +223,16 @@ class ServiceNowConnection:
             timeout: seconds to wait for the answer to begin, then for each piece of it.
             raise_for_status: False: a 4xx/5xx answer is streamed like any other, instead of
                 raising ApiRequestError.
+            retry: False makes one attempt, as for `execute_api_request`. A body streamed up
+                is sent once in any case: it is retried only when no connection was made.
 
         Raises:
             as `execute_api_request`; while reading, RequestTimeoutError, ApiRequestError
             (the network failed mid-body) and WorkerError.
         """
         deadline, request, upload = self._request(path, http_method, data, False, headers,
-                                                  params, timeout, WINDOW, raise_for_status)
+                                                  params, timeout, raise_for_status, retry,
+                                                  WINDOW)
         call, answer = self._exchange(request, upload, deadline)
         if type(answer) is Error:
             raise self._error(answer)
@@ -229,7 +244,7 @@ class ServiceNowConnection:
 
     def _request(self, path: str, http_method: str, data: Any, suppress_response_body: bool,
                  headers: Mapping[str, str] | None, params: Mapping[str, Any] | None,
-                 timeout: float | None, window: int = 0, raise_for_status: bool = True,
+                 timeout: float | None, raise_for_status: bool, retry: bool, window: int = 0,
                  ) -> tuple[float, Request, Upload | None]:
         """The request message for a call, its deadline, and the upload of a streamed body."""
         if self._closed:
@@ -244,9 +259,9 @@ class ServiceNowConnection:
         upload = Upload(data) if is_stream(data) else None
         request = Request(
             self._channel.next_id(), method, checked_path, param_pairs, header_pairs,
-            bool(suppress_response_body), deadline, window,
-            None if upload is None else upload.length, raise_for_status,
-            None if upload is not None else _encode_body(data),
+            bool(suppress_response_body), deadline, bool(raise_for_status), bool(retry),
+            window=window, upload=None if upload is None else upload.length,
+            body=None if upload is not None else _encode_body(data),
         )
         return deadline, request, upload
 
@@ -377,6 +392,8 @@ def connect(
     ca_bundle: str | os.PathLike[str] | None = None,
     proxy: str | None = None,
     agent: bool = False,
+    grant: Grant | None = None,
+    policy: Policy | None = None,
 ) -> ServiceNowConnection:
     """Start a worker, have the user authorize it, and return a connection through it.
 
@@ -397,6 +414,9 @@ def connect(
             NO_PROXY names the instance. Never used for a loopback instance.
         agent: use a running `snworker agent` for this instance and client id, if there is
             one (no consent needed then); else start a worker of its own.
+        grant: an unattended grant (`ClientCredentials`, `JwtBearer`) instead of the user's
+            consent: no browser; the worker reads its secrets and renews by running it again.
+        policy: what the worker may send (`Policy`); it refuses anything else, unsent.
 
     Raises:
         AuthorizationError: the user denied access, did not answer in time, or the instance
@@ -407,7 +427,8 @@ def connect(
     settings = connect_settings(instance, client_id, redirect_uri=redirect_uri, scopes=scopes,
                                 authorization_timeout=authorization_timeout,
                                 request_timeout=request_timeout, retry=retry,
-                                ca_bundle=ca_bundle, proxy=proxy)
+                                ca_bundle=ca_bundle, proxy=proxy, grant=grant,
+                                policy=policy)
     opener = open_browser if open_browser is not None else _open_system_browser
     if agent:
         from snworker import agent as agents
@@ -420,7 +441,7 @@ def connect(
             except WorkerError:
                 logger.info("snworker: the agent at %s did not answer; starting a worker",
                             address)
-    channel = Channel.start(_browser_runner(opener))
+    channel = Channel.start(_browser_runner(opener), fds=grant.fds() if grant else ())
     message = replace(settings, id=channel.next_id())
     conn = ServiceNowConnection(channel, message, authorize_new(channel, message))
     _open_connections.add(conn)

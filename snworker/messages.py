@@ -40,6 +40,8 @@ class Connect:
     log_level: int
     proxy: str | None = None
     ca_bundle: str | None = None
+    grant: tuple[Any, ...] = ()  # an unattended grant (grants.py), else the browser consent
+    access: tuple[Any, ...] = ()  # the access Policy the worker enforces; () for none
     TAG: ClassVar[int] = 1
 
 
@@ -54,14 +56,14 @@ class Request:
     headers: Pairs
     suppress_response_body: bool
     timeout: float
+    raise_for_status: bool = True  # False: a 4xx/5xx answer comes back as a Result too
+    retry: bool = True  # False: one attempt, no retries in the worker (the caller has its own)
     # 0: the answer is one Result (or Error). Above 0: a Head, then the body in Chunks, at most
     # `window` bytes ahead of the Credits the parent returns as it consumes them.
     window: int = 0
     # None: the body, if any, is `body`. Else it follows in Chunks, sent within the Credits the
     # worker grants: `upload` bytes in all, or UNKNOWN_LENGTH (the worker sends it chunked).
     upload: int | None = None
-    # False: a 4xx/5xx answer comes back as a Result (or a Head) like any other status.
-    raise_for_status: bool = True
     body: bytes | None = field(default=None, repr=False)
     TAG: ClassVar[int] = 2
 

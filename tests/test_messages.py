@@ -40,7 +40,7 @@ SAMPLES = [
             RetryPolicy().to_wire(), 20),
     Request(2, "GET", "/api/now/table/incident", (("sysparm_limit", "1"),), (), False, 30.0),
     Request(3, "POST", "/api/now/table/incident", (), (("X-A", "b"),), True, 5.0, body=b'{"a":1}'),
-    Request(4, "POST", "/x", (), (), False, 5.0, body=b""),
+    Request(4, "POST", "/x", (), (), False, 5.0, False, False, body=b""),
     Cancel(5),
     Disconnect(6, 5.0),
     OpenBrowser(7, "https://x/oauth_auth.do?a=b"),

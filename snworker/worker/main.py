@@ -42,6 +42,7 @@ from snworker.messages import (
 )
 from snworker.pipes import Pipe
 from snworker.policy import RetryPolicy
+from snworker.worker.access import AccessPolicy
 from snworker.worker.authorize import TokenEndpoint, run_flow
 from snworker.worker.failures import (
     ApiFailure,
@@ -63,6 +64,7 @@ from snworker.worker.transport import (
     read_piece,
     response_headers,
 )
+from snworker.worker.unattended import UnattendedGrant
 
 logger = logging.getLogger("snworker.worker")
 
@@ -116,6 +118,8 @@ class Worker:
         self._origin: tuple[str, str] | None = None  # (instance, client id), once connected
         self._user: dict[str, str] | None = None
         self._policy = RetryPolicy()
+        self._access = AccessPolicy(None)
+        self._unattended: UnattendedGrant | None = None
         self._ready = threading.Event()
         self._done = threading.Event()
         self._orphaned = threading.Lock()
@@ -131,10 +135,12 @@ class Worker:
             self._done.wait()
         finally:
             self._wipe("the connection is closed")
+            self._forget_secrets()
 
-    def add_peer(self, pipe: Pipe, name: str) -> Peer:
-        """Start answering on `pipe`."""
+    def add_peer(self, pipe: Pipe, name: str, own_user: bool = True) -> Peer:
+        """Start answering on `pipe` (`own_user`: False for another user's process)."""
         peer = Peer(pipe, self, name)
+        peer.own_user = own_user
         with self._peers_lock:
             self._peers.add(peer)
         peer.start()
@@ -216,6 +222,8 @@ class Worker:
                 self._install_logging(message.log_level)
                 logger.debug("snworker worker: process %d, sys.path %s", os.getpid(), sys.path)
                 self._policy = RetryPolicy.from_wire(message.policy)
+                # Fixed by the first consent: a later Connect cannot lift it.
+                self._access = AccessPolicy.from_wire(message.access)
                 _check_connect(message)
                 self._transport = Transport(message.instance_url, self._policy, message.proxy,
                                             message.ca_bundle)
@@ -226,15 +234,21 @@ class Worker:
                 _check_connect(message)
             transport, endpoint = self._transport, self._endpoint
             assert endpoint is not None
-            grant = run_flow(
-                transport, endpoint, message.client_id, message.redirect_uris,
-                tuple(message.scopes), message.authorization_timeout,
-                lambda url: peer.send(OpenBrowser(message.id, url)), self._connect_cancel,
-                self._redactor,
-            )
+            if message.grant:
+                unattended = self._unattended_grant(message)
+                grant = unattended.run(self._connect_cancel)
+            else:
+                unattended = None
+                grant = run_flow(
+                    transport, endpoint, message.client_id, message.redirect_uris,
+                    tuple(message.scopes), message.authorization_timeout,
+                    lambda url: peer.send(OpenBrowser(message.id, url)), self._connect_cancel,
+                    self._redactor,
+                )
             tokens = self._tokens
             if tokens is None:
-                tokens = TokenStore(endpoint.refresh, self._policy.refresh_margin)
+                tokens = TokenStore(endpoint.refresh, self._policy.refresh_margin,
+                                    renew=unattended.renew if unattended else None)
                 tokens.install(grant)
                 self._tokens = tokens
             else:
@@ -252,6 +266,17 @@ class Worker:
             self._ready.set()
             logger.info("snworker worker: hardening %s", _describe(self._hardening))
         self._finish_consent(peer, message, failure)
+
+    def _unattended_grant(self, message: Connect) -> UnattendedGrant:
+        """The grant `message` names, its secrets read now; the same one for a reconnect."""
+        if self._unattended is None:
+            assert self._transport is not None
+            if not isinstance(message.grant, tuple):
+                raise InvalidRequest("a malformed grant")
+            self._unattended = UnattendedGrant(message.grant, self._transport,
+                                               message.client_id, message.request_timeout,
+                                               self._redactor)
+        return self._unattended
 
     def _finish_consent(self, peer: Peer, message: Connect, failure: Failure | None) -> None:
         # Done before the answer goes out: whoever reads it may ask for another consent at once.
@@ -281,7 +306,8 @@ class Worker:
     def _current_user(self, timeout: float) -> dict[str, str] | None:
         request = Request(0, "GET", _CURRENT_USER_PATH, _CURRENT_USER_QUERY, (), False, timeout)
         try:
-            result = self._execute(request, Exchange(), None)
+            # The worker's own read of its user, not the parent's: outside the access policy.
+            result = self._execute(request, Exchange(), None, internal=True)
             assert type(result) is Result
         except TokenExpired:
             raise
@@ -302,12 +328,14 @@ class Worker:
 
     # --- requests -------------------------------------------------------------------------
 
-    def _execute(self, request: Request, exchange: Exchange,
-                 peer: Peer | None) -> Result | _Streamed:
+    def _execute(self, request: Request, exchange: Exchange, peer: Peer | None,
+                 internal: bool = False) -> Result | _Streamed:
         transport, tokens = self._transport, self._tokens
         if transport is None or tokens is None:
             raise Failure("the worker is not connected")
         checked = transport.check(request)
+        if not internal:
+            self._access.check(checked.method, checked.url, checked.body)
         method = checked.method
         started = time.monotonic()
         deadline = started + min(checked.timeout, transport.policy.total_timeout)
@@ -315,7 +343,8 @@ class Worker:
         if checked.window:
             def keep_open(status: int) -> bool:
                 # What may be retried, or is answered with an Error, is read whole.
-                return status != 401 and not transport.retryable(method, status) and (
+                retried = checked.retry and transport.retryable(method, status)
+                return status != 401 and not retried and (
                     status < 400 or not checked.raise_for_status)
 
         if checked.upload is not None:
@@ -332,14 +361,17 @@ class Worker:
                 return self._send_authorized(checked, tokens, remaining, pieces, keep_open)
 
             response = transport.call(attempt, deadline, exchange.cancelled,
-                                      resend_on_error=False)
+                                      resend_on_error=False, retry=checked.retry)
         else:
             def attempt(remaining: float) -> Answer:
-                return transport.classify(method, self._send_authorized(
-                    checked, tokens, remaining, None, keep_open))
+                answer = self._send_authorized(checked, tokens, remaining, None, keep_open)
+                return transport.classify(method, answer) if checked.retry else answer
 
+            # Without `retry` the caller's client retries as it sees fit (a requests Retry,
+            # say): the worker makes one attempt, so retries never stack. Renewing the token
+            # after a 401 and sending once more is not a retry the caller could make, and stays.
             response = transport.call(attempt, deadline, exchange.cancelled,
-                                      resend_on_error=method in IDEMPOTENT)
+                                      resend_on_error=method in IDEMPOTENT, retry=checked.retry)
         try:
             headers = self._redactor.pairs(response_headers(response))
         except BaseException:
@@ -478,6 +510,7 @@ class Worker:
         timeout = message.timeout if isinstance(message.timeout, int | float) else 5.0
         self._revoke(max(0.1, min(timeout, 30.0)))
         self._wipe("the connection is closed")
+        self._forget_secrets()
         if self._transport is not None:
             self._transport.close()
         self._done.set()
@@ -491,9 +524,12 @@ class Worker:
         self._protocol_violation(error)
 
     def _revoke(self, timeout: float) -> None:
-        """Revoke the last refresh token held, refused or not, within `timeout` seconds."""
+        """Revoke the last refresh token held, refused or not, within `timeout` seconds (an
+        unattended grant has none: its access token)."""
         tokens, endpoint = self._tokens, self._endpoint
         refresh_token = tokens.last_refresh_token if tokens is not None else None
+        if refresh_token is None and self._unattended is not None and tokens is not None:
+            refresh_token = tokens.access_token_held
         if refresh_token is None or endpoint is None:
             return
         revoked = endpoint.revoke(refresh_token, timeout)
@@ -517,6 +553,11 @@ class Worker:
     def _wipe(self, reason: str) -> None:
         if self._tokens is not None:
             self._tokens.expire(reason)
+
+    def _forget_secrets(self) -> None:
+        """The worker is done: overwrite the secrets the unattended grant read."""
+        if self._unattended is not None:
+            self._unattended.wipe()
 
     # --- sending --------------------------------------------------------------------------
 
