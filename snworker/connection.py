@@ -236,6 +236,10 @@ class ServiceNowConnection:
         call, answer = self._exchange(request, upload, deadline)
         if type(answer) is Error:
             raise self._error(answer)
+        if type(answer) is Result:  # a body that ended within its first piece, whole
+            return StreamResponse(self._channel, call, Head(answer.id, answer.status,
+                                                            answer.headers),
+                                  deadline + _DEADLINE_GRACE, self._error, answer.body or b"")
         if type(answer) is not Head:
             self._channel.close_call(call)
             raise ServiceNowError(f"unexpected answer from the worker: {type(answer).__name__}")

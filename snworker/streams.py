@@ -191,7 +191,8 @@ class StreamResponse:
     """
 
     def __init__(self, channel: Channel, call: Call, head: Head, timeout: float,
-                 on_error: Callable[[Error], ServiceNowError]) -> None:
+                 on_error: Callable[[Error], ServiceNowError], whole: bytes | None = None,
+                 ) -> None:
         self.status = head.status
         self._header_pairs: Pairs = head.headers
         self._headers: Mapping[str, str] | None = None
@@ -203,10 +204,15 @@ class StreamResponse:
         self._finished = False
         self._closed = False
         self._consumed = False
+        self._whole = whole  # a body that came whole: nothing more to read from the worker
+        if whole is not None:
+            self._finished = True
         # Dropped without close(): the worker is still told, and what it sent is read off
         # the pipe, from a thread of its own (a finalizer may run where this one holds a lock).
         self._finalizer = weakref.finalize(self, _close_dropped, channel, call)
         self._finalizer.atexit = False
+        if whole is not None:
+            self._finalizer.detach()
 
     @property
     def headers(self) -> Mapping[str, str]:
@@ -220,7 +226,7 @@ class StreamResponse:
     @property
     def closed(self) -> bool:
         """True once closed, or read to its end."""
-        return self._closed
+        return self._closed or (self._whole is not None and self._consumed)
 
     @property
     def peak_buffered(self) -> int:
@@ -250,6 +256,11 @@ class StreamResponse:
         return b"".join(self.iter_bytes())
 
     def _pieces(self) -> Iterator[bytes]:
+        if self._whole is not None:
+            self._closed = True
+            if self._whole:
+                yield self._whole
+            return
         channel, call = self._channel, self._call
         try:
             while not self._finished:

@@ -406,6 +406,21 @@ class Worker:
                          daemon=True).start()
         finished = False
         try:
+            # A body that ends within its first piece goes as one Result: a small answer
+            # costs a stream no more than a plain call.
+            ahead: list[bytes] = []
+            if raw is not None:
+                ahead.append(read_piece(raw, STREAM_PIECE))
+                if len(ahead[0]) < STREAM_PIECE:
+                    ahead.append(read_piece(raw, STREAM_PIECE) if ahead[0] else b"")
+                finished = len(ahead) == 2 and not ahead[1]
+                body = ahead[0]
+            else:
+                finished, body = len(whole) <= STREAM_PIECE, bytes(whole)
+            if finished:
+                outbox.put(Result(ident, answer.status, answer.headers,
+                                  self._redactor.body(body)))
+                return
             outbox.put(Head(ident, answer.status, answer.headers))
             while True:
                 if exchange.credit(STALL_LIMIT) <= 0:
@@ -413,7 +428,9 @@ class Worker:
                         outbox.put(Chunk(ident, True, b""))  # ends the stream for the parent
                         return
                     raise Timeout(f"the stream was not read for {STALL_LIMIT:g} s; it was closed")
-                if raw is not None:
+                if ahead:
+                    piece = ahead.pop(0)
+                elif raw is not None:
                     piece = read_piece(raw, STREAM_PIECE)
                 else:
                     piece, whole = bytes(whole[:STREAM_PIECE]), whole[STREAM_PIECE:]
