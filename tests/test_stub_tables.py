@@ -192,7 +192,7 @@ def test_unknown_table_is_refused(client: Client) -> None:
 
 def test_a_parent_table_lists_its_extensions(sn: StubServiceNow, client: Client) -> None:
     classes = {r["sys_class_name"] for r in client.result("/api/now/table/task")}
-    assert classes == {"task", "incident", "problem", "change_request", "sc_request",
+    assert classes == {"task", "incident", "problem", "change_request", "change_task", "sc_request",
                        "sc_req_item", "sn_customerservice_case", "sn_bom_financial_service"}
     cases = client.result("/api/now/table/sn_customerservice_case")
     assert {r["sys_class_name"] for r in cases} == {"sn_customerservice_case",

@@ -122,6 +122,22 @@ CLOSE_STAMPS: Final = {"closed_at": "javascript:gs.nowDateTime()",
                        "closed_by": "javascript:gs.getUserID()"}
 RESOLVE_STAMPS: Final = {"resolved_at": "javascript:gs.nowDateTime()",
                          "resolved_by": "javascript:gs.getUserID()"}
+# Choice: the max_length a column's sys_dictionary row gives when its definition gives none, by
+# type (the platform's defaults for new columns of these types); others 40.
+MAX_LENGTHS: Final[Mapping[str, str]] = {
+    "GUID": "32", "reference": "32", "sys_class_name": "80", "table_name": "80",
+    "string": "255", "email": "100", "url": "1024", "document_id": "32", "glide_list": "4000",
+    "journal_input": "4000", "journal": "4000", "journal_list": "4000", "html": "65000",
+    "xml": "65000", "script": "65000", "conditions": "4000", "password": "255",
+    "password2": "255",
+}
+
+
+def max_length(kind: str) -> str:
+    """The max_length of a column of this type whose definition gives none."""
+    return MAX_LENGTHS.get(kind, "40")
+
+
 # Choice: with sysparm_input_display_value, a reference is matched on its target's display
 # column (case-insensitively), then taken as a sys_id; a value matching neither is left empty.
 # A choice label is matched case-insensitively; an unknown one is kept as given.

@@ -18,7 +18,7 @@ from snworker.testing.faults import FaultPlan
 from snworker.testing.oauth import AuthorizationServer, Client, ConsentMode
 from snworker.testing.schema import Schema
 from snworker.testing.scripted_api import ScriptedRoutes
-from snworker.testing.seed import seed_snapshot, user_sys_id
+from snworker.testing.seed import schema_snapshot, seed_snapshot, user_sys_id
 from snworker.testing.store import ApiError, Caller, RecordStore, Snapshot
 
 if TYPE_CHECKING:
@@ -99,7 +99,7 @@ class StubState:
             )
         )
         self.store = RecordStore(
-            Schema.shipped(), seed_snapshot() if config.seed else Snapshot()
+            Schema.shipped(), seed_snapshot() if config.seed else schema_snapshot()
         )
         self.faults = FaultPlan()
         self.request_log: list[dict[str, object]] = []

@@ -17,10 +17,10 @@ from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 
-from snworker.testing import glide, platform
+from snworker.testing import dictionary, glide, platform
 from snworker.testing.query import EncodedQuery, bind, matches, ordered
-from snworker.testing.rules import apply_rules, calculate, default_value
-from snworker.testing.schema import Column, Schema, Table
+from snworker.testing.rules import after_write, apply_rules, calculate, default_value
+from snworker.testing.schema import Column, Schema, Table, TableDefinition
 
 Record = dict[str, str]
 
@@ -252,6 +252,36 @@ class RecordStore:
             **settings,  # type: ignore[arg-type]
         )
 
+    # --- the schema ------------------------------------------------------------------------------
+
+    def define(self, definition: TableDefinition, caller: Caller) -> None:
+        """Add a table or change one, and write its rows of the schema tables."""
+        self.schema.define(definition)
+        self.describe(definition.name, caller)
+
+    def describe(self, name: str, caller: Caller) -> None:
+        """Write the table's `sys_db_object` and `sys_dictionary` rows anew."""
+        if not all(self.schema.knows(t) for t in dictionary.SCHEMA_TABLES):
+            return
+        stale = [
+            sys_id for sys_id, record in self.records.items()
+            if record["sys_class_name"] in dictionary.SCHEMA_TABLES and record["name"] == name
+        ]
+        for sys_id in stale:
+            del self.records[sys_id]
+        self.insert(dictionary.TABLES, dictionary.table_row(self.schema, name), caller)
+        for row in dictionary.column_rows(self.schema, name):
+            self.insert(dictionary.COLUMNS, row, caller)
+
+    def _widen(self, table: Table, values: Mapping[str, object], caller: Caller) -> Table:
+        """A loose table with a string column for every field written to it."""
+        before = table.column_names
+        self.schema.widen(table.name, values)
+        table = self.schema.table(table.name)
+        if table.column_names != before:
+            self.describe(table.name, caller)
+        return table
+
     # --- writing -------------------------------------------------------------------------------
 
     def insert(
@@ -265,8 +295,7 @@ class RecordStore:
         """Store a new record of the table and return it."""
         table = self.table(table_name)
         if table.loose:
-            self.schema.widen(table_name, values)
-            table = self.schema.table(table_name)
+            table = self._widen(table, values, caller)
         written = self._accepted(table, values, input_display)
         sys_id = written.pop("sys_id", "")
         if not is_sys_id(sys_id):
@@ -302,6 +331,7 @@ class RecordStore:
         apply_rules(table, None, record, written, self.script_context(caller))
         self.records[sys_id] = record
         self._append_journal(table_name, sys_id, journal, caller)
+        after_write(self, table, None, record, caller)
         return record
 
     def update(
@@ -319,8 +349,7 @@ class RecordStore:
         if current is None:
             return None
         if table.loose:
-            self.schema.widen(table_name, values)
-            table = self.schema.table(table_name)
+            table = self._widen(table, values, caller)
         written = self._accepted(table, values, input_display)
         written.pop("sys_id", None)
         journal = {name: written.pop(name) for name in table.journals if name in written}
@@ -337,7 +366,8 @@ class RecordStore:
         )
         self.records[sys_id] = record
         self._append_journal(current["sys_class_name"], sys_id, journal, caller)
-        return record
+        after_write(self, own, current, record, caller)
+        return self.records[sys_id]
 
     def delete(self, table: str, sys_id: str) -> bool:
         """Remove a record and its attachments; False when it does not exist."""
