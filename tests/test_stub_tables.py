@@ -430,7 +430,8 @@ def test_a_new_incident_gets_the_platform_defaults(sn: StubServiceNow, client: C
 
 @pytest.mark.parametrize(("table", "number"), [
     ("task", "TASK0010004"), ("incident", "INC0010031"), ("problem", "PRB0040005"),
-    ("change_request", "CHG0030005"), ("sc_request", "REQ0010003"),
+    ("change_request", "CHG0030006"), ("change_task", "CTASK0010005"),
+    ("kb_knowledge", "KB0010008"), ("sc_request", "REQ0010003"),
     ("sc_req_item", "RITM0010005"), ("sn_customerservice_case", "CS0001007"),
     ("sn_bom_financial_service", "FSC0001006"), ("customer_account", "ACC0000004"),
 ])
