@@ -158,8 +158,20 @@ DYNAMIC_FILTERS: Final[Mapping[str, str]] = {
     "90d1921e5f510100a9ad2572f2b477fe": "javascript:gs.getUserID()",
     "d6435e965f510100a9ad2572f2b47744": "javascript:getMyGroups()",
 }
-# Choice: a condition whose `javascript:` value the stub cannot evaluate is ignored, as an
-# unknown field or operator is (the result widens rather than silently empties).
+# Choice: a query naming a field the table does not have, or with a term the stub cannot read
+# (an operator, keyword or `javascript:` value it does not implement), is refused with 400 and
+# this message, rather than answered too widely. A stub built with queries="lenient" does what
+# the platform does by default with an unknown field (ignores the term, which widens the
+# result), and ignores the terms it cannot read too.
+UNSUPPORTED_QUERY_MESSAGE: Final = "Query not supported by the stub"
+UNSUPPORTED_QUERY_DETAIL: Final = (
+    "The stub does not support {problems} in a query on {table}; "
+    "StubServiceNow(queries='lenient') ignores such terms as the platform does an unknown field"
+)
+QUERY_MODES: Final = ("strict", "lenient")
+# Choice: in `JOINtable.field=other.field!condition` the condition is the one term after `!`
+# (pysnc's form); the terms after it belong to the main query. `,m2m` in an RLQUERY is accepted
+# and changes nothing (the related table named is the many-to-many table itself).
 # Choice: `=`, `!=`, `IN`, `NOT IN`, the text operators and text orderings compare
 # case-insensitively, as the platform's database collation does.
 # Choice: `LIKE`, `NOT LIKE`, `STARTSWITH` and `ENDSWITH` on a reference compare its display

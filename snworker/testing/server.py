@@ -19,7 +19,7 @@ import sys
 import threading
 from collections.abc import Sequence
 from types import TracebackType
-from typing import TYPE_CHECKING, Any, NoReturn
+from typing import TYPE_CHECKING, Any, Literal, NoReturn
 
 import waitress
 from waitress import wasyncore
@@ -151,6 +151,10 @@ class StubServiceNow(StubControls):
             and "client_credentials" (those grants, for a client with a secret).
         client_secret: the secret of the `client_id` application (for the password grants).
         threads: the most requests served at once; handler threads start as requests need them.
+        queries: "strict" refuses a query naming a field the table lacks or a term the stub
+            does not implement (400); "lenient" ignores such terms, as the platform does an
+            unknown field.
+        tls: serve https with a certificate from a local certificate authority (`ca_file`).
     """
 
     def __init__(
@@ -169,6 +173,8 @@ class StubServiceNow(StubControls):
         auth: Sequence[AuthMethod] = ("code",),
         client_secret: str | None = None,
         threads: int = DEFAULT_THREADS,
+        queries: Literal["strict", "lenient"] = "strict",
+        tls: bool = False,
     ) -> None:
         self.config = StubConfig(
             host=host,
@@ -185,6 +191,8 @@ class StubServiceNow(StubControls):
             auth=tuple(auth),
             client_secret=client_secret,
             threads=threads,
+            queries=queries,
+            tls=tls,
         )
         self.client_id = client_id
         self.redirect_uri = redirect_uri

@@ -47,10 +47,14 @@ class StubConfig:
     auth: tuple[str, ...] = platform.DEFAULT_AUTH
     client_secret: str | None = field(default=None, repr=False)
     threads: int = DEFAULT_THREADS
+    queries: str = "strict"
+    tls: bool = False
 
     def __post_init__(self) -> None:
         if self.consent not in CONSENT_MODES:
             raise ValueError(f"consent must be one of {CONSENT_MODES}, not {self.consent!r}")
+        if self.queries not in platform.QUERY_MODES:
+            raise ValueError(f"queries must be one of {platform.QUERY_MODES}, not {self.queries!r}")
         methods = (self.auth,) if isinstance(self.auth, str) else tuple(self.auth)
         unknown = set(methods) - set(platform.AUTH_METHODS)
         if unknown or not methods:
@@ -101,6 +105,7 @@ class StubState:
         self.store = RecordStore(
             Schema.shipped(), seed_snapshot() if config.seed else schema_snapshot()
         )
+        self.store.strict_queries = config.queries == "strict"
         self.faults = FaultPlan()
         self.request_log: list[dict[str, object]] = []
         self.revocation_count = 0

@@ -13,7 +13,7 @@ import hmac
 import json
 import re
 import uuid
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 
@@ -43,6 +43,13 @@ def invalid_table(table: str) -> ApiError:
     return ApiError(
         platform.INVALID_TABLE_STATUS, platform.INVALID_TABLE_MESSAGE.format(table=table), None
     )
+
+
+def unsupported_query(table: str, problems: Sequence[str]) -> ApiError:
+    """The stub's answer to a query it cannot read whole (a strict stub's choice)."""
+    unique = ", ".join(dict.fromkeys(problems))
+    return ApiError(400, platform.UNSUPPORTED_QUERY_MESSAGE,
+                    platform.UNSUPPORTED_QUERY_DETAIL.format(table=table, problems=unique))
 
 
 def wire_value(value: object) -> str:
@@ -112,6 +119,24 @@ class _Scope:
             return None
         return f"{field}.{self.store.schema.table(column.reference).display}"
 
+    def knows_field(self, field: str) -> bool:
+        return self.store.value_of(self.table, {}, field) is not None
+
+    def joins(self, table: str) -> bool:
+        return table in self.table.ancestry
+
+    def related_counts(self, table: str, field: str, query: EncodedQuery) -> dict[str, int] | str:
+        if not self.store.schema.knows(table):
+            return f"the table {table!r}"
+        related = self.store.schema.table(table)
+        if self.store.value_of(related, {}, field) is None:
+            return f"the field {table}.{field}"
+        counts: dict[str, int] = {}
+        for record in self.store.select(table, query, self.caller):
+            value = (self.store.value_of(related, record, field) or "").casefold()
+            counts[value] = counts.get(value, 0) + 1
+        return counts
+
 
 class RecordStore:
     """Every record of every table of one stub instance, by sys_id, in insertion order."""
@@ -122,6 +147,9 @@ class RecordStore:
         self.counters: dict[str, int] = dict(snapshot.counters)
         self.files: dict[str, bytes] = dict(snapshot.files)
         self.new_sys_id: Callable[[], str] = lambda: uuid.uuid4().hex
+        # Refuse a query with a term the stub cannot read or a field the table lacks (a 400
+        # naming it), rather than ignore it as the platform does with an unknown field.
+        self.strict_queries = True
 
     def snapshot(self) -> Snapshot:
         """What a new store needs to start where this one is."""
@@ -147,6 +175,8 @@ class RecordStore:
         table = self.table(table_name)
         family = self.schema.family(table_name)
         bound = bind(query, _Scope(self, table, caller))
+        if bound.unsupported and self.strict_queries:
+            raise unsupported_query(table_name, bound.unsupported)
 
         def value_of(record: Record, name: str) -> str | None:
             return self.value_of(table, record, name)
