@@ -244,7 +244,8 @@ def test_queries_over_http(sn: StubServiceNow) -> None:
     assert numbers(sn, "incident", "assigned_toISEMPTY") == unassigned
     assert numbers(sn, "incident", "assigned_to.user_name=fred.luddy") == [
         r["number"] for r in incidents if r["assigned_to"] == user(sn, "fred.luddy")]
-    assert refused(sn, "incident", "no_such_field=1^number=INC0010001") == "the field 'no_such_field'"
+    assert refused(sn, "incident", "no_such_field=1^number=INC0010001") == (
+        "the field 'no_such_field'")
 
 
 @pytest.mark.servicenow(auth=("code", "basic"), queries="lenient")

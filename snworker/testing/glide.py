@@ -135,7 +135,7 @@ def _date_time(name: str, args: list[str], now: datetime) -> datetime | None:
 
 
 def _date_generate(args: list[str]) -> str | None:
-    """`dateGenerate('2024-01-31', 'end')`, or one date-time: `dateGenerate('2024-01-31 12:00:00')`."""
+    """`dateGenerate('2024-01-31', 'end')`, or one date-time (`'2024-01-31 12:00:00'`)."""
     if len(args) == 1 and re.fullmatch(r"\d{4}-\d\d-\d\d \d\d:\d\d:\d\d", args[0]):
         return args[0]
     if len(args) != 2 or not re.fullmatch(r"\d{4}-\d\d-\d\d", args[0]):

@@ -217,7 +217,9 @@ class QueryScope(Protocol):
     def joins(self, table: str) -> bool:
         """Whether a JOIN may name this table as the one queried (it or an ancestor)."""
 
-    def related_counts(self, table: str, field: str, query: EncodedQuery) -> Mapping[str, int] | str:
+    def related_counts(
+        self, table: str, field: str, query: EncodedQuery
+    ) -> Mapping[str, int] | str:
         """How many records of `table` matching the query name each value in `field`
         (casefolded), or what makes that impossible."""
 

@@ -23,12 +23,18 @@ class RemoteStub(StubControls):
     Args:
         url: the stub's base URL, as `snworker stub` prints it.
         process: the stub's process when this object started it; `close()` stops it.
+        ca_file: for an https stub, the PEM file of its certificate authority (printed by
+            `snworker stub --tls`).
     """
 
-    def __init__(self, url: str, process: subprocess.Popen[bytes] | None = None) -> None:
+    def __init__(self, url: str, process: subprocess.Popen[bytes] | None = None,
+                 ca_file: str | None = None) -> None:
         self.url = url.rstrip("/")
+        self.ca_file = ca_file
         self._process = process
         self._session = requests.Session()
+        if ca_file is not None:
+            self._session.verify = ca_file
         settings = self._control("config")
         self.client_id: str = settings["client_id"]
         self.redirect_uri: str = settings["redirect_uri"]

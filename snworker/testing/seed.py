@@ -13,7 +13,6 @@ from datetime import UTC, datetime, timedelta
 from functools import cache
 from typing import Final
 
-from snworker.testing import dictionary
 from snworker.testing.attachments import attach
 from snworker.testing.platform import SEED_PASSWORD, SIGNED_IN_USER_NAME, sys_id_for
 from snworker.testing.schema import Schema

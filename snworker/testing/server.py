@@ -14,6 +14,7 @@ import json
 import selectors
 import signal
 import socket
+import ssl
 import subprocess
 import sys
 import threading
@@ -32,6 +33,7 @@ from snworker.testing.oauth import ConsentMode
 from snworker.testing.remote import RemoteStub
 from snworker.testing.scripted_api import Handler
 from snworker.testing.state import DEFAULT_THREADS, StubConfig, StubState
+from snworker.testing.tls import LocalAuthority, TlsFront
 
 if TYPE_CHECKING:
     from _typeshed.wsgi import WSGIEnvironment
@@ -70,13 +72,18 @@ class OnDemandDispatcher(ThreadedTaskDispatcher):  # type: ignore[misc]
 
 
 class StubServer:
-    """A waitress server for one application, run by a background thread."""
+    """A waitress server for one application, run by a background thread.
 
-    def __init__(self, state: StubState) -> None:
+    With a TLS context, clients connect to a `TlsFront` on the configured port, which relays
+    to the waitress server on a free loopback port.
+    """
+
+    def __init__(self, state: StubState, tls: ssl.SSLContext | None = None) -> None:
         self._server: Any = waitress.create_server(
             StubApplication(state, self._drop),
             host=state.config.host,
-            port=state.config.port,
+            port=0 if tls is not None else state.config.port,
+            url_scheme="https" if tls is not None else "http",
             _dispatcher=OnDemandDispatcher(state.config.threads),
             connection_limit=200,
             channel_timeout=120,
@@ -87,6 +94,15 @@ class StubServer:
             ident="ServiceNow",
         )
         self.port: int = int(self._server.effective_port)
+        self._front: TlsFront | None = None
+        if tls is not None:
+            try:
+                self._front = TlsFront(tls, state.config.host, state.config.port,
+                                       (str(self._server.effective_host), self.port))
+            except BaseException:
+                self._server.close()
+                raise
+            self.port = self._front.port
         self._thread = threading.Thread(
             target=self._server.run, name=f"stub-servicenow-{self.port}", daemon=True
         )
@@ -94,11 +110,15 @@ class StubServer:
     def start(self) -> None:
         """Serve; the socket already listens, so clients may connect at once."""
         self._thread.start()
+        if self._front is not None:
+            self._front.start()
 
     def stop(self) -> None:
         """Close the listening socket and every connection, then the worker threads."""
         server = self._server
         trigger = server.trigger
+        if self._front is not None:
+            self._front.stop(STOP_TIMEOUT)
 
         def close_connections() -> None:
             # Runs on the loop thread: the socket map is only safe to change there.
@@ -155,6 +175,8 @@ class StubServiceNow(StubControls):
             does not implement (400); "lenient" ignores such terms, as the platform does an
             unknown field.
         tls: serve https with a certificate from a local certificate authority (`ca_file`).
+        users: (user name, password) pairs: users who sign in with that password (a seed
+            user's password is replaced), there again after `reset()`.
     """
 
     def __init__(
@@ -175,6 +197,7 @@ class StubServiceNow(StubControls):
         threads: int = DEFAULT_THREADS,
         queries: Literal["strict", "lenient"] = "strict",
         tls: bool = False,
+        users: Sequence[tuple[str, str]] = (),
     ) -> None:
         self.config = StubConfig(
             host=host,
@@ -193,11 +216,18 @@ class StubServiceNow(StubControls):
             threads=threads,
             queries=queries,
             tls=tls,
+            users=tuple((name, password) for name, password in users),
         )
         self.client_id = client_id
         self.redirect_uri = redirect_uri
+        self._authority = LocalAuthority() if tls else None
         self._state = StubState(self.config)
         self._server: StubServer | None = None
+
+    @property
+    def ca_file(self) -> str | None:
+        """With `tls=True`, the PEM file of the certificate authority to trust; else None."""
+        return None if self._authority is None else self._authority.ca_file
 
     def route(
         self, path: str, handler: Handler, methods: Sequence[str] = ("GET",)
@@ -217,17 +247,19 @@ class StubServiceNow(StubControls):
 
     @property
     def url(self) -> str:
-        """The instance URL, `http://127.0.0.1:<port>`."""
+        """The instance URL, `http://127.0.0.1:<port>` (`https://` with `tls=True`)."""
         if self._server is None:
             raise RuntimeError("the stub is not started")
         host = self.config.host
         host = f"[{host}]" if ":" in host else host
-        return f"http://{host}:{self._server.port}"
+        scheme = "https" if self._authority is not None else "http"
+        return f"{scheme}://{host}:{self._server.port}"
 
     def start(self) -> StubServiceNow:
         """Listen and serve; returns once clients can connect."""
         if self._server is None:
-            server = StubServer(self._state)
+            context = None if self._authority is None else self._authority.context
+            server = StubServer(self._state, context)
             server.start()
             self._server = server
         return self
@@ -273,8 +305,8 @@ class StubServiceNow(StubControls):
             stdout=subprocess.PIPE,
         )
         try:
-            url = _read_ready_line(process, PROCESS_START_TIMEOUT)["url"]
-            return RemoteStub(url, process)
+            ready = _read_ready_line(process, PROCESS_START_TIMEOUT)
+            return RemoteStub(ready["url"], process, ca_file=ready.get("ca_file"))
         except BaseException:
             process.kill()
             process.wait()
@@ -294,10 +326,11 @@ def _read_ready_line(process: subprocess.Popen[bytes], timeout: float) -> dict[s
 
 
 def _ready_line(stub: StubServiceNow) -> str:
-    return (
+    line = (
         f"{READY_PREFIX}url={stub.url} client_id={stub.client_id}"
         f" redirect_uri={stub.redirect_uri}"
     )
+    return line if stub.ca_file is None else f"{line} ca_file={stub.ca_file}"
 
 
 def _serve(stub: StubServiceNow, exit_with_stdin: bool) -> None:
@@ -320,11 +353,12 @@ def _serve(stub: StubServiceNow, exit_with_stdin: bool) -> None:
             pass
 
 
-def run_foreground(
-    host: str = "127.0.0.1", port: int = 0, client_id: str = "snworker-test"
-) -> None:
-    """Serve a stub in the foreground until Ctrl-C; the first line printed gives its URL."""
-    _serve(StubServiceNow(host=host, port=port, client_id=client_id), exit_with_stdin=False)
+def run_foreground(**settings: Any) -> None:
+    """Serve a stub in the foreground until Ctrl-C; the first line printed gives its URL.
+
+    Takes the constructor's keyword arguments.
+    """
+    _serve(StubServiceNow(**settings), exit_with_stdin=False)
 
 
 def main(argv: Sequence[str] | None = None) -> None:
