@@ -489,9 +489,15 @@ def _choices(schema: Schema) -> Iterator[dict[str, str]]:
 
 
 @cache
+def _schema() -> Schema:
+    """The shipped tables, resolved once for both snapshots (neither changes them)."""
+    return Schema.shipped()
+
+
+@cache
 def schema_snapshot() -> Snapshot:
     """The schema tables' rows for the shipped tables, built once: a stub without seed data."""
-    schema = Schema.shipped()
+    schema = _schema()
     store = RecordStore(schema)
     caller = Caller(user_sys_id(SIGNED_IN_USER_NAME), SIGNED_IN_USER_NAME, SEED_EPOCH.timestamp())
     for name in schema.names():
@@ -502,7 +508,7 @@ def schema_snapshot() -> Snapshot:
 @cache
 def seed_snapshot() -> Snapshot:
     """Every seed record of the shipped tables, built once."""
-    schema = Schema.shipped()
+    schema = _schema()
     seed = _Seeder(schema, schema_snapshot())
     _people(seed)
     _tasks(seed)

@@ -13,7 +13,7 @@ import hmac
 import json
 import re
 import uuid
-from collections.abc import Callable, Mapping, Sequence
+from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 
@@ -299,9 +299,26 @@ class RecordStore:
         ]
         for sys_id in stale:
             del self.records[sys_id]
-        self.insert(dictionary.TABLES, dictionary.table_row(self.schema, name), caller)
-        for row in dictionary.column_rows(self.schema, name):
-            self.insert(dictionary.COLUMNS, row, caller)
+        self._write_rows(dictionary.TABLES, [dictionary.table_row(self.schema, name)], caller)
+        self._write_rows(dictionary.COLUMNS, dictionary.column_rows(self.schema, name), caller)
+
+    def _write_rows(self, table_name: str, rows: Iterable[Mapping[str, str]], caller: Caller
+                    ) -> None:
+        """Store rows that need no rules, numbers or scripted defaults, quickly (the schema
+        tables' hundreds of rows)."""
+        table = self.schema.table(table_name)
+        stamp = caller.timestamp
+        template = {
+            name: "" if name in platform.SYSTEM_COLUMNS or glide.is_script(column.default)
+            else column.default
+            for name, column in table.columns.items()
+        }
+        template.update(sys_class_name=table_name, sys_created_on=stamp,
+                        sys_created_by=caller.user_name, sys_updated_on=stamp,
+                        sys_updated_by=caller.user_name, sys_mod_count="0")
+        for row in rows:
+            record = {**template, **row}
+            self.records[record["sys_id"]] = record
 
     def _widen(self, table: Table, values: Mapping[str, object], caller: Caller) -> Table:
         """A loose table with a string column for every field written to it."""
