@@ -353,12 +353,15 @@ def _serve(stub: StubServiceNow, exit_with_stdin: bool) -> None:
             pass
 
 
-def run_foreground(**settings: Any) -> None:
+def run_foreground(
+    host: str = "127.0.0.1", port: int = 0, client_id: str = "snworker-test", **settings: Any
+) -> None:
     """Serve a stub in the foreground until Ctrl-C; the first line printed gives its URL.
 
-    Takes the constructor's keyword arguments.
+    `settings` are the constructor's other keyword arguments.
     """
-    _serve(StubServiceNow(**settings), exit_with_stdin=False)
+    _serve(StubServiceNow(host=host, port=port, client_id=client_id, **settings),
+           exit_with_stdin=False)
 
 
 def main(argv: Sequence[str] | None = None) -> None:
