@@ -479,3 +479,12 @@ def test_the_cli_stub_refuses_bad_settings(arguments: list[str]) -> None:
                           capture_output=True, timeout=30, stdin=subprocess.DEVNULL)
     assert done.returncode == 2 and done.stdout == b""
     assert done.stderr.strip()
+
+
+def test_a_tls_stub_in_another_process_is_controlled_over_https() -> None:
+    with StubServiceNow.start_process(tls=True, queries="lenient") as remote:
+        assert remote.url.startswith("https://") and remote.ca_file is not None
+        assert os.path.isfile(remote.ca_file)
+        remote.define_table("u_widget", {"u_size": "integer"})
+        rows = [r for r in remote.records("sys_dictionary") if r["name"] == "u_widget"]
+        assert {r["element"] for r in rows} >= {"u_size", "sys_id"}

@@ -141,6 +141,9 @@ def max_length(kind: str) -> str:
 # Choice: with sysparm_input_display_value, a reference is matched on its target's display
 # column (case-insensitively), then taken as a sys_id; a value matching neither is left empty.
 # A choice label is matched case-insensitively; an unknown one is kept as given.
+# Choice: a record entering its approval state asks every member of its assignment group (the
+# group's manager when it has no members, the caller when there is no group); the first answer
+# decides (a rejected change goes back to New), as the "anyone approves" policy does.
 SIGNED_IN_USER_NAME: Final = "admin"
 SCRIPT_PREFIX: Final = "javascript:"
 CURRENT_USER_EXPRESSION: Final = "javascript:gs.getUserID()"

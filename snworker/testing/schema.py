@@ -9,6 +9,9 @@ The shipped tables are data, one JSON file per table in `tables/`:
 
 A table has its ancestors' columns; an entry for an inherited column changes only the keys it
 gives (a dictionary override). A test adds tables, or columns to a table, with `define_table`.
+A column may also say `mandatory` ("true") and `max_length`, which the schema tables show; a
+table may give `approval` (`{"state": "-3", "approved": "-2", "rejected": "-5"}`), the states
+of the approval rule (`rules.py`).
 """
 
 from __future__ import annotations
