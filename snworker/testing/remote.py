@@ -33,8 +33,6 @@ class RemoteStub(StubControls):
         self.ca_file = ca_file
         self._process = process
         self._session = requests.Session()
-        if ca_file is not None:
-            self._session.verify = ca_file
         settings = self._control("config")
         self.client_id: str = settings["client_id"]
         self.redirect_uri: str = settings["redirect_uri"]
@@ -44,6 +42,8 @@ class RemoteStub(StubControls):
             f"{self.url}/_stub/{operation.replace('_', '-')}",
             json=arguments,
             timeout=CONTROL_TIMEOUT,
+            # Per request: requests prefers REQUESTS_CA_BUNDLE to a session's `verify`.
+            verify=self.ca_file if self.ca_file is not None else True,
         )
         if response.status_code != 200:
             try:
