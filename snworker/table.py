@@ -57,13 +57,15 @@ class Table(Generic[R]):
              limit: int | None = None, display_value: bool | str = False) -> Iterator[R]:
         """Every record matching the encoded `query`, fetched `page_size` at a time.
 
-        Pages are read by offset; give the query an ORDERBY term (for example
-        "active=true^ORDERBYsys_created_on") so that records written meanwhile do not shift
-        the pages. The first page asks for the count of matches (X-Total-Count), and the pages
-        end there; later pages skip the count, which costs the instance a query each.
+        Pages are read by offset, and offsets only mean something in a fixed order: a query
+        without an ORDERBY term gets `ORDERBYsys_id`, without which the instance may return a
+        record on two pages and skip another. The first page asks for the count of matches
+        (X-Total-Count), and the pages end there; later pages skip the count, which costs the
+        instance a query each.
         """
         if page_size < 1:
             raise InvalidRequestError("page_size must be at least 1")
+        query = ordered(query)
         offset = 0
         total: int | None = None
         while limit is None or offset < limit:
@@ -72,8 +74,7 @@ class Table(Generic[R]):
             params.update(sysparm_limit=size, sysparm_offset=offset)
             if offset:
                 params["sysparm_no_count"] = True
-            if query:
-                params["sysparm_query"] = query
+            params["sysparm_query"] = query
             resp = self._conn.execute_api_request(self.path, "GET", params=params)
             page = cast(list[R], resp.data or [])
             yield from page
@@ -81,6 +82,13 @@ class Table(Generic[R]):
             total = _total_count(resp.headers, total)
             if not _more_pages(resp.headers, total, offset, full=len(page) >= size):
                 return
+
+
+def ordered(query: str) -> str:
+    """`query` with `ORDERBYsys_id` added when it has no ORDERBY (or ORDERBYDESC) term."""
+    if any(term.startswith("ORDERBY") for term in query.split("^")):
+        return query
+    return f"{query}^ORDERBYsys_id" if query else "ORDERBYsys_id"
 
 
 def link_targets(header: str) -> dict[str, str]:

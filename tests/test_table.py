@@ -101,3 +101,19 @@ def test_link_targets_keep_commas_inside_urls():
         "last": "https://x.service-now.com/last",
     }
     assert link_targets("") == {}
+
+
+@pytest.mark.parametrize("query, sent", [
+    ("", "ORDERBYsys_id"),
+    ("active=true", "active=true^ORDERBYsys_id"),
+    ("active=true^ORDERBYDESCnumber", "active=true^ORDERBYDESCnumber"),
+    ("ORDERBYnumber^active=true", "ORDERBYnumber^active=true"),
+])
+def test_iter_pages_in_a_fixed_order_when_the_query_gives_none(conn, stub, query, sent):
+    paged_table(stub, 20)
+    records = list(Table(conn, "u_paged").iter(query, page_size=6))
+    assert {p["query"]["sysparm_query"] for p in page_requests(stub)} == {sent}
+    if "ORDERBY" not in query:
+        # sys_ids are random: in their order, pages cannot repeat or skip a record
+        assert [r["sys_id"] for r in records] == sorted(r["sys_id"] for r in records)
+        assert len({r["sys_id"] for r in records}) == 20
