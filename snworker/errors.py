@@ -4,7 +4,7 @@
     ├── AuthorizationError        .reason: denied | timeout | state_mismatch |
     │                             exchange_failed | cancelled | invalid_client |
     │                             redirect_mismatch | redirect_busy | unreachable
-    ├── AuthTokenExpiredError     the grant is gone: call connect() again
+    ├── AuthTokenExpiredError     the grant is gone: call conn.reconnect()
     ├── ApiRequestError           .status (None for a transport failure), .message, .detail,
     │   │                         .headers
     │   └── RequestTimeoutError   (also a TimeoutError)

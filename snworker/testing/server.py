@@ -69,6 +69,32 @@ class OnDemandDispatcher(ThreadedTaskDispatcher):  # type: ignore[misc]
             self.queue_cv.notify()
 
 
+class PlainHttpChannel(HTTPChannel):  # type: ignore[misc]
+    """Waitress's channel, answering a TLS handshake at once instead of waiting for a line.
+
+    A client that takes the stub's http:// URL for https:// sends a TLS ClientHello, which holds
+    no line end: waitress would wait for the rest of a request line until the client's deadline,
+    and the client would report a timeout. Like nginx and Apache, the stub answers a plain 400 at
+    once; the client's TLS layer then names the real cause (the server does not speak TLS).
+    """
+
+    _spoken = False
+
+    def received(self, data: bytes) -> bool:
+        first, self._spoken = not self._spoken, True
+        if first and data[:1] == _TLS_HANDSHAKE_RECORD:
+            self.write_soon(_NOT_TLS_ANSWER)
+            self.close_when_flushed = True
+            return False
+        return bool(super().received(data))
+
+
+_TLS_HANDSHAKE_RECORD = b"\x16"
+_NOT_TLS_BODY = b"This stub speaks plain HTTP: use its http:// URL.\n"
+_NOT_TLS_ANSWER = (b"HTTP/1.1 400 Bad Request\r\nContent-Type: text/plain\r\nConnection: close\r\n"
+                   b"Content-Length: %d\r\n\r\n%s" % (len(_NOT_TLS_BODY), _NOT_TLS_BODY))
+
+
 class StubServer:
     """A waitress server for one application, run by a background thread."""
 
@@ -86,6 +112,7 @@ class StubServer:
             clear_untrusted_proxy_headers=False,
             ident="ServiceNow",
         )
+        self._server.channel_class = PlainHttpChannel
         self.port: int = int(self._server.effective_port)
         self._thread = threading.Thread(
             target=self._server.run, name=f"stub-servicenow-{self.port}", daemon=True
