@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import inspect
 import json
 import re
 import signal
@@ -309,6 +310,16 @@ def test_the_connection_fixtures_are_typed() -> None:
     stub = typing.get_type_hints(plugin.servicenow_stub.__wrapped__,
                                  {**namespace, "StubServiceNow": StubServiceNow})
     assert stub["return"] == Iterator[StubServiceNow]
+
+
+def test_the_factory_type_is_exported_and_start_process_takes_the_constructors_arguments(
+) -> None:
+    assert snworker.testing.ConnectionFactory is plugin.ConnectionFactory
+    constructor = list(inspect.signature(StubServiceNow.__init__).parameters.values())[1:]
+    started = list(inspect.signature(StubServiceNow.start_process).parameters.values())
+    assert [(p.name, p.default, p.annotation) for p in started] == [
+        (p.name, p.default, p.annotation) for p in constructor]
+    assert {p.kind for p in started} == {inspect.Parameter.KEYWORD_ONLY}
 
 
 def test_servicenow_connection_reaches_the_stub(

@@ -272,13 +272,36 @@ class StubServiceNow(StubControls):
         self.stop()
 
     @classmethod
-    def start_process(cls, **settings: Any) -> RemoteStub:
+    def start_process(
+        cls,
+        *,
+        host: str = "127.0.0.1",
+        port: int = 0,
+        client_id: str = "snworker-test",
+        redirect_uri: str = "http://127.0.0.1:0/callback",
+        app_name: str = "snworker test app",
+        access_lifespan: float = 1800,
+        refresh_lifespan: float = 8_640_000,
+        pkce_required: bool = True,
+        consent: ConsentMode = "ask",
+        strict_redirect: bool = False,
+        seed: bool = True,
+        auth: Sequence[AuthMethod] = ("code",),
+        client_secret: str | None = None,
+        threads: int = DEFAULT_THREADS,
+    ) -> RemoteStub:
         """Start the same stub in a child process; returns once it serves.
 
-        Takes the constructor's keyword arguments. The child exits when the returned
+        Takes the constructor's arguments, as keywords. The child exits when the returned
         `RemoteStub` is closed, or when this process dies.
         """
-        config = StubConfig(**settings)
+        config = StubConfig(
+            host=host, port=port, client_id=client_id, redirect_uri=redirect_uri,
+            app_name=app_name, access_lifespan=access_lifespan,
+            refresh_lifespan=refresh_lifespan, pkce_required=pkce_required, consent=consent,
+            strict_redirect=strict_redirect, seed=seed, auth=tuple(auth),
+            client_secret=client_secret, threads=threads,
+        )
         process = subprocess.Popen(
             [
                 sys.executable,
