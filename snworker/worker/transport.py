@@ -16,7 +16,7 @@ import re
 import ssl
 import threading
 import time
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Iterator, Mapping
 from dataclasses import dataclass
 from typing import Any
 from urllib.parse import urlencode, urlsplit
@@ -491,6 +491,11 @@ def _transport_failure(exc: Exception) -> Failure:
     if isinstance(exc, requests.ConnectTimeout):
         return Timeout("the request was not sent: the instance accepted no connection before "
                        "the deadline")
+    if isinstance(exc, requests.Timeout) and any(
+            "handshake operation timed out" in str(cause) for cause in _causes(exc)):
+        return Timeout("the request was not sent: the server took the connection but did not "
+                       "complete a TLS handshake before the deadline (a server that does not "
+                       "speak TLS, such as an http:// one, may wait like this)")
     if isinstance(exc, requests.Timeout):
         return Timeout("the request was sent, but the instance did not answer before the "
                        "deadline")
@@ -520,6 +525,14 @@ def _tls_failure(exc: requests.exceptions.SSLError) -> TlsFailure:
 
 def _ssl_reason(exc: BaseException) -> str | None:
     """OpenSSL's reason (such as WRONG_VERSION_NUMBER) from the ssl.SSLError under `exc`."""
+    for cause in _causes(exc):
+        if isinstance(cause, ssl.SSLError):
+            return str(cause.reason) if cause.reason else None
+    return None
+
+
+def _causes(exc: BaseException) -> Iterator[BaseException]:
+    """`exc` and the exceptions it wraps (requests and urllib3 wrap in args and `reason`)."""
     seen: set[int] = set()
     pending: list[object] = [exc]
     while pending:
@@ -527,8 +540,6 @@ def _ssl_reason(exc: BaseException) -> str | None:
         if not isinstance(current, BaseException) or id(current) in seen:
             continue
         seen.add(id(current))
-        if isinstance(current, ssl.SSLError):
-            return str(current.reason) if current.reason else None
+        yield current
         pending += [*current.args, getattr(current, "reason", None), current.__cause__,
                     current.__context__]
-    return None
