@@ -303,6 +303,9 @@ class StubServiceNow(StubControls):
         auth: Sequence[AuthMethod] = ("code",),
         client_secret: str | None = None,
         threads: int = DEFAULT_THREADS,
+        application_user: str | None = "admin",
+        jwt_verifiers: Mapping[str, str] | None = None,
+        jwt_user_field: str = "user_name",
     ) -> RemoteStub:
         """Start the same stub in a child process; returns once it serves.
 
@@ -314,7 +317,8 @@ class StubServiceNow(StubControls):
             app_name=app_name, access_lifespan=access_lifespan,
             refresh_lifespan=refresh_lifespan, pkce_required=pkce_required, consent=consent,
             strict_redirect=strict_redirect, seed=seed, auth=tuple(auth),
-            client_secret=client_secret, threads=threads,
+            client_secret=client_secret, threads=threads, application_user=application_user,
+            jwt_verifiers=dict(jwt_verifiers or {}), jwt_user_field=jwt_user_field,
         )
         process = subprocess.Popen(
             [
