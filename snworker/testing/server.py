@@ -18,7 +18,7 @@ import ssl
 import subprocess
 import sys
 import threading
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from types import TracebackType
 from typing import TYPE_CHECKING, Any, Literal, NoReturn
 
@@ -71,6 +71,32 @@ class OnDemandDispatcher(ThreadedTaskDispatcher):  # type: ignore[misc]
             self.queue_cv.notify()
 
 
+class PlainHttpChannel(HTTPChannel):  # type: ignore[misc]
+    """Waitress's channel, answering a TLS handshake at once instead of waiting for a line.
+
+    A client that takes the stub's http:// URL for https:// sends a TLS ClientHello, which holds
+    no line end: waitress would wait for the rest of a request line until the client's deadline,
+    and the client would report a timeout. Like nginx and Apache, the stub answers a plain 400 at
+    once; the client's TLS layer then names the real cause (the server does not speak TLS).
+    """
+
+    _spoken = False
+
+    def received(self, data: bytes) -> bool:
+        first, self._spoken = not self._spoken, True
+        if first and data[:1] == _TLS_HANDSHAKE_RECORD:
+            self.write_soon(_NOT_TLS_ANSWER)
+            self.close_when_flushed = True
+            return False
+        return bool(super().received(data))
+
+
+_TLS_HANDSHAKE_RECORD = b"\x16"
+_NOT_TLS_BODY = b"This stub speaks plain HTTP: use its http:// URL.\n"
+_NOT_TLS_ANSWER = (b"HTTP/1.1 400 Bad Request\r\nContent-Type: text/plain\r\nConnection: close\r\n"
+                   b"Content-Length: %d\r\n\r\n%s" % (len(_NOT_TLS_BODY), _NOT_TLS_BODY))
+
+
 class StubServer:
     """A waitress server for one application, run by a background thread.
 
@@ -93,6 +119,7 @@ class StubServer:
             clear_untrusted_proxy_headers=False,
             ident="ServiceNow",
         )
+        self._server.channel_class = PlainHttpChannel
         self.port: int = int(self._server.effective_port)
         self._front: TlsFront | None = None
         if tls is not None:
@@ -168,9 +195,17 @@ class StubServiceNow(StubControls):
         seed: load the deterministic seed data.
         auth: how clients may sign in: any of "code" (the authorization-code flow, the only
             one by default), "basic" (Basic auth with a user's name and password), "password"
-            and "client_credentials" (those grants, for a client with a secret).
+            and "client_credentials" (those grants, for a client with a secret; without
+            "client_credentials" that grant is refused as with its system property off), "jwt"
+            (the JWT bearer grant, against `jwt_verifiers`).
         client_secret: the secret of the `client_id` application (for the password grants).
         threads: the most requests served at once; handler threads start as requests need them.
+        application_user: the user_name of the OAuth Application User that client-credentials
+            tokens act for; None: none is named, and the grant is refused as the platform does.
+        jwt_verifiers: the JWT verifier map: key id -> PEM certificate or public key (RS*,
+            ES*), or shared key (HS*), for the "jwt" (JWT bearer) sign-in method.
+        jwt_user_field: the sys_user field an assertion's `sub` names: user_name, email or
+            sys_id.
         queries: "strict" refuses a query naming a field the table lacks or a term the stub
             does not implement (400); "lenient" ignores such terms, as the platform does an
             unknown field.
@@ -195,6 +230,9 @@ class StubServiceNow(StubControls):
         auth: Sequence[AuthMethod] = ("code",),
         client_secret: str | None = None,
         threads: int = DEFAULT_THREADS,
+        application_user: str | None = "admin",
+        jwt_verifiers: Mapping[str, str] | None = None,
+        jwt_user_field: str = "user_name",
         queries: Literal["strict", "lenient"] = "strict",
         tls: bool = False,
         users: Sequence[tuple[str, str]] = (),
@@ -214,6 +252,9 @@ class StubServiceNow(StubControls):
             auth=tuple(auth),
             client_secret=client_secret,
             threads=threads,
+            application_user=application_user,
+            jwt_verifiers=dict(jwt_verifiers or {}),
+            jwt_user_field=jwt_user_field,
             queries=queries,
             tls=tls,
             users=tuple((name, password) for name, password in users),
@@ -285,13 +326,44 @@ class StubServiceNow(StubControls):
         self.stop()
 
     @classmethod
-    def start_process(cls, **settings: Any) -> RemoteStub:
+    def start_process(
+        cls,
+        *,
+        host: str = "127.0.0.1",
+        port: int = 0,
+        client_id: str = "snworker-test",
+        redirect_uri: str = "http://127.0.0.1:0/callback",
+        app_name: str = "snworker test app",
+        access_lifespan: float = 1800,
+        refresh_lifespan: float = 8_640_000,
+        pkce_required: bool = True,
+        consent: ConsentMode = "ask",
+        strict_redirect: bool = False,
+        seed: bool = True,
+        auth: Sequence[AuthMethod] = ("code",),
+        client_secret: str | None = None,
+        threads: int = DEFAULT_THREADS,
+        application_user: str | None = "admin",
+        jwt_verifiers: Mapping[str, str] | None = None,
+        jwt_user_field: str = "user_name",
+        queries: Literal["strict", "lenient"] = "strict",
+        tls: bool = False,
+        users: Sequence[tuple[str, str]] = (),
+    ) -> RemoteStub:
         """Start the same stub in a child process; returns once it serves.
 
-        Takes the constructor's keyword arguments. The child exits when the returned
+        Takes the constructor's arguments, as keywords. The child exits when the returned
         `RemoteStub` is closed, or when this process dies.
         """
-        config = StubConfig(**settings)
+        config = StubConfig(
+            host=host, port=port, client_id=client_id, redirect_uri=redirect_uri,
+            app_name=app_name, access_lifespan=access_lifespan,
+            refresh_lifespan=refresh_lifespan, pkce_required=pkce_required, consent=consent,
+            strict_redirect=strict_redirect, seed=seed, auth=tuple(auth),
+            client_secret=client_secret, threads=threads, application_user=application_user,
+            jwt_verifiers=dict(jwt_verifiers or {}), jwt_user_field=jwt_user_field,
+            queries=queries, tls=tls, users=tuple((name, password) for name, password in users),
+        )
         process = subprocess.Popen(
             [
                 sys.executable,
