@@ -405,7 +405,7 @@ def test_snworker_connects_to_a_tls_stub_with_its_ca_bundle(
         answer = conn.execute_api_request("/api/now/table/incident", "GET",
                                           params={"sysparm_limit": 1})
         assert answer.status == 200 and len(answer.data) == 1
-    with pytest.raises(snworker.AuthorizationError, match="TLS failure"):
+    with pytest.raises(snworker.ServiceNowError, match="TLS"):
         connect(tls_stub, open_browser=browser).execute_api_request(
             "/api/now/table/incident", "GET")
 
