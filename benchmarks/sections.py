@@ -72,7 +72,9 @@ class Scale:
     # Section 9: lists of 1,000 records, and stubs started and stopped, per block and side.
     stub_list_per_block: int = 2
     stub_starts_per_block: int = 10
-    # Section 10: the body streamed down and up, in MB, and transfers per side; section 11:
+    # and tests with the connection fixture, per block and side (a new connection is a consent)
+    fixture_tests_per_block: int = 2
+    # Section 11: the body streamed down and up, in MB, and transfers per side; section 12:
     # blocks, and requests per thread per block.
     stream_mb: int = 16
     stream_blocks: int = 2
@@ -92,6 +94,7 @@ FULL = Scale(
     redact_get_per_block={"small": 100, "1MB": 4},
     stub_list_per_block=10,
     stub_starts_per_block=50,
+    fixture_tests_per_block=6,
     stream_mb=200,
     stream_blocks=4,
     wan_blocks=8,

@@ -185,7 +185,7 @@ class ServiceNowConnection:
             ApiRequestError: the instance answered 4xx/5xx (unless raise_for_status=False), or
                 the network failed.
             RequestTimeoutError: the deadline passed.
-            AuthTokenExpiredError: the grant cannot be renewed; call connect() again.
+            AuthTokenExpiredError: the grant cannot be renewed; call conn.reconnect().
             WorkerError: the worker is gone (WorkerCrashedError, ConnectionClosedError).
         """
         deadline, request, upload = self._request(path, http_method, data,
@@ -252,7 +252,8 @@ class ServiceNowConnection:
                  ) -> tuple[float, Request, Upload | None]:
         """The request message for a call, its deadline, and the upload of a streamed body."""
         if self._closed:
-            raise ConnectionClosedError("the connection is closed; call connect() again")
+            raise ConnectionClosedError(
+                "the connection is closed; call snworker.connect() for a new one")
         if self._expired is not None:
             self._seen.generation = self._generation
             raise AuthTokenExpiredError(str(self._expired))
@@ -314,7 +315,8 @@ class ServiceNowConnection:
             WorkerError: the worker is gone, or the connection is closed.
         """
         if self._closed:
-            raise ConnectionClosedError("the connection is closed; call connect() again")
+            raise ConnectionClosedError(
+                "the connection is closed; call snworker.connect() for a new one")
         with self._reconnect_lock:
             flight = self._reconnecting
             leader = flight is None
