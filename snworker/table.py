@@ -20,11 +20,9 @@ class Table(Generic[R]):
     """
 
     def __init__(self, conn: ServiceNowConnection, name: str) -> None:
-        if not name or not all(c.isalnum() or c == "_" for c in name):
-            raise InvalidRequestError(f"not a table name: {name!r}")
         self._conn = conn
         self.name = name
-        self.path = f"/api/now/v2/table/{name}"
+        self.path = table_path(name)
 
     def get(self, sys_id: str, *, fields: Sequence[str] = (),
             display_value: bool | str = False) -> R | None:
@@ -112,6 +110,13 @@ class Pages:
         self._done = not _more_pages(resp.headers, self._total, self._offset,
                                      full=len(page) >= self._size)
         return page
+
+
+def table_path(name: str) -> str:
+    """The v2 Table API's path for table `name`; InvalidRequestError for a malformed name."""
+    if not isinstance(name, str) or not name or not all(c.isalnum() or c == "_" for c in name):
+        raise InvalidRequestError(f"not a table name: {name!r}")
+    return f"/api/now/v2/table/{name}"
 
 
 def link_targets(header: str) -> dict[str, str]:

@@ -42,6 +42,11 @@ MASKED: Final = "***"
 CONTROL_PREFIX: Final = "/_stub/"
 
 DropConnection = Callable[["WSGIEnvironment"], None]
+ClientGone = Callable[["WSGIEnvironment"], bool]
+# Logged as the status of a request whose client closed its connection during an injected delay
+# (nginx's "client closed request"): the client gave up, nothing was answered.
+CLIENT_CLOSED = 499
+_GONE_POLL = 0.01
 
 _OAUTH_ROUTES: Final = (
     Route(platform.AUTHORIZE_PATH, "oauth.authorize", ("GET", "POST")),
@@ -124,9 +129,11 @@ def _consent_page(consent: ConsentPage) -> Response:
 class StubApplication:
     """The WSGI application of one stub instance."""
 
-    def __init__(self, state: StubState, drop_connection: DropConnection) -> None:
+    def __init__(self, state: StubState, drop_connection: DropConnection,
+                 client_gone: ClientGone = lambda environ: False) -> None:
         self.state = state
         self.drop_connection = drop_connection
+        self.client_gone = client_gone
         self.apis: dict[str, RestApi] = {
             "table": TableApi(state),
             "attachment": AttachmentApi(state),
@@ -145,8 +152,10 @@ class StubApplication:
             return self._control(request)(environ, start_response)
         with self.state.lock:
             fault = self.state.faults.fault_for(request.method, request.path, self.state.now())
-        if fault is not None and fault.delay > 0:
-            time.sleep(fault.delay)
+        if fault is not None and fault.delay > 0 and not self._wait(environ, fault.delay):
+            self._log(request, CLIENT_CLOSED)
+            self.drop_connection(environ)
+            return []
         if fault is not None and fault.drop:
             self._log(request, 0)
             self.drop_connection(environ)
@@ -159,6 +168,15 @@ class StubApplication:
                 response.headers.update(fault.headers)
         self._log(request, response.status_code)
         return response(environ, start_response)
+
+    def _wait(self, environ: WSGIEnvironment, seconds: float) -> bool:
+        """Sleep `seconds`; False as soon as the client closes its connection meanwhile."""
+        end = time.monotonic() + seconds
+        while (left := end - time.monotonic()) > 0:
+            if self.client_gone(environ):
+                return False
+            time.sleep(min(left, _GONE_POLL))
+        return not self.client_gone(environ)
 
     def _log(self, request: Request, status: int) -> None:
         entry: dict[str, object] = {

@@ -11,6 +11,7 @@ from __future__ import annotations
 import argparse
 import itertools
 import json
+import select
 import selectors
 import signal
 import socket
@@ -74,7 +75,7 @@ class StubServer:
 
     def __init__(self, state: StubState) -> None:
         self._server: Any = waitress.create_server(
-            StubApplication(state, self._drop),
+            StubApplication(state, self._drop, self._client_gone),
             host=state.config.host,
             port=state.config.port,
             _dispatcher=OnDemandDispatcher(state.config.threads),
@@ -120,14 +121,42 @@ class StubServer:
 
     def _drop(self, environ: WSGIEnvironment) -> NoReturn:
         """Close the client's connection without an answer."""
-        peer = (environ.get("REMOTE_ADDR"), int(environ.get("REMOTE_PORT") or 0))
-        for channel in list(self._server._map.values()):
-            if isinstance(channel, HTTPChannel) and tuple(channel.addr[:2]) == peer:
-                try:
-                    channel.socket.shutdown(socket.SHUT_RDWR)
-                except OSError:
-                    pass
+        channel = self._channel_of(environ)
+        if channel is not None:
+            try:
+                channel.socket.shutdown(socket.SHUT_RDWR)
+            except OSError:
+                pass
         raise ClientDisconnected
+
+    def _client_gone(self, environ: WSGIEnvironment) -> bool:
+        """True once the client closed its end of the connection the request came on.
+
+        While a request is served, waitress reads nothing more from its connection, so the
+        end of the client's stream waits there to be seen.
+        """
+        channel = self._channel_of(environ)
+        if channel is None:
+            return True
+        sock = channel.socket
+        try:
+            readable, _, _ = select.select([sock], [], [], 0)
+            return bool(readable) and not sock.recv(1, socket.MSG_PEEK)
+        except (OSError, ValueError):
+            return True
+
+    def _channel_of(self, environ: WSGIEnvironment) -> Any:
+        peer = (environ.get("REMOTE_ADDR"), int(environ.get("REMOTE_PORT") or 0))
+        for _ in range(3):  # the loop thread may change the map while it is read
+            try:
+                channels = list(self._server._map.values())
+            except RuntimeError:
+                continue
+            for channel in channels:
+                if isinstance(channel, HTTPChannel) and tuple(channel.addr[:2]) == peer:
+                    return channel
+            return None
+        return None
 
 
 class StubServiceNow(StubControls):

@@ -31,6 +31,7 @@ from snworker.messages import (
     Result,
 )
 from snworker.pipes import Pipe
+from snworker.worker.exchange import Cancellation
 
 logger = logging.getLogger("snworker.worker")
 
@@ -137,7 +138,7 @@ class Peer:
                     return
                 if type(message) is Request:
                     # Registered before the next read, so a Cancel for it cannot be missed.
-                    cancelled = self._cancelled[message.id] = threading.Event()
+                    cancelled = self._cancelled[message.id] = Cancellation()
                     # Leave a thread at the pipe before carrying the request out.
                     with self._pool_lock:
                         waiting = self._threads - self._busy - 1

@@ -41,6 +41,7 @@ from snworker.checks import IDEMPOTENT
 from snworker.errors import InvalidRequestError
 from snworker.messages import Pairs, Request
 from snworker.policy import RetryPolicy
+from snworker.worker.exchange import POOL_CLASSES
 from snworker.worker.failures import ApiFailure, Cancelled, Failure, InvalidRequest, Timeout
 
 logger = logging.getLogger("snworker.worker")
@@ -114,11 +115,14 @@ class _Adapter(requests.adapters.HTTPAdapter):
         if self._context is not None:
             kwargs["ssl_context"] = self._context
         super().init_poolmanager(*args, **kwargs)
+        self.poolmanager.pool_classes_by_scheme = POOL_CLASSES  # a Cancel can abort them
 
     def proxy_manager_for(self, proxy: str, **kwargs: Any) -> Any:
         if self._context is not None:
             kwargs["ssl_context"] = self._context
-        return super().proxy_manager_for(proxy, **kwargs)
+        manager = super().proxy_manager_for(proxy, **kwargs)
+        manager.pool_classes_by_scheme = POOL_CLASSES
+        return manager
 
 
 class Transport:
@@ -264,6 +268,8 @@ class Transport:
         when `resend_on_error`, or when the request surely never left this machine. The retry
         loop is built only after a first failure, which it then replays as its first attempt.
         """
+        if cancelled.is_set():  # cancelled while it waited for a thread: nothing was sent
+            raise Cancelled("cancelled by the caller")
         tries = _Tries(attempt, deadline, resend_on_error)
         try:
             return tries.once()
