@@ -8,7 +8,7 @@ import importlib as _importlib
 import typing as _typing
 
 if _typing.TYPE_CHECKING:
-    from snworker import entities
+    from snworker import aio, entities
     from snworker.agent import attach
     from snworker.connection import (
         ServiceNowConnection,
@@ -81,8 +81,8 @@ _HOMES = {
 
 
 def __getattr__(name: str) -> _typing.Any:
-    if name == "entities":
-        return _importlib.import_module("snworker.entities")
+    if name in ("aio", "entities"):
+        return _importlib.import_module(f"snworker.{name}")
     home = _HOMES.get(name)
     if home is None:
         raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
