@@ -90,6 +90,9 @@ TARGETS = (
     Target("start-up / bare spawn", ("startup", "latency_ratio"), 1.5),
     Target("refresh grants per storm (max)", ("refresh_storm", "refresh_grants_max"), 1),
     Target("1 MB redaction / 1 MB GET", ("redaction", "1MB", "share_pct"), 5.0, unit=" %"),
+    Target("200 async requests: rate / httpx.AsyncClient", ("aio", "concurrent",
+                                                             "throughput_ratio"), 1.0,
+           at_most=False),
 )
 
 
@@ -245,6 +248,20 @@ def rows(results: Results) -> list[Row]:
         fresh = stub["fresh_per_test"]
         add("  stub per test: fresh vs shared§", f"reset {_ms(fresh['reference'])}",
             f"start+stop {_ms(fresh['snworker'])}", f"{fresh['latency_ratio']:.2f}")
+    aio = sections.get("aio")
+    if aio is not None:
+        burst = aio["concurrent"]
+        add(f"10 asyncio: {burst['requests']} at once, {burst['delay_ms']:.0f} ms each: req/s¶",
+            f"{burst['reference_per_s']:.0f} ({burst['reference_share_of_ideal']:.0%} of ideal)",
+            f"{burst['snworker_per_s']:.0f} ({burst['snworker_share_of_ideal']:.0%} of ideal)",
+            f"{burst['throughput_ratio']:.2f}", ("aio", "concurrent", "throughput_ratio"))
+        cancel = aio["cancel"]
+        add("  cancel -> connection closed at the stub",
+            f"{cancel['reference_ms']} ms (max {cancel['reference_max_ms']})",
+            f"{cancel['snworker_ms']} ms (max {cancel['snworker_max_ms']})")
+        overhead = aio["overhead"]
+        add("  small GET: sync driver (A) vs async (B)", _us(overhead["reference"]),
+            _us(overhead["snworker"]), f"{overhead['latency_ratio']:.2f}")
     return table
 
 
@@ -312,6 +329,13 @@ def render(results: Results) -> str:
             " Table API listing every column of 1,000 incidents, against the same bytes"
             " downloaded as an attachment of that stub; per test: a stub started, asked once"
             " and stopped, against one shared stub reset and asked once"
+        )
+    if sections.get("aio") is not None:
+        lines.append(
+            "¶ asyncio: a stub process of its own; A is httpx.AsyncClient in this process with"
+            " a token and 200 connections allowed, B `snworker.aio`; ideal = every request"
+            " answered after its delay, all at once; cancel: task.cancel() of a request the stub"
+            " holds, to the stub seeing its connection closed (medians)"
         )
     legend = [textwrap.fill(text, width=max(100, len(rule)), subsequent_indent="    ")
               for text in lines]

@@ -49,6 +49,7 @@ __all__ = [
     "WorkerError",
     "WorkerHardening",
     "WorkerStartError",
+    "aio",
     "attach",
     "connect",
     "enable_logging",

@@ -11,13 +11,13 @@ from __future__ import annotations
 import argparse
 import itertools
 import json
-import select
 import selectors
 import signal
 import socket
 import subprocess
 import sys
 import threading
+import time
 from collections.abc import Sequence
 from types import TracebackType
 from typing import TYPE_CHECKING, Any, NoReturn
@@ -40,6 +40,7 @@ if TYPE_CHECKING:
 # Bodies up to this size stay in memory instead of being spooled to a temporary file.
 MEMORY_BUFFER = 64 * 1024 * 1024
 STOP_TIMEOUT = 5.0
+CONNECTION_LIMIT = 500
 PROCESS_START_TIMEOUT = 20.0
 READY_PREFIX = "snworker stub: "
 
@@ -79,7 +80,8 @@ class StubServer:
             host=state.config.host,
             port=state.config.port,
             _dispatcher=OnDemandDispatcher(state.config.threads),
-            connection_limit=200,
+            # Room for a few hundred clients at once (keep-alive holds their connections).
+            connection_limit=CONNECTION_LIMIT,
             channel_timeout=120,
             asyncore_use_poll=True,
             inbuf_overflow=MEMORY_BUFFER,
@@ -129,21 +131,31 @@ class StubServer:
                 pass
         raise ClientDisconnected
 
-    def _client_gone(self, environ: WSGIEnvironment) -> bool:
-        """True once the client closed its end of the connection the request came on.
+    def _client_gone(self, environ: WSGIEnvironment, seconds: float) -> bool:
+        """Wait `seconds`; True as soon as the client closes the connection the request came on.
 
         While a request is served, waitress reads nothing more from its connection, so the
-        end of the client's stream waits there to be seen.
+        end of the client's stream waits there to be seen: one wait on the socket, no polling.
         """
+        end = time.monotonic() + seconds
         channel = self._channel_of(environ)
         if channel is None:
-            return True
+            time.sleep(seconds)
+            return False
         sock = channel.socket
         try:
-            readable, _, _ = select.select([sock], [], [], 0)
-            return bool(readable) and not sock.recv(1, socket.MSG_PEEK)
+            with selectors.DefaultSelector() as selector:
+                selector.register(sock, selectors.EVENT_READ)
+                while (left := end - time.monotonic()) > 0:
+                    if not selector.select(left):
+                        return False
+                    if not sock.recv(1, socket.MSG_PEEK):
+                        return True
+                    time.sleep(left)  # the next request, pipelined: it waits its turn
+                    return False
         except (OSError, ValueError):
             return True
+        return False
 
     def _channel_of(self, environ: WSGIEnvironment) -> Any:
         peer = (environ.get("REMOTE_ADDR"), int(environ.get("REMOTE_PORT") or 0))

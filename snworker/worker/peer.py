@@ -35,7 +35,9 @@ from snworker.worker.exchange import Cancellation
 
 logger = logging.getLogger("snworker.worker")
 
-_MAX_REQUEST_THREADS = 64
+# Threads start only when a request finds none idle. An asyncio caller sends a couple of
+# hundred requests at once as a matter of course; each waits on the network, not the CPU.
+_MAX_REQUEST_THREADS = 256
 
 
 class Service(Protocol):

@@ -48,7 +48,7 @@ logger = logging.getLogger("snworker.worker")
 
 # Response headers that never reach the parent: a session cookie is a credential too.
 WITHHELD_HEADERS = frozenset({"set-cookie", "set-cookie2"})
-POOL_SIZE = 64
+POOL_SIZE = 256  # one kept-alive connection for each request thread a peer may run
 
 
 @dataclass(frozen=True, slots=True)
