@@ -221,3 +221,20 @@ async def _overhead(aconn: snworker.aio.AsyncServiceNowConnection,
     figures["reference_label"] = "sync execute_api_request"
     figures["snworker_label"] = "await snworker.aio execute_api_request"
     return figures
+
+
+def main() -> None:
+    """`python -m benchmarks.aio [--quick]`: this section alone, its figures as JSON."""
+    import json
+    import sys
+
+    from benchmarks import sections
+
+    scale = sections.QUICK if "--quick" in sys.argv[1:] else sections.FULL
+    alone = Bench(stub=None, connections={}, new_session=None, scale=scale,  # type: ignore[arg-type]
+                  record_path="")
+    print(json.dumps(aio(alone), indent=2))
+
+
+if __name__ == "__main__":
+    main()

@@ -342,6 +342,54 @@ def test_ctrl_c_in_a_sync_call_cancels_it_in_the_worker(stub):
             child.wait()
 
 
+FOLLOWER = textwrap.dedent("""
+    import sys, threading, snworker
+    from snworker.testing import approve
+    conn = snworker.connect(sys.argv[1], sys.argv[2], redirect_uri=sys.argv[3],
+                            open_browser=approve, authorization_timeout=15)
+    first = []
+    leader = threading.Thread(target=lambda: first.append(conn.execute_api_request(
+        "/api/now/table/sys_user", params={"sysparm_limit": 1}, timeout=30).status))
+    leader.start()
+    print("connected", flush=True)
+    try:
+        conn.execute_api_request("/api/now/table/incident", timeout=30)
+    except KeyboardInterrupt:
+        print("interrupted", flush=True)
+    leader.join(30)
+    print(first, conn.execute_api_request("/api/now/table/incident",
+                                          params={"sysparm_limit": 1}).status, flush=True)
+    conn.disconnect()
+""")
+
+
+@posix_only
+def test_ctrl_c_in_a_waiting_thread_leaves_the_others_answered(stub):
+    """The interrupted caller may be the one reading the pipe for everyone, or waiting."""
+    stub.inject(status=None, delay=2.0, times=1, path_prefix="/api/now/table/sys_user")
+    stub.inject(status=None, delay=20.0, times=1, path_prefix=INCIDENTS)
+    child = subprocess.Popen(
+        [sys.executable, "-c", FOLLOWER, stub.url, stub.client_id, stub.redirect_uri],
+        stdout=subprocess.PIPE, text=True)
+    try:
+        assert child.stdout is not None
+        assert child.stdout.readline().strip() == "connected"
+
+        async def interrupt() -> float | None:
+            await arrived(stub)
+            os.kill(child.pid, signal.SIGINT)
+            return await closed_by_client(stub, 5.0)
+
+        took = asyncio.run(interrupt())
+        assert took is not None and took < 1.0
+        out, _ = child.communicate(timeout=30)
+        assert out.splitlines() == ["interrupted", "[200] 200"]
+    finally:
+        if child.poll() is None:
+            child.kill()
+            child.wait()
+
+
 # --- sync and async clients of one agent ------------------------------------------------
 
 

@@ -123,10 +123,27 @@ class AsyncChannel:
             self._pipe.send(message)
 
     def send_quietly(self, message: ToWorker) -> None:
-        """Send `message` if the worker is still there."""
+        """Send `message` if the worker is still there; from a thread if a large body is
+        being written right now (the loop does not wait for it)."""
+        if self._calls.broken is not None:
+            return
+        if not self._send_lock.acquire(blocking=False):
+            try:
+                self._loop.run_in_executor(None, self._send_ignoring, message)
+            except RuntimeError:  # the loop is closed (interpreter exit): wait for the lock
+                self._send_ignoring(message)
+            return
         try:
-            self.send(message)
-        except (ServiceNowError, OSError, ValueError):
+            self._pipe.send(message)
+        except (OSError, ValueError):
+            pass
+        finally:
+            self._send_lock.release()
+
+    def _send_ignoring(self, message: ToWorker) -> None:
+        try:
+            self._send_locked(message)
+        except (OSError, ValueError):
             pass
 
     async def _send_for(self, message: ToWorker) -> None:

@@ -63,6 +63,9 @@ class AsyncServiceNowConnection:
             weakref.WeakKeyDictionary()
         self._closed = False
         _open_connections.add(self)
+        # Dropped without disconnect(): ask the worker to revoke and exit, without waiting.
+        self._abandoned = weakref.finalize(self, _abandon, channel)
+        self._abandoned.atexit = False
 
     @property
     def instance_url(self) -> str:
@@ -208,6 +211,7 @@ class AsyncServiceNowConnection:
         if self._closed:
             return
         self._closed = True
+        self._abandoned.detach()
         _open_connections.discard(self)
         channel = self._channel
         channel.send_quietly(Disconnect(channel.next_id(), timeout))
@@ -238,8 +242,8 @@ class AsyncServiceNowConnection:
         """At interpreter exit: ask the worker to revoke and exit, without waiting."""
         if not self._closed:
             self._closed = True
-            self._channel.send_quietly(Disconnect(self._channel.next_id(),
-                                                  _DISCONNECT_TIMEOUT))
+            self._abandoned.detach()
+            _abandon(self._channel)
 
 
 async def connect(
@@ -318,6 +322,10 @@ async def attach(
         channel.release()
         raise
     return AsyncServiceNowConnection(channel, message, answer)
+
+def _abandon(channel: AsyncChannel) -> None:
+    channel.send_quietly(Disconnect(channel.next_id(), _DISCONNECT_TIMEOUT))
+
 
 # Connections still open at interpreter exit are asked to revoke and stop (no loop is left to
 # wait on; the worker also stops by itself when this process's end of the pipe closes).
