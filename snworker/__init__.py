@@ -10,11 +10,8 @@ import typing as _typing
 if _typing.TYPE_CHECKING:
     from snworker import aio, entities
     from snworker.agent import attach
-    from snworker.connection import (
-        ServiceNowConnection,
-        WorkerHardening,
-        connect,
-    )
+    from snworker.connection import ServiceNowConnection, connect
+    from snworker.core import WorkerHardening
     from snworker.errors import (
         ApiRequestError,
         AuthorizationError,
@@ -71,7 +68,7 @@ _HOMES = {
     "ServiceNowError": "snworker.errors",
     "WorkerCrashedError": "snworker.errors",
     "WorkerError": "snworker.errors",
-    "WorkerHardening": "snworker.connection",
+    "WorkerHardening": "snworker.core",
     "WorkerStartError": "snworker.errors",
     "attach": "snworker.agent",
     "connect": "snworker.connection",

@@ -11,7 +11,7 @@ import weakref
 import webbrowser
 from collections.abc import Callable, Iterable, Mapping, Sequence
 from concurrent.futures import Future
-from dataclasses import dataclass, replace
+from dataclasses import replace
 from types import TracebackType
 from typing import Any, TypeVar, overload
 
@@ -19,7 +19,9 @@ from snworker.channel import Channel
 from snworker.core import (
     CONNECT_GRACE,
     DEADLINE_GRACE,
+    ConnectionFacts,
     Grant,
+    WorkerHardening,
     conclude,
     consent_deadline,
     consented,
@@ -27,7 +29,6 @@ from snworker.core import (
     prepare,
     timed_out,
 )
-from snworker.entities.Core import CurrentUser
 from snworker.errors import (
     AuthTokenExpiredError,
     ConnectionClosedError,
@@ -35,7 +36,7 @@ from snworker.errors import (
     ServiceNowError,
     WorkerError,
 )
-from snworker.messages import Connect, Connected, Disconnect, FromWorker, Pairs
+from snworker.messages import Connect, Connected, Disconnect, FromWorker
 from snworker.policy import RetryPolicy
 from snworker.response import ApiResponse
 from snworker.settings import DEFAULT_REDIRECT_URI, connect_settings, seconds
@@ -47,26 +48,10 @@ logger = logging.getLogger("snworker")
 _DISCONNECT_TIMEOUT = 5.0
 
 
-@dataclass(frozen=True, slots=True)
-class WorkerHardening:
-    """What the worker's OS hardening applied, and what it could not, with the reason."""
-
-    platform: str
-    applied: tuple[str, ...]
-    not_applied: tuple[tuple[str, str], ...]
-
-    @classmethod
-    def from_report(cls, report: Pairs) -> WorkerHardening:
-        """From the (protection, "" or reason) pairs the worker sends."""
-        return cls(sys.platform, tuple(name for name, why in report if not why),
-                   tuple((name, why) for name, why in report if why))
-
-    def __contains__(self, protection: object) -> bool:
-        return protection in self.applied
-
-
-class ServiceNowConnection:
+class ServiceNowConnection(ConnectionFacts):
     """A connection to one instance through a worker process that holds the tokens."""
+
+    _channel: Channel
 
     def __init__(self, channel: Channel, settings: Connect, answer: Connected) -> None:
         self._channel = channel
@@ -87,40 +72,6 @@ class ServiceNowConnection:
         # (this may run inside garbage collection). Interpreter exit is _disconnect_all's job.
         self._abandoned = weakref.finalize(self, _abandon, channel)
         self._abandoned.atexit = False
-
-    @property
-    def instance_url(self) -> str:
-        """The instance's origin, e.g. "https://dev12345.service-now.com"."""
-        return self._instance_url
-
-    @property
-    def client_id(self) -> str:
-        """The OAuth client id the connection was authorized for."""
-        return self._client_id
-
-    @property
-    def current_user(self) -> CurrentUser | None:
-        """The signed-in user's sys_id, user_name and name; None if the instance hid them."""
-        user = self._grant.user
-        if user is None:
-            return None
-        return CurrentUser(sys_id=user.get("sys_id", ""), user_name=user.get("user_name", ""),
-                           name=user.get("name", ""))
-
-    @property
-    def worker_pid(self) -> int | None:
-        """The worker process's id (for monitoring; it cannot be attached to)."""
-        return self._channel.pid
-
-    @property
-    def worker_hardening(self) -> WorkerHardening:
-        """What the worker's OS hardening applied and could not."""
-        return self._hardening
-
-    @property
-    def closed(self) -> bool:
-        """True once `disconnect()` has been called."""
-        return self._closed
 
     @overload
     def execute_api_request(

@@ -6,6 +6,7 @@
     what each message from the worker means  route()
     why the worker is gone, in words         worker_failure()
     the grant's state across reconnect()     Grant
+    what a connection shows about itself     ConnectionFacts
 
 `snworker.connection` drives it with threads (leader/followers on the pipe), `snworker.aio`
 with an event loop. Neither repeats a rule found here.
@@ -15,11 +16,14 @@ from __future__ import annotations
 
 import json
 import logging
+import sys
 from collections.abc import Mapping
+from dataclasses import dataclass
 from typing import Any, Generic, Protocol, TypeVar
 
 from snworker import spawn
 from snworker.checks import IDEMPOTENT
+from snworker.entities.Core import CurrentUser
 from snworker.errors import (
     AuthorizationError,
     AuthTokenExpiredError,
@@ -316,3 +320,71 @@ def worker_failure(closing: bool, attached: bool, heard: bool,
     if not heard:
         return WorkerStartError(f"the worker did not start: {spawn.describe_exit(exitcode)}")
     return WorkerCrashedError(spawn.describe_exit(exitcode), exitcode)
+
+
+@dataclass(frozen=True, slots=True)
+class WorkerHardening:
+    """What the worker's OS hardening applied, and what it could not, with the reason."""
+
+    platform: str
+    applied: tuple[str, ...]
+    not_applied: tuple[tuple[str, str], ...]
+
+    @classmethod
+    def from_report(cls, report: Pairs) -> WorkerHardening:
+        """From the (protection, "" or reason) pairs the worker sends."""
+        return cls(sys.platform, tuple(name for name, why in report if not why),
+                   tuple((name, why) for name, why in report if why))
+
+    def __contains__(self, protection: object) -> bool:
+        return protection in self.applied
+
+
+class _Channel(Protocol):
+    @property
+    def pid(self) -> int: ...
+
+
+class ConnectionFacts:
+    """What the sync and async connections show about themselves (no I/O)."""
+
+    _instance_url: str
+    _client_id: str
+    _grant: Grant
+    _closed: bool
+    _hardening: WorkerHardening
+    _channel: _Channel
+
+    @property
+    def instance_url(self) -> str:
+        """The instance's origin, e.g. "https://dev12345.service-now.com"."""
+        return self._instance_url
+
+    @property
+    def client_id(self) -> str:
+        """The OAuth client id the connection was authorized for."""
+        return self._client_id
+
+    @property
+    def current_user(self) -> CurrentUser | None:
+        """The signed-in user's sys_id, user_name and name; None if the instance hid them."""
+        user = self._grant.user
+        if user is None:
+            return None
+        return CurrentUser(sys_id=user.get("sys_id", ""), user_name=user.get("user_name", ""),
+                           name=user.get("name", ""))
+
+    @property
+    def worker_pid(self) -> int | None:
+        """The worker process's id (for monitoring; it cannot be attached to)."""
+        return self._channel.pid
+
+    @property
+    def worker_hardening(self) -> WorkerHardening:
+        """What the worker's OS hardening applied and could not."""
+        return self._hardening
+
+    @property
+    def closed(self) -> bool:
+        """True once `disconnect()` has been called."""
+        return self._closed

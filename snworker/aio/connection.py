@@ -17,10 +17,12 @@ from typing import Any, TypeVar, overload
 
 from snworker.aio.channel import AsyncChannel
 from snworker.aio.table import AsyncTable, R
-from snworker.connection import WorkerHardening, _browser_runner, _open_system_browser
+from snworker.connection import _browser_runner, _open_system_browser
 from snworker.core import (
     DEADLINE_GRACE,
+    ConnectionFacts,
     Grant,
+    WorkerHardening,
     conclude,
     consent_deadline,
     consented,
@@ -28,7 +30,6 @@ from snworker.core import (
     prepare,
     timed_out,
 )
-from snworker.entities.Core import CurrentUser
 from snworker.errors import (
     AuthTokenExpiredError,
     ConnectionClosedError,
@@ -45,8 +46,10 @@ T = TypeVar("T")
 _DISCONNECT_TIMEOUT = 5.0
 
 
-class AsyncServiceNowConnection:
+class AsyncServiceNowConnection(ConnectionFacts):
     """A connection to one instance through a worker process, for asyncio code."""
+
+    _channel: AsyncChannel
 
     def __init__(self, channel: AsyncChannel, settings: Connect, answer: Connected) -> None:
         self._channel = channel
@@ -66,40 +69,6 @@ class AsyncServiceNowConnection:
         # Dropped without disconnect(): ask the worker to revoke and exit, without waiting.
         self._abandoned = weakref.finalize(self, _abandon, channel)
         self._abandoned.atexit = False
-
-    @property
-    def instance_url(self) -> str:
-        """The instance's origin, e.g. "https://dev12345.service-now.com"."""
-        return self._instance_url
-
-    @property
-    def client_id(self) -> str:
-        """The OAuth client id the connection was authorized for."""
-        return self._client_id
-
-    @property
-    def current_user(self) -> CurrentUser | None:
-        """The signed-in user's sys_id, user_name and name; None if the instance hid them."""
-        user = self._grant.user
-        if user is None:
-            return None
-        return CurrentUser(sys_id=user.get("sys_id", ""), user_name=user.get("user_name", ""),
-                           name=user.get("name", ""))
-
-    @property
-    def worker_pid(self) -> int | None:
-        """The worker process's id (for monitoring; it cannot be attached to)."""
-        return self._channel.pid
-
-    @property
-    def worker_hardening(self) -> WorkerHardening:
-        """What the worker's OS hardening applied and could not."""
-        return self._hardening
-
-    @property
-    def closed(self) -> bool:
-        """True once `disconnect()` has been called."""
-        return self._closed
 
     @overload
     async def execute_api_request(
