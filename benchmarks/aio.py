@@ -1,4 +1,4 @@
-"""Section 10: asyncio (`snworker.aio`), against httpx's AsyncClient in this process.
+"""Section 11: asyncio (`snworker.aio`), against httpx's AsyncClient in this process.
 
 Against a stub of its own in a child process, with handler threads for every request at once:
 

@@ -67,7 +67,8 @@ DEADLINE_GRACE = 0.25
 
 def prepare(ident: int, path: object, http_method: object, data: Any,
             suppress_response_body: bool, headers: Mapping[str, str] | None,
-            params: Mapping[str, Any] | None, deadline: float) -> Request:
+            params: Mapping[str, Any] | None, deadline: float, raise_for_status: bool = True,
+            retry: bool = True) -> Request:
     """The Request for execute_api_request()'s arguments; InvalidRequestError if malformed."""
     return Request(
         ident,
@@ -77,6 +78,8 @@ def prepare(ident: int, path: object, http_method: object, data: Any,
         header_pairs(headers),
         bool(suppress_response_body),
         deadline,
+        bool(raise_for_status),
+        bool(retry),
         encode_body(data),
     )
 

@@ -165,6 +165,25 @@ def test_asyncio_timeout_and_a_failing_task_group_cancel_too(stub):
     run(stub, body)
 
 
+def test_cancelling_through_the_httpx_transport_stops_the_request_too(stub):
+    httpx = pytest.importorskip("httpx")
+    stub.inject(status=None, delay=20.0, times=1, path_prefix=INCIDENTS)
+
+    async def body(aconn: snworker.aio.AsyncServiceNowConnection) -> None:
+        async with httpx.AsyncClient(base_url=aconn.instance_url, timeout=30,
+                                     transport=snworker.aio.httpx_transport(aconn)) as http:
+            task = asyncio.create_task(http.get(INCIDENTS))
+            await arrived(stub)
+            task.cancel()
+            with pytest.raises(asyncio.CancelledError):
+                await task
+            took = await closed_by_client(stub, 5.0)
+            assert took is not None and took < 1.0
+            assert (await http.get(INCIDENTS, params={"sysparm_limit": 1})).status_code == 200
+
+    run(stub, body)
+
+
 def test_a_cancelled_post_says_it_may_have_taken_effect(stub):
     stub.inject(status=None, delay=20.0, times=1, path_prefix=INCIDENTS)
 

@@ -75,7 +75,7 @@ class AsyncServiceNowConnection(ConnectionFacts):
         self, path: str, http_method: str = ..., data: Any = ...,
         suppress_response_body: bool = ..., headers: Mapping[str, str] | None = ..., *,
         params: Mapping[str, Any] | None = ..., timeout: float | None = ...,
-        result_type: None = ...,
+        raise_for_status: bool = ..., retry: bool = ..., result_type: None = ...,
     ) -> ApiResponse[Any]: ...
 
     @overload
@@ -83,7 +83,7 @@ class AsyncServiceNowConnection(ConnectionFacts):
         self, path: str, http_method: str = ..., data: Any = ...,
         suppress_response_body: bool = ..., headers: Mapping[str, str] | None = ..., *,
         params: Mapping[str, Any] | None = ..., timeout: float | None = ...,
-        result_type: type[T],
+        raise_for_status: bool = ..., retry: bool = ..., result_type: type[T],
     ) -> ApiResponse[T]: ...
 
     async def execute_api_request(
@@ -96,6 +96,8 @@ class AsyncServiceNowConnection(ConnectionFacts):
         *,
         params: Mapping[str, Any] | None = None,
         timeout: float | None = None,
+        raise_for_status: bool = True,
+        retry: bool = True,
         result_type: Any = None,
     ) -> ApiResponse[Any]:
         """Send one request to the instance through the worker; the arguments and errors of
@@ -115,7 +117,7 @@ class AsyncServiceNowConnection(ConnectionFacts):
         deadline = self._request_timeout if timeout is None else seconds(timeout, "timeout")
         channel = self._channel
         request = prepare(channel.next_id(), path, http_method, data, suppress_response_body,
-                          headers, params, deadline)
+                          headers, params, deadline, raise_for_status, retry)
         try:
             answer = await channel.call(request, deadline + DEADLINE_GRACE)
         except asyncio.CancelledError as exc:
