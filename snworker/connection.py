@@ -17,10 +17,11 @@ from typing import Any, TypeVar, overload
 
 from snworker.channel import Channel
 from snworker.core import (
+    CLOSED,
     CONNECT_GRACE,
     DEADLINE_GRACE,
     ConnectionFacts,
-    Grant,
+    GrantState,
     WorkerHardening,
     conclude,
     consent_deadline,
@@ -36,8 +37,9 @@ from snworker.errors import (
     ServiceNowError,
     WorkerError,
 )
+from snworker.grants import Grant
 from snworker.messages import Connect, Connected, Disconnect, FromWorker
-from snworker.policy import RetryPolicy
+from snworker.policy import Policy, RetryPolicy
 from snworker.response import ApiResponse
 from snworker.settings import DEFAULT_REDIRECT_URI, connect_settings, seconds
 
@@ -60,7 +62,7 @@ class ServiceNowConnection(ConnectionFacts):
         self._client_id = settings.client_id
         self._request_timeout = settings.request_timeout
         self._hardening = WorkerHardening.from_report(answer.hardening)
-        self._grant = Grant(answer.user)
+        self._state = GrantState(answer.user)
         # reconnect() is single-flight: callers during one wait for its outcome, and a caller
         # whose AuthTokenExpiredError came before the last reconnect() finished needs none.
         self._reconnect_lock = threading.Lock()
@@ -130,15 +132,15 @@ class ServiceNowConnection(ConnectionFacts):
             ApiRequestError: the instance answered 4xx/5xx (unless raise_for_status=False), or
                 the network failed.
             RequestTimeoutError: the deadline passed.
-            AuthTokenExpiredError: the grant cannot be renewed; call connect() again.
+            AuthTokenExpiredError: the grant cannot be renewed; call conn.reconnect().
             WorkerError: the worker is gone (WorkerCrashedError, ConnectionClosedError).
         """
         if self._closed:
-            raise ConnectionClosedError("the connection is closed; call connect() again")
-        grant = self._grant
-        if grant.expired is not None:
-            self._seen.generation = grant.generation
-            grant.check()
+            raise ConnectionClosedError(CLOSED)
+        state = self._state
+        if state.expired is not None:
+            self._seen.generation = state.generation
+            state.check()
         deadline = self._request_timeout if timeout is None else seconds(timeout, "timeout")
         channel = self._channel
         request = prepare(channel.next_id(), path, http_method, data, suppress_response_body,
@@ -151,9 +153,9 @@ class ServiceNowConnection(ConnectionFacts):
             exc.add_note(interrupted_note(request))
             raise
         try:
-            return conclude(request, answer, grant)
+            return conclude(request, answer, state)
         except AuthTokenExpiredError:
-            self._seen.generation = grant.generation
+            self._seen.generation = state.generation
             raise
 
     def reconnect(self, *, open_browser: Callable[[str], Any] | None = None,
@@ -175,12 +177,12 @@ class ServiceNowConnection(ConnectionFacts):
             WorkerError: the worker is gone, or the connection is closed.
         """
         if self._closed:
-            raise ConnectionClosedError("the connection is closed; call connect() again")
+            raise ConnectionClosedError(CLOSED)
         with self._reconnect_lock:
             flight = self._reconnecting
             leader = flight is None
             if flight is None:
-                if self._grant.renewed_since(getattr(self._seen, "generation", None)):
+                if self._state.renewed_since(getattr(self._seen, "generation", None)):
                     return  # reconnected since this thread met the expired grant
                 flight = self._reconnecting = Future()
         settings = self._settings
@@ -196,7 +198,7 @@ class ServiceNowConnection(ConnectionFacts):
             answer = _authorize(channel, replace(settings, id=channel.next_id(),
                                                  authorization_timeout=timeout))
             with self._reconnect_lock:
-                self._grant.renew(answer)
+                self._state.renew(answer)
         except BaseException as exc:
             flight.set_exception(exc)
             raise
@@ -254,6 +256,8 @@ def connect(
     ca_bundle: str | os.PathLike[str] | None = None,
     proxy: str | None = None,
     agent: bool = False,
+    grant: Grant | None = None,
+    policy: Policy | None = None,
 ) -> ServiceNowConnection:
     """Start a worker, have the user authorize it, and return a connection through it.
 
@@ -274,6 +278,9 @@ def connect(
             NO_PROXY names the instance. Never used for a loopback instance.
         agent: use a running `snworker agent` for this instance and client id, if there is
             one (no consent needed then); else start a worker of its own.
+        grant: an unattended grant (`ClientCredentials`, `JwtBearer`) instead of the user's
+            consent: no browser; the worker reads its secrets and renews by running it again.
+        policy: what the worker may send (`Policy`); it refuses anything else, unsent.
 
     Raises:
         AuthorizationError: the user denied access, did not answer in time, or the instance
@@ -284,7 +291,8 @@ def connect(
     settings = connect_settings(instance, client_id, redirect_uri=redirect_uri, scopes=scopes,
                                 authorization_timeout=authorization_timeout,
                                 request_timeout=request_timeout, retry=retry,
-                                ca_bundle=ca_bundle, proxy=proxy)
+                                ca_bundle=ca_bundle, proxy=proxy, grant=grant,
+                                policy=policy)
     opener = open_browser if open_browser is not None else _open_system_browser
     if agent:
         from snworker import agent as agents
@@ -297,7 +305,7 @@ def connect(
             except WorkerError:
                 logger.info("snworker: the agent at %s did not answer; starting a worker",
                             address)
-    channel = Channel.start(_browser_runner(opener))
+    channel = Channel.start(_browser_runner(opener), fds=grant.fds() if grant else ())
     message = replace(settings, id=channel.next_id())
     conn = ServiceNowConnection(channel, message, authorize_new(channel, message))
     _open_connections.add(conn)

@@ -5,7 +5,7 @@
     pending calls by id, who owns an answer  Calls
     what each message from the worker means  route()
     why the worker is gone, in words         worker_failure()
-    the grant's state across reconnect()     Grant
+    the grant's state across reconnect()     GrantState
     what a connection shows about itself     ConnectionFacts
 
 `snworker.connection` drives it with threads (leader/followers on the pipe), `snworker.aio`
@@ -54,6 +54,8 @@ logger = logging.getLogger("snworker")
 
 S = TypeVar("S")
 
+CLOSED = "the connection is closed; call snworker.connect() for a new one"
+
 # Beyond `authorization_timeout`, a consent may take this long for start-up, the code exchange
 # and reading the current user.
 CONNECT_GRACE = 30.0
@@ -84,14 +86,14 @@ def prepare(ident: int, path: object, http_method: object, data: Any,
     )
 
 
-def conclude(request: Request, answer: FromWorker, grant: Grant) -> ApiResponse[Any]:
+def conclude(request: Request, answer: FromWorker, state: GrantState) -> ApiResponse[Any]:
     """The response a Result carries, or the exception an Error describes (raised)."""
     if type(answer) is Result:
         return ApiResponse(answer.status, answer.headers, answer.body or b"")
     if type(answer) is Error:
         error = error_of(answer)
         if isinstance(error, AuthTokenExpiredError):
-            grant.expired = error
+            state.expired = error
         raise error
     raise ServiceNowError(f"unexpected answer from the worker: {type(answer).__name__}")
 
@@ -202,7 +204,7 @@ def _bad_path(path: object) -> str:
 # --- the grant ----------------------------------------------------------------------------
 
 
-class Grant:
+class GrantState:
     """The connection's grant as the parent knows it: expired or not, and how often renewed.
 
     After AuthTokenExpiredError every call fails the same way until a reconnect() succeeds. A
@@ -353,7 +355,7 @@ class ConnectionFacts:
 
     _instance_url: str
     _client_id: str
-    _grant: Grant
+    _state: GrantState
     _closed: bool
     _hardening: WorkerHardening
     _channel: _Channel
@@ -371,7 +373,7 @@ class ConnectionFacts:
     @property
     def current_user(self) -> CurrentUser | None:
         """The signed-in user's sys_id, user_name and name; None if the instance hid them."""
-        user = self._grant.user
+        user = self._state.user
         if user is None:
             return None
         return CurrentUser(sys_id=user.get("sys_id", ""), user_name=user.get("user_name", ""),

@@ -58,11 +58,13 @@ class AsyncChannel:
 
     @classmethod
     async def start(cls, on_open_browser: Callable[[str], None], io: IoMode | None = None,
-                    agent: dict[str, object] | None = None) -> AsyncChannel:
-        """Start a worker (in a thread: spawning takes a while) and the channel to it."""
+                    agent: dict[str, object] | None = None,
+                    fds: tuple[int, ...] = ()) -> AsyncChannel:
+        """Start a worker (in a thread: spawning takes a while) and the channel to it;
+        `fds` as for `Channel.start`."""
         loop = asyncio.get_running_loop()
         chosen = io or default_io()
-        pipe, process = await loop.run_in_executor(None, spawn.launch, chosen, agent)
+        pipe, process = await loop.run_in_executor(None, spawn.launch, chosen, agent, fds)
         return cls(loop, pipe, process, on_open_browser, chosen)
 
     @classmethod

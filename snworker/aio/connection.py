@@ -19,9 +19,10 @@ from snworker.aio.channel import AsyncChannel
 from snworker.aio.table import AsyncTable, R
 from snworker.connection import _browser_runner, _open_system_browser
 from snworker.core import (
+    CLOSED,
     DEADLINE_GRACE,
     ConnectionFacts,
-    Grant,
+    GrantState,
     WorkerHardening,
     conclude,
     consent_deadline,
@@ -36,8 +37,9 @@ from snworker.errors import (
     ServiceNowError,
     WorkerError,
 )
+from snworker.grants import Grant
 from snworker.messages import Connect, Connected, Disconnect
-from snworker.policy import RetryPolicy
+from snworker.policy import Policy, RetryPolicy
 from snworker.response import ApiResponse
 from snworker.settings import DEFAULT_REDIRECT_URI, connect_settings, seconds
 
@@ -58,7 +60,7 @@ class AsyncServiceNowConnection(ConnectionFacts):
         self._client_id = settings.client_id
         self._request_timeout = settings.request_timeout
         self._hardening = WorkerHardening.from_report(answer.hardening)
-        self._grant = Grant(answer.user)
+        self._state = GrantState(answer.user)
         # reconnect() is single-flight: tasks that call it during one await its outcome; a
         # task whose AuthTokenExpiredError came before the last one finished needs none.
         self._reconnecting: asyncio.Future[None] | None = None
@@ -109,11 +111,11 @@ class AsyncServiceNowConnection(ConnectionFacts):
         the CancelledError's note says so.
         """
         if self._closed:
-            raise ConnectionClosedError("the connection is closed; call connect() again")
-        grant = self._grant
-        if grant.expired is not None:
+            raise ConnectionClosedError(CLOSED)
+        state = self._state
+        if state.expired is not None:
             self._note_expired()
-            grant.check()
+            state.check()
         deadline = self._request_timeout if timeout is None else seconds(timeout, "timeout")
         channel = self._channel
         request = prepare(channel.next_id(), path, http_method, data, suppress_response_body,
@@ -126,7 +128,7 @@ class AsyncServiceNowConnection(ConnectionFacts):
         if answer is None:
             raise timed_out(request)
         try:
-            return conclude(request, answer, grant)
+            return conclude(request, answer, state)
         except AuthTokenExpiredError:
             self._note_expired()
             raise
@@ -148,12 +150,12 @@ class AsyncServiceNowConnection(ConnectionFacts):
             WorkerError: the worker is gone, or the connection is closed.
         """
         if self._closed:
-            raise ConnectionClosedError("the connection is closed; call connect() again")
+            raise ConnectionClosedError(CLOSED)
         task = asyncio.current_task()
         if self._reconnecting is not None:
             await asyncio.shield(self._reconnecting)
             return
-        if task is not None and self._grant.renewed_since(self._seen.get(task)):
+        if task is not None and self._state.renewed_since(self._seen.get(task)):
             return  # reconnected since this task met the expired grant
         settings = self._settings
         timeout = settings.authorization_timeout if authorization_timeout is None else \
@@ -165,7 +167,7 @@ class AsyncServiceNowConnection(ConnectionFacts):
             channel = self._channel
             message = replace(settings, id=channel.next_id(), authorization_timeout=timeout)
             answer = consented(message, await channel.call(message, consent_deadline(message)))
-            self._grant.renew(answer)
+            self._state.renew(answer)
         except BaseException as exc:
             flight.set_exception(exc)
             flight.exception()  # retrieved: nobody else may be waiting
@@ -207,7 +209,7 @@ class AsyncServiceNowConnection(ConnectionFacts):
     def _note_expired(self) -> None:
         task = asyncio.current_task()
         if task is not None:
-            self._seen[task] = self._grant.generation
+            self._seen[task] = self._state.generation
 
     def _abandon(self) -> None:
         """At interpreter exit: ask the worker to revoke and exit, without waiting."""
@@ -230,6 +232,8 @@ async def connect(
     ca_bundle: str | os.PathLike[str] | None = None,
     proxy: str | None = None,
     agent: bool = False,
+    grant: Grant | None = None,
+    policy: Policy | None = None,
 ) -> AsyncServiceNowConnection:
     """Start a worker, have the user authorize it, and return a connection through it.
 
@@ -239,7 +243,8 @@ async def connect(
     settings = connect_settings(instance, client_id, redirect_uri=redirect_uri, scopes=scopes,
                                 authorization_timeout=authorization_timeout,
                                 request_timeout=request_timeout, retry=retry,
-                                ca_bundle=ca_bundle, proxy=proxy)
+                                ca_bundle=ca_bundle, proxy=proxy, grant=grant,
+                                policy=policy)
     opener = open_browser if open_browser is not None else _open_system_browser
     if agent:
         from snworker import agent as agents
@@ -253,7 +258,8 @@ async def connect(
                                     request_timeout=settings.request_timeout)
             except WorkerError:
                 pass  # it did not answer: start a worker of our own
-    channel = await AsyncChannel.start(_browser_runner(opener))
+    channel = await AsyncChannel.start(_browser_runner(opener),
+                                       fds=grant.fds() if grant else ())
     message = replace(settings, id=channel.next_id())
     try:
         answer = consented(message, await channel.call(message, consent_deadline(message)))

@@ -18,6 +18,7 @@ import sys
 from collections.abc import Callable
 from typing import TYPE_CHECKING, Literal, Protocol
 
+from snworker.errors import WorkerStartError
 from snworker.messages import Message
 
 if TYPE_CHECKING:
@@ -84,12 +85,14 @@ class Waiter(Protocol):
 
 
 def default_io() -> IoMode:
-    """The framing for this platform, unless `SNWORKER_IO` names another."""
+    """The framing for this platform, unless `SNWORKER_IO` names another (else WorkerStartError)."""
     chosen = os.environ.get("SNWORKER_IO", "").strip().lower()
     if chosen in IO_MODES:
         if chosen == "fd" and sys.platform == "win32":
-            raise ValueError("SNWORKER_IO=fd needs POSIX file descriptors; use conn on Windows")
+            raise WorkerStartError("SNWORKER_IO=fd needs POSIX file descriptors; use conn on "
+                                   "Windows, or leave SNWORKER_IO unset")
         return chosen
     if chosen:
-        raise ValueError(f"SNWORKER_IO must be one of {', '.join(IO_MODES)}, not {chosen!r}")
+        raise WorkerStartError(f"SNWORKER_IO must be one of {', '.join(IO_MODES)} (or unset), "
+                               f"not {chosen!r}")
     return "conn" if sys.platform == "win32" else "fd"

@@ -75,7 +75,7 @@ def launch(spec: Launch) -> tuple[Pipe, PosixWorker]:
     parent_end, child_end = multiprocess.Pipe(duplex=True)
     death_r, death_w = os.pipe()
     sentinel_r, sentinel_w = os.pipe()
-    passed = (child_end.fileno(), death_r, sentinel_w)
+    passed = (child_end.fileno(), death_r, sentinel_w, *spec.fds)
     settings = dict(spec.settings, pipe=child_end.fileno(), death=death_r)
     try:
         quiet = subprocess.DEVNULL if spec.detached else None
@@ -120,6 +120,6 @@ def describe_exit(code: int | None) -> str:
         return (
             f"the snworker worker process was killed by {name} (exit code {code}); this usually "
             "means something outside snworker ended it (the OOM killer, a kill command, or a "
-            "supervisor). Call connect() again."
+            "supervisor). Call snworker.connect() for a new connection."
         )
     return describe_status(code)

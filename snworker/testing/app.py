@@ -36,7 +36,8 @@ if TYPE_CHECKING:
 logger = logging.getLogger(__name__)
 
 SECRET_PARAMETERS: Final = frozenset(
-    {"code", "code_verifier", "refresh_token", "access_token", "token", "client_secret", "password"}
+    {"code", "code_verifier", "refresh_token", "access_token", "token", "client_secret", "password",
+     "assertion"}
 )
 MASKED: Final = "***"
 CONTROL_PREFIX: Final = "/_stub/"
@@ -234,6 +235,9 @@ class StubApplication:
         if scripted is not None:
             return answer(call, *scripted)
         endpoint, arguments = self.rest_routes.match(request.path, request.method)
+        if endpoint not in platform.ANY_ACCEPT_ENDPOINTS and request.headers.get("Accept") \
+                and request.accept_mimetypes.best_match(platform.SERVED_TYPES) is None:
+            return error_response(406, *platform.NOT_ACCEPTABLE)
         return self.apis[endpoint.split(".", 1)[0]].handle(call, endpoint, arguments)
 
     def _authenticated_user(self, request: Request) -> str | None:
@@ -284,7 +288,8 @@ class StubApplication:
                 self.state.now(),
                 client_credentials=client,
                 sign_in=self.state.store.authenticate,
-                service_user=self.state.user_sys_id,
+                service_user=self.state.application_user(),
+                find_user=self.state.store.find_user,
             )
         response = json_response(body, status)
         response.headers["Cache-Control"] = "no-store"
