@@ -105,11 +105,12 @@ async def _concurrency(stub: RemoteStub, client: httpx.AsyncClient,
                        aconn: snworker.aio.AsyncServiceNowConnection,
                        blocks: int) -> dict[str, Any]:
     async def by_httpx(n: int) -> int:
-        response = await client.get(PATH, params={"sysparm_limit": 1, "n": n})
+        response = await client.get(PATH, params={"sysparm_limit": 1, "sysparm_offset": n})
         return response.status_code
 
     async def by_snworker(n: int) -> int:
-        response = await aconn.execute_api_request(PATH, params={"sysparm_limit": 1, "n": n})
+        response = await aconn.execute_api_request(
+            PATH, params={"sysparm_limit": 1, "sysparm_offset": n})
         return response.status
 
     for send in (by_httpx, by_snworker):  # warm: connections open, threads started

@@ -205,12 +205,12 @@ def test_two_hundred_concurrent_tasks(stub, io):
 
     async def body(aconn: snworker.aio.AsyncServiceNowConnection) -> None:
         results = await asyncio.gather(*[
-            aconn.execute_api_request(INCIDENTS, params={"sysparm_limit": 1, "n": n})
+            aconn.execute_api_request(INCIDENTS, params={"sysparm_limit": 1, "sysparm_offset": n})
             for n in range(200)])
         assert [r.status for r in results] == [200] * 200
 
     run(stub, body)
-    seen = {r["query"]["n"] for r in api_requests(stub) if r["path"] == INCIDENTS}
+    seen = {r["query"]["sysparm_offset"] for r in api_requests(stub) if r["path"] == INCIDENTS}
     assert seen == {str(n) for n in range(200)}
 
 
