@@ -14,6 +14,7 @@ import snworker
 from benchmarks import (
     adapters,
     agent,
+    aio,
     baseline,
     redaction,
     report,
@@ -40,6 +41,7 @@ SECTIONS: tuple[tuple[str, Callable[[sections.Bench], dict[str, Any]]], ...] = (
     ("wan", streaming.wan),
     ("refresh_storm", sections.refresh_storm),  # it expires every token at the stub
     ("stub", stub.stub),  # stubs of its own, in this process
+    ("aio", aio.aio),  # a stub process and connections of its own
 )
 
 

@@ -102,6 +102,9 @@ TARGETS = (
            at_most=False),
     Target("32 threads, 50 ms answers / in-process", ("wan", "throughput_ratio"), 1.0,
            at_most=False),
+    Target("200 async requests: rate / httpx.AsyncClient", ("aio", "concurrent",
+                                                             "throughput_ratio"), 1.0,
+           at_most=False),
 )
 
 
@@ -275,7 +278,7 @@ def rows(results: Results) -> list[Row]:
         for direction, label in (("down", "down"), ("up", "up")):
             figures = streamed[direction]
             a, b = figures["reference"], figures["snworker"]
-            add(f"11 stream {size} MB {label}°", f"{a['mb_per_s']:.0f} MB/s",
+            add(f"12 stream {size} MB {label}°", f"{a['mb_per_s']:.0f} MB/s",
                 f"{b['mb_per_s']:.0f} MB/s", f"{figures['throughput_ratio']:.2f}",
                 ("streaming", direction, "throughput_ratio"))
             grown = figures["peak_growth_mib"]
@@ -284,7 +287,7 @@ def rows(results: Results) -> list[Row]:
                 f"+{grown['snworker_worker']} MiB")
     far = sections.get("wan")
     if far is not None:
-        add(f"12 {far['threads']} threads, answers after {far['delay_s'] * 1000:.0f} ms: req/s",
+        add(f"13 {far['threads']} threads, answers after {far['delay_s'] * 1000:.0f} ms: req/s",
             f"{far['reference']['ops_per_s']:.0f} ({far['reference_of_ideal']:.0%} of ideal)",
             f"{far['snworker']['ops_per_s']:.0f} ({far['snworker_of_ideal']:.0%} of ideal)",
             f"{far['throughput_ratio']:.2f}", ("wan", "throughput_ratio"))
@@ -303,6 +306,20 @@ def rows(results: Results) -> list[Row]:
             add("  servicenow_connection per test: new vs kept§",
                 f"kept {_ms(fixture['reference'])}", f"new {_ms(fixture['snworker'])}",
                 f"{fixture['latency_ratio']:.2f}")
+    aio = sections.get("aio")
+    if aio is not None:
+        burst = aio["concurrent"]
+        add(f"11 asyncio: {burst['requests']} at once, {burst['delay_ms']:.0f} ms each: req/s¶",
+            f"{burst['reference_per_s']:.0f} ({burst['reference_share_of_ideal']:.0%} of ideal)",
+            f"{burst['snworker_per_s']:.0f} ({burst['snworker_share_of_ideal']:.0%} of ideal)",
+            f"{burst['throughput_ratio']:.2f}", ("aio", "concurrent", "throughput_ratio"))
+        cancel = aio["cancel"]
+        add("  cancel -> connection closed at the stub",
+            f"{cancel['reference_ms']} ms (max {cancel['reference_max_ms']})",
+            f"{cancel['snworker_ms']} ms (max {cancel['snworker_max_ms']})")
+        overhead = aio["overhead"]
+        add("  small GET: sync driver (A) vs async (B)", _us(overhead["reference"]),
+            _us(overhead["snworker"]), f"{overhead['latency_ratio']:.2f}")
     return table
 
 
@@ -387,6 +404,13 @@ def render(results: Results) -> str:
             " and stopped, against one shared stub reset and asked once; servicenow_connection:"
             " a new connection (consent, GET, disconnect) per test, against the fixture's"
             " connection kept across resets (reset, its check, GET)"
+        )
+    if sections.get("aio") is not None:
+        lines.append(
+            "¶ asyncio: a stub process of its own; A is httpx.AsyncClient in this process with"
+            " a token and 200 connections allowed, B `snworker.aio`; ideal = every request"
+            " answered after its delay, all at once; cancel: task.cancel() of a request the stub"
+            " holds, to the stub seeing its connection closed (medians)"
         )
     legend = [textwrap.fill(text, width=max(100, len(rule)), subsequent_indent="    ")
               for text in lines]

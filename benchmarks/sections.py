@@ -74,7 +74,7 @@ class Scale:
     stub_starts_per_block: int = 10
     # and tests with the connection fixture, per block and side (a new connection is a consent)
     fixture_tests_per_block: int = 2
-    # Section 11: the body streamed down and up, in MB, and transfers per side; section 12:
+    # Section 12: the body streamed down and up, in MB, and transfers per side; section 13:
     # blocks, and requests per thread per block.
     stream_mb: int = 16
     stream_blocks: int = 2

@@ -1,13 +1,13 @@
-"""Sections 11 and 12: bodies in pieces, and many threads against a distant instance.
+"""Sections 12 and 13: bodies in pieces, and many threads against a distant instance.
 
-11. streaming: one body of STREAM_MB (200 MB in a full run) downloaded and uploaded, A with
+12. streaming: one body of STREAM_MB (200 MB in a full run) downloaded and uploaded, A with
     in-process `requests` streaming (`stream=True` and `iter_content`, an iterator as `data`),
     B through snworker (`stream_api_request` and `iter_bytes`, an iterator as `data`); both
     sides read in pieces of the worker's size and upload the same pieces (chunked). Throughput
     in MB/s, and the growth of resident memory over the transfer: this process on both sides,
     and the worker that holds the tokens on B's. The attachment each upload creates is
     deleted at once, out of the timing.
-12. WAN-shaped: WAN_THREADS threads against a stub that answers each request after WAN_DELAY
+13. WAN-shaped: WAN_THREADS threads against a stub that answers each request after WAN_DELAY
     seconds, as a distant instance would; A one `requests.Session` per thread, B one snworker
     connection shared by the threads. Throughput, also as a share of the ideal rate (threads
     / delay).

@@ -4,7 +4,7 @@ Data flow:
 
     caller threads --(send lock)--> pipe --> worker
          ^
-         | every call is parked in `_pending` by its integer id until its answer comes
+         | every call is parked in `_calls` by its integer id until its answer comes
          |
     the reading caller <-- pipe <-- worker     (waits on the pipe and the worker's sentinel
                                                 together: a dead worker is seen at once)
@@ -12,7 +12,7 @@ Data flow:
 There is no reader thread. A caller that waits for an answer reads the pipe itself when nobody
 else does (leader/followers): it delivers other callers' answers as they come, and when its own
 has come it hands the pipe to one of the callers still waiting. The answer of a single caller
-thus costs no thread wake-up in this process. Whoever pops a call from `_pending` owns its
+thus costs no thread wake-up in this process. Whoever pops a call from `_calls` owns its
 outcome: the reading caller (its last message arrived), the call's own thread (its deadline
 passed first, or it closed its stream) or the crash handler. A late answer finds no entry and is
 dropped.
@@ -34,28 +34,14 @@ from collections import deque
 from collections.abc import Callable
 
 from snworker import spawn
+from snworker.core import Calls, is_last, route, worker_failure
 from snworker.errors import (
     ConnectionClosedError,
     RequestTimeoutError,
     ServiceNowError,
-    WorkerCrashedError,
     WorkerError,
-    WorkerStartError,
 )
-from snworker.messages import (
-    Cancel,
-    Chunk,
-    Connected,
-    Credit,
-    Error,
-    FromWorker,
-    Head,
-    Log,
-    Message,
-    OpenBrowser,
-    Result,
-    ToWorker,
-)
+from snworker.messages import Cancel, FromWorker, Log, ToWorker
 from snworker.pipes import IoMode, Pipe, default_io
 from snworker.spawn import WorkerProcess
 
@@ -73,7 +59,7 @@ class Call:
         self.wake.acquire()
         # Messages delivered and not yet taken; an exception when the worker failed.
         self.inbox: deque[FromWorker | ServiceNowError] = deque()
-        self.done = False  # its last message was delivered: it left `_pending`
+        self.done = False  # its last message was delivered: it left `_calls`
         self.closing = False  # its caller closed it: only its last message is still wanted
         self.waiting = False  # asleep on `wake` and listed in `_followers`
         self.promoted = False  # woken to take over the pipe, not with an answer
@@ -87,14 +73,12 @@ class Channel:
         self.on_open_browser = on_open_browser
         self._ids = itertools.count(1)
         self._send_lock = threading.Lock()
-        # Guards _pending, _followers, _reading and _broken; held only briefly, never for I/O.
+        # Guards _calls, _followers and _reading; held only briefly, never for I/O.
         self._lock = threading.Lock()
-        self._pending: dict[int, Call] = {}
+        self._calls: Calls[Call] = Calls()
         self._followers: list[Call] = []
         self._reading = False
-        self._broken: WorkerError | None = None
         self._closing = False
-        self._heard = False  # a first message came: the worker started
         self._owner_pid = os.getpid()
         self.io = io
         self._pipe, self._process = pipe, process
@@ -138,7 +122,11 @@ class Channel:
         return next(self._ids)
 
     def call(self, message: ToWorker, timeout: float | None) -> FromWorker:
-        """Send `message` and wait up to `timeout` seconds for the answer with its id."""
+        """Send `message` and wait up to `timeout` seconds for the answer with its id.
+
+        A caller interrupted while it waits (Ctrl-C, a
+        KeyboardInterrupt) cancels the call in the worker before the interruption goes on.
+        """
         call = self.open(message)
         deadline = None if timeout is None else time.monotonic() + max(timeout, 0.0)
         outcome = self.next(call, deadline)
@@ -150,9 +138,7 @@ class Channel:
         """Send `message` and park a call for its answers; `next()` takes them."""
         call = Call(message.id)
         with self._lock:
-            if self._broken is not None:
-                raise self._broken
-            self._pending[call.ident] = call
+            self._calls.add(call.ident, call)
         try:
             with self._send_lock:
                 self._pipe.send(message)
@@ -165,12 +151,18 @@ class Channel:
 
         A call that gets nothing in time is given up: the worker is told (Cancel) and what
         comes for it later is dropped. An Error message is returned; a worker that failed
-        raises its WorkerError.
+        raises its WorkerError. A caller interrupted while it waits (Ctrl-C, a
+        KeyboardInterrupt) cancels the call in the worker before the interruption goes on.
         """
-        self._wait(call, deadline)
+        try:
+            self._wait(call, deadline)
+        except BaseException:
+            self._abandon(call)
+            self.send_quietly(Cancel(call.ident))
+            raise
         with self._lock:
             if not call.inbox:
-                given_up = self._pending.pop(call.ident, None) is not None
+                given_up = self._calls.pop(call.ident) is not None
                 call.done = True
             else:
                 given_up = False
@@ -191,7 +183,7 @@ class Channel:
         only a reader here lets it see the Cancel and close its HTTP response at once.
         """
         with self._lock:
-            pending = call.ident in self._pending
+            pending = self._calls.get(call.ident) is call
             call.closing = True
             call.inbox.clear()
             if not pending:
@@ -199,16 +191,22 @@ class Channel:
                 return
         self.send_quietly(Cancel(call.ident))
         if drain > 0:
-            self._wait(call, time.monotonic() + drain)
+            try:
+                self._wait(call, time.monotonic() + drain)
+            except BaseException:
+                self._abandon(call)
+                raise
         with self._lock:
-            self._pending.pop(call.ident, None)
+            if self._calls.get(call.ident) is call:
+                self._calls.pop(call.ident)
             call.done = True
             call.inbox.clear()
 
     def send(self, message: ToWorker) -> None:
         """Send `message` without waiting for an answer."""
-        if self._broken is not None:
-            raise self._broken
+        broken = self._calls.broken
+        if broken is not None:
+            raise broken
         with self._send_lock:
             self._pipe.send(message)
 
@@ -252,6 +250,22 @@ class Channel:
                 continue
             return
 
+    def _abandon(self, call: Call) -> None:
+        """Give up `call` after an exception in its wait: nobody may be left without a reader.
+
+        A leader's exception already handed the pipe over (`_read_until`'s finally). A follower
+        may have been interrupted just as it was woken to lead: it passes the pipe on.
+        """
+        with self._lock:
+            self._calls.pop(call.ident)
+            if call.waiting:
+                call.waiting = False
+                self._followers.remove(call)
+                return
+            promoted, call.promoted = call.promoted, False
+        if promoted:
+            self._hand_over()
+
     def _hand_over(self) -> None:
         """Give up reading the pipe; wake a waiting caller to read it instead."""
         with self._lock:
@@ -289,42 +303,23 @@ class Channel:
                 logger.exception("snworker: unreadable message from the worker")
                 self._fail_all(self._failure())
                 return
-            self._heard = True
-            self._dispatch(message)
+            self._calls.heard = True
+            route(message, self)
 
-    def _dispatch(self, message: Message) -> None:
-        match message:
-            case Error(id=0):  # the worker refused to start
-                self._fail_all(WorkerStartError(message.message))
-            case Connected():
-                self._worker_pid = message.pid or self._worker_pid
-                self._deliver(message.id, message)
-            case Result() | Error():
-                self._deliver(message.id, message)
-            case Head() | Credit():
-                self._deliver(message.id, message, last=False)
-            case Chunk():
-                self._deliver(message.id, message, last=message.last)
-            case OpenBrowser():
-                threading.Thread(
-                    target=self.on_open_browser, args=(message.url,),
-                    name="snworker-browser", daemon=True,
-                ).start()
-            case Log():
-                logging.getLogger(message.logger).log(message.level, "%s", message.message)
-            case _:  # a parent-bound stream never carries parent-to-worker messages
-                logger.warning("snworker: unexpected message %s", type(message).__name__)
+    # --- what the worker's messages ask for (core.Sink) ----------------------------------
 
-    def _deliver(self, ident: int, outcome: FromWorker, last: bool = True) -> None:
+    def deliver(self, ident: int, outcome: FromWorker) -> None:
+        """Wake the caller waiting for `ident` with its message; drop a late one."""
+        last = is_last(outcome)
         with self._lock:
-            call = self._pending.get(ident)
+            call = self._calls.get(ident)
             if call is None:
                 return  # its caller gave up: drop the late answer
             if call.closing and not last:
                 return  # a closed stream's pieces still on their way
             call.inbox.append(outcome)
             if last:
-                del self._pending[ident]
+                self._calls.pop(ident)
                 call.done = True
             wake = call.waiting
             if wake:
@@ -333,24 +328,29 @@ class Channel:
         if wake:
             call.wake.release()
 
+    def open_browser(self, url: str) -> None:
+        """Show the consent page in a thread of its own: the pipe's reader reads on."""
+        threading.Thread(target=self.on_open_browser, args=(url,), name="snworker-browser",
+                         daemon=True).start()
+
+    def refused(self, error: WorkerError) -> None:
+        """The worker refused to start."""
+        self._fail_all(error)
+
+    def worker_pid(self, pid: int) -> None:
+        """The process that holds the tokens, as the worker reports it."""
+        self._worker_pid = pid
+
     def _failure(self) -> WorkerError:
-        if self._closing:
-            return ConnectionClosedError("the connection is closed")
-        if self._process is None:
-            return WorkerCrashedError("the snworker agent is gone (its socket closed); start "
-                                      "it again, or connect() without it")
-        self._process.join(1.0)  # the pipe can close a moment before the exit status is known
-        code = self._process.exitcode
-        if not self._heard:
-            return WorkerStartError(f"the worker did not start: {spawn.describe_exit(code)}")
-        return WorkerCrashedError(spawn.describe_exit(code), code)
+        process = self._process
+        if process is not None and not self._closing:
+            process.join(1.0)  # the pipe can close a moment before the exit status is known
+        return worker_failure(self._closing, process is None, self._calls.heard,
+                              None if process is None else process.exitcode)
 
     def _fail_all(self, error: WorkerError) -> None:
         with self._lock:
-            if self._broken is None:
-                self._broken = error
-            calls = list(self._pending.values())
-            self._pending.clear()
+            calls = self._calls.fail_all(error)
             self._followers.clear()
             woken = []
             for call in calls:
@@ -402,7 +402,7 @@ class Channel:
             while self._pipe.buffered or self._waiter.wait(0)[0]:
                 message = self._pipe.receive()
                 if isinstance(message, Log):
-                    self._dispatch(message)
+                    route(message, self)
         except Exception:
             pass
 
@@ -415,7 +415,7 @@ _channels: weakref.WeakSet[Channel] = weakref.WeakSet()
 
 def _disown_after_fork() -> None:
     for channel in list(_channels):
-        channel._broken = WorkerError(
+        channel._calls.broken = WorkerError(
             f"this connection belongs to process {channel._owner_pid}; a forked child must "
             "call connect() itself")
         channel._lock = threading.Lock()  # the parent may have held it at the fork

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import atexit
-import json
 import logging
 import os
 import sys
@@ -13,24 +12,44 @@ import weakref
 import webbrowser
 from collections.abc import Callable, Iterable, Mapping, Sequence
 from concurrent.futures import Future
-from dataclasses import dataclass, replace
+from dataclasses import replace
 from types import TracebackType
 from typing import Any, TypeVar, overload
 
 from snworker.channel import Call, Channel
-from snworker.entities.Core import CurrentUser
+from snworker.core import (
+    CLOSED,
+    CONNECT_GRACE,
+    DEADLINE_GRACE,
+    ConnectionFacts,
+    GrantState,
+    WorkerHardening,
+    conclude,
+    consent_deadline,
+    consented,
+    error_of,
+    interrupted_note,
+    prepare,
+    timed_out,
+)
 from snworker.errors import (
-    AuthorizationError,
     AuthTokenExpiredError,
     ConnectionClosedError,
-    InvalidRequestError,
     RequestTimeoutError,
     ServiceNowError,
     WorkerError,
-    from_error_fields,
 )
 from snworker.grants import Grant
-from snworker.messages import Connect, Connected, Disconnect, Error, Head, Pairs, Request, Result
+from snworker.messages import (
+    Connect,
+    Connected,
+    Disconnect,
+    Error,
+    FromWorker,
+    Head,
+    Request,
+    Result,
+)
 from snworker.policy import Policy, RetryPolicy
 from snworker.response import ApiResponse
 from snworker.settings import DEFAULT_REDIRECT_URI, connect_settings, seconds
@@ -40,35 +59,13 @@ T = TypeVar("T")
 
 logger = logging.getLogger("snworker")
 
-# Beyond `authorization_timeout`, connect() allows this long for start-up, the code exchange and
-# reading the current user.
-_CONNECT_GRACE = 30.0
-# The worker's own deadline answers first when it can: it knows whether the network or the
-# instance was slow.
-_DEADLINE_GRACE = 0.25
 _DISCONNECT_TIMEOUT = 5.0
 
 
-@dataclass(frozen=True, slots=True)
-class WorkerHardening:
-    """What the worker's OS hardening applied, and what it could not, with the reason."""
-
-    platform: str
-    applied: tuple[str, ...]
-    not_applied: tuple[tuple[str, str], ...]
-
-    @classmethod
-    def from_report(cls, report: Pairs) -> WorkerHardening:
-        """From the (protection, "" or reason) pairs the worker sends."""
-        return cls(sys.platform, tuple(name for name, why in report if not why),
-                   tuple((name, why) for name, why in report if why))
-
-    def __contains__(self, protection: object) -> bool:
-        return protection in self.applied
-
-
-class ServiceNowConnection:
+class ServiceNowConnection(ConnectionFacts):
     """A connection to one instance through a worker process that holds the tokens."""
+
+    _channel: Channel
 
     def __init__(self, channel: Channel, settings: Connect, answer: Connected) -> None:
         self._channel = channel
@@ -76,14 +73,12 @@ class ServiceNowConnection:
         self._instance_url = answer.instance_url
         self._client_id = settings.client_id
         self._request_timeout = settings.request_timeout
-        self._current_user = answer.user
         self._hardening = WorkerHardening.from_report(answer.hardening)
-        self._expired: AuthTokenExpiredError | None = None
+        self._state = GrantState(answer.user)
         # reconnect() is single-flight: callers during one wait for its outcome, and a caller
         # whose AuthTokenExpiredError came before the last reconnect() finished needs none.
         self._reconnect_lock = threading.Lock()
         self._reconnecting: Future[None] | None = None
-        self._generation = 0
         self._seen = threading.local()  # the generation at this thread's last expired grant
         self._closed = False
         self._close_lock = threading.Lock()
@@ -91,40 +86,6 @@ class ServiceNowConnection:
         # (this may run inside garbage collection). Interpreter exit is _disconnect_all's job.
         self._abandoned = weakref.finalize(self, _abandon, channel)
         self._abandoned.atexit = False
-
-    @property
-    def instance_url(self) -> str:
-        """The instance's origin, e.g. "https://dev12345.service-now.com"."""
-        return self._instance_url
-
-    @property
-    def client_id(self) -> str:
-        """The OAuth client id the connection was authorized for."""
-        return self._client_id
-
-    @property
-    def current_user(self) -> CurrentUser | None:
-        """The signed-in user's sys_id, user_name and name; None if the instance hid them."""
-        user = self._current_user
-        if user is None:
-            return None
-        return CurrentUser(sys_id=user.get("sys_id", ""), user_name=user.get("user_name", ""),
-                           name=user.get("name", ""))
-
-    @property
-    def worker_pid(self) -> int | None:
-        """The worker process's id (for monitoring; it cannot be attached to)."""
-        return self._channel.pid
-
-    @property
-    def worker_hardening(self) -> WorkerHardening:
-        """What the worker's OS hardening applied and could not."""
-        return self._hardening
-
-    @property
-    def closed(self) -> bool:
-        """True once `disconnect()` has been called."""
-        return self._closed
 
     @overload
     def execute_api_request(
@@ -188,15 +149,23 @@ class ServiceNowConnection:
             AuthTokenExpiredError: the grant cannot be renewed; call conn.reconnect().
             WorkerError: the worker is gone (WorkerCrashedError, ConnectionClosedError).
         """
-        deadline, request, upload = self._request(path, http_method, data,
-                                                  suppress_response_body, headers, params,
-                                                  timeout, raise_for_status, retry)
-        _, answer = self._exchange(request, upload, deadline)
-        if type(answer) is Result:
-            return ApiResponse(answer.status, answer.headers, answer.body or b"")
-        if type(answer) is Error:
-            raise self._error(answer)
-        raise ServiceNowError(f"unexpected answer from the worker: {type(answer).__name__}")
+        if self._closed:
+            raise ConnectionClosedError(CLOSED)
+        state = self._state
+        if state.expired is not None:
+            self._seen.generation = state.generation
+            state.check()
+        deadline = self._request_timeout if timeout is None else seconds(timeout, "timeout")
+        upload = Upload(data) if is_stream(data) else None
+        request = prepare(self._channel.next_id(), path, http_method, data,
+                          suppress_response_body, headers, params, deadline, raise_for_status,
+                          retry, upload=None if upload is None else upload.length)
+        _, answer = self._exchange(request, upload)
+        try:
+            return conclude(request, answer, state)
+        except AuthTokenExpiredError:
+            self._seen.generation = state.generation
+            raise
 
     def stream_api_request(
         self,
@@ -215,7 +184,7 @@ class ServiceNowConnection:
         Status and headers are there when this returns; `iter_bytes()` yields the body. Use
         it as a context manager: leaving it closes the stream, read to its end or not (the
         worker then closes the HTTP response). Neither process holds more of the body than a
-        window of about a megabyte; the worker redacts it across the borders of its pieces.
+        window of a few megabytes; the worker redacts it across the borders of its pieces.
 
         Args:
             path, http_method, data, headers, params: as for `execute_api_request`; `data`
@@ -230,70 +199,56 @@ class ServiceNowConnection:
             as `execute_api_request`; while reading, RequestTimeoutError, ApiRequestError
             (the network failed mid-body) and WorkerError.
         """
-        deadline, request, upload = self._request(path, http_method, data, False, headers,
-                                                  params, timeout, raise_for_status, retry,
-                                                  WINDOW)
-        call, answer = self._exchange(request, upload, deadline)
+        if self._closed:
+            raise ConnectionClosedError(CLOSED)
+        state = self._state
+        if state.expired is not None:
+            self._seen.generation = state.generation
+            state.check()
+        deadline = self._request_timeout if timeout is None else seconds(timeout, "timeout")
+        upload = Upload(data) if is_stream(data) else None
+        request = prepare(self._channel.next_id(), path, http_method, data, False, headers,
+                          params, deadline, raise_for_status, retry, WINDOW,
+                          None if upload is None else upload.length)
+        call, answer = self._exchange(request, upload)
         if type(answer) is Error:
-            raise self._error(answer)
+            raise self._stream_error(answer)
         if type(answer) is Result:  # a body that ended within its first piece, whole
-            return StreamResponse(self._channel, call, Head(answer.id, answer.status,
-                                                            answer.headers),
-                                  deadline + _DEADLINE_GRACE, self._error, answer.body or b"")
+            return StreamResponse(self._channel, call,
+                                  Head(answer.id, answer.status, answer.headers),
+                                  deadline + DEADLINE_GRACE, self._stream_error,
+                                  answer.body or b"")
         if type(answer) is not Head:
             self._channel.close_call(call)
             raise ServiceNowError(f"unexpected answer from the worker: {type(answer).__name__}")
-        return StreamResponse(self._channel, call, answer,
-                              deadline + _DEADLINE_GRACE, self._error)
+        return StreamResponse(self._channel, call, answer, deadline + DEADLINE_GRACE,
+                              self._stream_error)
 
-    def _request(self, path: str, http_method: str, data: Any, suppress_response_body: bool,
-                 headers: Mapping[str, str] | None, params: Mapping[str, Any] | None,
-                 timeout: float | None, raise_for_status: bool, retry: bool, window: int = 0,
-                 ) -> tuple[float, Request, Upload | None]:
-        """The request message for a call, its deadline, and the upload of a streamed body."""
-        if self._closed:
-            raise ConnectionClosedError(
-                "the connection is closed; call snworker.connect() for a new one")
-        if self._expired is not None:
-            self._seen.generation = self._generation
-            raise AuthTokenExpiredError(str(self._expired))
-        deadline = self._request_timeout if timeout is None else seconds(timeout, "timeout")
-        method = http_method.upper() if isinstance(http_method, str) else _bad_method(http_method)
-        checked_path = path if isinstance(path, str) else _bad_path(path)
-        param_pairs, header_pairs = _param_pairs(params), _header_pairs(headers)
-        upload = Upload(data) if is_stream(data) else None
-        request = Request(
-            self._channel.next_id(), method, checked_path, param_pairs, header_pairs,
-            bool(suppress_response_body), deadline, bool(raise_for_status), bool(retry),
-            window=window, upload=None if upload is None else upload.length,
-            body=None if upload is not None else _encode_body(data),
-        )
-        return deadline, request, upload
-
-    def _exchange(self, request: Request, upload: Upload | None, deadline: float,
-                  ) -> tuple[Call, Result | Head | Error]:
-        """Send `request` (and its upload) and wait for the answer, or a stream's Head."""
+    def _exchange(self, request: Request, upload: Upload | None) -> tuple[Call, FromWorker]:
+        """Send `request` (and the pieces of its upload) and wait for the answer, or the Head
+        of a streamed one."""
         channel = self._channel
         call = channel.open(request)
         try:
             answer = send_upload(channel, call, upload,
-                                 time.monotonic() + deadline + _DEADLINE_GRACE)
+                                 time.monotonic() + request.timeout + DEADLINE_GRACE)
+        except KeyboardInterrupt as exc:  # the worker was told to abort it: say what it means
+            channel.close_call(call)
+            exc.add_note(interrupted_note(request))
+            raise
         except BaseException:
             channel.close_call(call)
             raise
         if answer is None:
-            raise RequestTimeoutError(f"{request.method} {_short(request.path)} took longer "
-                                      f"than {deadline:g} s")
+            raise timed_out(request)
         return call, answer
 
-    def _error(self, answer: Error) -> ServiceNowError:
-        """The exception an Error message stands for; an expired grant is remembered."""
-        error = from_error_fields(
-            answer.kind, answer.message, answer.status, answer.detail, dict(answer.headers)
-        )
+    def _stream_error(self, answer: Error) -> ServiceNowError:
+        """The exception of an Error message of a stream; an expired grant is remembered."""
+        error = error_of(answer)
         if isinstance(error, AuthTokenExpiredError):
-            self._seen.generation = self._generation
-            self._expired = error
+            self._seen.generation = self._state.generation
+            self._state.expired = error
         return error
 
     def reconnect(self, *, open_browser: Callable[[str], Any] | None = None,
@@ -315,21 +270,19 @@ class ServiceNowConnection:
             WorkerError: the worker is gone, or the connection is closed.
         """
         if self._closed:
-            raise ConnectionClosedError(
-                "the connection is closed; call snworker.connect() for a new one")
+            raise ConnectionClosedError(CLOSED)
         with self._reconnect_lock:
             flight = self._reconnecting
             leader = flight is None
             if flight is None:
-                seen = getattr(self._seen, "generation", None)
-                if seen is not None and seen < self._generation and self._expired is None:
+                if self._state.renewed_since(getattr(self._seen, "generation", None)):
                     return  # reconnected since this thread met the expired grant
                 flight = self._reconnecting = Future()
         settings = self._settings
         timeout = settings.authorization_timeout if authorization_timeout is None else \
             seconds(authorization_timeout, "authorization_timeout")
         if not leader:
-            flight.result(timeout + settings.request_timeout + _CONNECT_GRACE)
+            flight.result(timeout + settings.request_timeout + CONNECT_GRACE)
             return
         try:
             if open_browser is not None:
@@ -338,9 +291,7 @@ class ServiceNowConnection:
             answer = _authorize(channel, replace(settings, id=channel.next_id(),
                                                  authorization_timeout=timeout))
             with self._reconnect_lock:
-                self._current_user = answer.user
-                self._expired = None
-                self._generation += 1
+                self._state.renew(answer)
         except BaseException as exc:
             flight.set_exception(exc)
             raise
@@ -481,18 +432,10 @@ def authorize_new(channel: Channel, message: Connect) -> Connected:
 def _authorize(channel: Channel, message: Connect) -> Connected:
     """Run one consent in the worker; the answer, or the error it ended with."""
     try:
-        answer = channel.call(message, message.authorization_timeout + message.request_timeout
-                              + _CONNECT_GRACE)
+        answer: FromWorker | None = channel.call(message, consent_deadline(message))
     except RequestTimeoutError:
-        raise AuthorizationError(
-            f"the worker did not finish authorization within "
-            f"{message.authorization_timeout:g} s", "timeout") from None
-    if type(answer) is Error:
-        raise from_error_fields(answer.kind, answer.message, answer.status, answer.detail,
-                                dict(answer.headers))
-    if type(answer) is not Connected:
-        raise ServiceNowError(f"unexpected answer from the worker: {type(answer).__name__}")
-    return answer
+        answer = None
+    return consented(message, answer)
 
 
 def _abandon(channel: Channel) -> None:
@@ -510,66 +453,6 @@ def _stop_worker(channel: Channel) -> None:
     except (ServiceNowError, OSError, ValueError):
         pass
     channel.close(1.0)
-
-
-def _bad_method(method: object) -> str:
-    raise InvalidRequestError(f"http_method must be a string, not {type(method).__name__}")
-
-
-def _bad_path(path: object) -> str:
-    raise InvalidRequestError(f"path must be a string, not {type(path).__name__}")
-
-
-def _short(path: str) -> str:
-    return path if len(path) <= 80 else path[:77] + "..."
-
-
-def _param_pairs(params: Mapping[str, Any] | None) -> Pairs:
-    if not params:
-        return ()
-    if not isinstance(params, Mapping):
-        raise InvalidRequestError("params must be a mapping")
-    pairs: list[tuple[str, str]] = []
-    for key, value in params.items():
-        if not isinstance(key, str):
-            raise InvalidRequestError(f"parameter names must be strings, not {key!r}")
-        values = value if isinstance(value, list | tuple) else (value,)
-        for item in values:
-            if item is None:
-                continue
-            if isinstance(item, bool):
-                pairs.append((key, "true" if item else "false"))
-            elif isinstance(item, str | int | float):
-                pairs.append((key, str(item)))
-            else:
-                raise InvalidRequestError(
-                    f"parameter {key!r} must be a string, number or boolean, not "
-                    f"{type(item).__name__}"
-                )
-    return tuple(pairs)
-
-
-def _header_pairs(headers: Mapping[str, str] | None) -> Pairs:
-    if not headers:
-        return ()
-    if not isinstance(headers, Mapping):
-        raise InvalidRequestError("headers must be a mapping of strings")
-    pairs = tuple(headers.items())
-    for key, value in pairs:
-        if not isinstance(key, str) or not isinstance(value, str):
-            raise InvalidRequestError(f"header {key!r} must be a string with a string value")
-    return pairs
-
-
-def _encode_body(data: Any) -> bytes | None:
-    if data is None:
-        return None
-    if isinstance(data, bytes | bytearray | memoryview):
-        return bytes(data)
-    try:
-        return json.dumps(data, separators=(",", ":"), allow_nan=False).encode()
-    except (TypeError, ValueError) as exc:
-        raise InvalidRequestError(f"the request body is not JSON-serialisable: {exc}") from None
 
 
 def _browser_runner(opener: Callable[[str], Any]) -> Callable[[str], None]:

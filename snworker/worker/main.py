@@ -44,6 +44,7 @@ from snworker.pipes import Pipe
 from snworker.policy import RetryPolicy
 from snworker.worker.access import AccessPolicy
 from snworker.worker.authorize import TokenEndpoint, run_flow
+from snworker.worker.exchange import Cancellation, Exchange
 from snworker.worker.failures import (
     ApiFailure,
     Cancelled,
@@ -53,7 +54,7 @@ from snworker.worker.failures import (
     TokenExpired,
 )
 from snworker.worker.harden import Report
-from snworker.worker.peer import UPLOAD_WINDOW, Exchange, Peer
+from snworker.worker.peer import UPLOAD_WINDOW, InFlight, Peer
 from snworker.worker.redact import Redactor
 from snworker.worker.tokens import TokenGrant, TokenStore
 from snworker.worker.transport import (
@@ -178,17 +179,17 @@ class Worker:
         """Only an agent takes commands."""
         self._reply_failure(peer, message.id, InvalidRequest("this worker is not an agent"))
 
-    def carry_out(self, peer: Peer, request: Request, exchange: Exchange) -> None:
+    def carry_out(self, peer: Peer, request: Request, flight: InFlight) -> None:
         """Answer `request`; a bug or a failure becomes an Error, never a lost answer."""
         if not self._ready.is_set():
             self._reply_failure(peer, request.id, Failure("the worker is not connected yet"))
             return
-        cancelled = exchange.cancelled
+        cancelled = flight.cancelled
         try:
-            executed = self._execute(request, exchange, peer)
+            executed = self._execute(request, cancelled, flight=flight, peer=peer)
             if type(executed) is _Streamed:
-                exchange.grant(request.window)  # the window the parent opened
-                self._stream(peer, request.id, exchange, executed)
+                flight.grant(request.window)  # the window the parent opened
+                self._stream(peer, request.id, flight, executed)
                 return
             assert type(executed) is Result
             answer: Result | Error = executed
@@ -197,7 +198,7 @@ class Worker:
         except Exception as exc:  # a bug must not cost the caller its answer
             logger.exception("snworker worker: request failed unexpectedly")
             answer = self._error(request.id, ApiFailure(f"internal error: {type(exc).__name__}"))
-        if not cancelled.is_set() or exchange.refused:
+        if not cancelled.is_set() or flight.refused:
             peer.send(answer)
         if type(answer) is Result and answer.body is not None and len(answer.body) >= _TRIM_AT:
             del answer
@@ -307,7 +308,7 @@ class Worker:
         request = Request(0, "GET", _CURRENT_USER_PATH, _CURRENT_USER_QUERY, (), False, timeout)
         try:
             # The worker's own read of its user, not the parent's: outside the access policy.
-            result = self._execute(request, Exchange(), None, internal=True)
+            result = self._execute(request, threading.Event(), internal=True)
             assert type(result) is Result
         except TokenExpired:
             raise
@@ -328,8 +329,9 @@ class Worker:
 
     # --- requests -------------------------------------------------------------------------
 
-    def _execute(self, request: Request, exchange: Exchange, peer: Peer | None,
-                 internal: bool = False) -> Result | _Streamed:
+    def _execute(self, request: Request, cancelled: threading.Event, internal: bool = False,
+                 flight: InFlight | None = None, peer: Peer | None = None,
+                 ) -> Result | _Streamed:
         transport, tokens = self._transport, self._tokens
         if transport is None or tokens is None:
             raise Failure("the worker is not connected")
@@ -339,6 +341,8 @@ class Worker:
         method = checked.method
         started = time.monotonic()
         deadline = started + min(checked.timeout, transport.policy.total_timeout)
+
+        exchange = cancelled.exchange if isinstance(cancelled, Cancellation) else Exchange()
         keep_open: Callable[[int], bool] | None = None
         if checked.window:
             def keep_open(status: int) -> bool:
@@ -348,29 +352,31 @@ class Worker:
                     status < 400 or not checked.raise_for_status)
 
         if checked.upload is not None:
-            if peer is None:
+            if peer is None or flight is None:
                 raise InvalidRequest("a streamed body needs a parent to send it")
-            upload = checked.upload
+            upload, parent, inflight = checked.upload, peer, flight
 
             def pieces() -> Iterator[bytes]:
-                return self._pieces(peer, request.id, exchange, upload, checked.timeout)
+                return self._pieces(parent, request.id, inflight, upload)
 
             # A body sent once cannot be sent again: no retry once it started (a status
             # worth retrying comes back as it is), only when no connection could be made.
             def attempt(remaining: float) -> Answer:
-                return self._send_authorized(checked, tokens, remaining, pieces, keep_open)
+                return self._send_authorized(checked, tokens, remaining, exchange, pieces,
+                                             keep_open)
 
-            response = transport.call(attempt, deadline, exchange.cancelled,
-                                      resend_on_error=False, retry=checked.retry)
+            response = transport.call(attempt, deadline, cancelled, resend_on_error=False,
+                                      retry=checked.retry)
         else:
             def attempt(remaining: float) -> Answer:
-                answer = self._send_authorized(checked, tokens, remaining, None, keep_open)
+                answer = self._send_authorized(checked, tokens, remaining, exchange, None,
+                                               keep_open)
                 return transport.classify(method, answer) if checked.retry else answer
 
             # Without `retry` the caller's client retries as it sees fit (a requests Retry,
             # say): the worker makes one attempt, so retries never stack. Renewing the token
             # after a 401 and sending once more is not a retry the caller could make, and stays.
-            response = transport.call(attempt, deadline, exchange.cancelled,
+            response = transport.call(attempt, deadline, cancelled,
                                       resend_on_error=method in IDEMPOTENT, retry=checked.retry)
         try:
             headers = self._redactor.pairs(response_headers(response))
@@ -379,6 +385,10 @@ class Worker:
             raise
         status = response.status
         if response.raw is not None:
+            # A Cancel aborts the body's reads too: the connection is the request's still.
+            connection = getattr(response.raw, "_connection", None)
+            if connection is not None:
+                exchange.attach(connection)
             return _Streamed(status, headers, response.raw, b"")
         body = self._redactor.body(response.body)
         if logger.isEnabledFor(logging.DEBUG):
@@ -390,7 +400,7 @@ class Worker:
             return _Streamed(status, headers, None, body)
         return Result(request.id, status, headers, body)
 
-    def _stream(self, peer: Peer, ident: int, exchange: Exchange, answer: _Streamed) -> None:
+    def _stream(self, peer: Peer, ident: int, flight: InFlight, answer: _Streamed) -> None:
         """Send a streamed answer: its Head, then its body in Chunks within the parent's credit.
 
         The body is redacted piece by piece, across their borders. This thread reads and
@@ -423,8 +433,8 @@ class Worker:
                 return
             outbox.put(Head(ident, answer.status, answer.headers))
             while True:
-                if exchange.credit(STALL_LIMIT) <= 0:
-                    if exchange.cancelled.is_set():
+                if flight.credit(STALL_LIMIT) <= 0:
+                    if flight.cancelled.is_set():
                         outbox.put(Chunk(ident, True, b""))  # ends the stream for the parent
                         return
                     raise Timeout(f"the stream was not read for {STALL_LIMIT:g} s; it was closed")
@@ -437,7 +447,7 @@ class Worker:
                 finished = not piece
                 clean = redactor.feed(piece, finished)
                 if clean or finished:
-                    exchange.spend(len(clean))
+                    flight.spend(len(clean))
                     outbox.put(Chunk(ident, finished, clean))
                 if finished:
                     return
@@ -453,8 +463,8 @@ class Worker:
                     raw.close()  # the rest is never read: the connection is not reused
                 raw.release_conn()
 
-    def _pieces(self, peer: Peer, ident: int, exchange: Exchange, length: int,
-                timeout: float) -> Iterator[bytes]:
+    def _pieces(self, peer: Peer, ident: int, flight: InFlight,
+                length: int) -> Iterator[bytes]:
         """The body the parent uploads, piece by piece, as urllib3 sends it on.
 
         The worker grants the parent a window, and more credit as each piece leaves. It sends
@@ -465,12 +475,12 @@ class Worker:
         peer.send(Credit(ident, UPLOAD_WINDOW))
         sent = owed = 0
         while True:
-            chunk = exchange.take(STALL_LIMIT)
+            chunk = flight.take(STALL_LIMIT)
             if chunk is None:
-                if exchange.refused:
+                if flight.refused:
                     raise ApiFailure("the body came faster than the worker allowed; the request "
                                      "was stopped")
-                if exchange.cancelled.is_set():
+                if flight.cancelled.is_set():
                     raise Cancelled("the caller stopped the upload")
                 raise Timeout(f"no more of the body came for {STALL_LIMIT:g} s")
             data = chunk.body
@@ -491,12 +501,13 @@ class Worker:
                 return
 
     def _send_authorized(self, checked: Checked, tokens: TokenStore, remaining: float,
+                         exchange: Exchange,
                          pieces: Callable[[], Iterator[bytes]] | None = None,
                          keep_open: Callable[[int], bool] | None = None) -> Answer:
         """Send with the current token; after a 401, renew once and resend once."""
         token = tokens.access_token()
         started = time.monotonic()
-        response = self._transport_send(checked, token, remaining, pieces, keep_open)
+        response = self._transport_send(checked, token, remaining, exchange, pieces, keep_open)
         if response.status != 401:
             return response
         renewed = tokens.renew_after_unauthorized(token)
@@ -504,7 +515,8 @@ class Worker:
             raise ApiFailure("the instance refused the access token; it was renewed, but a "
                              "streamed body is sent once: send the request again", 401)
         response = self._transport_send(checked, renewed,
-                                        remaining - (time.monotonic() - started), None, keep_open)
+                                        remaining - (time.monotonic() - started), exchange,
+                                        None, keep_open)
         if response.status == 401:
             tokens.expire("the instance refused a freshly renewed access token")
             raise TokenExpired("the instance refused a freshly renewed access token; "
@@ -512,11 +524,15 @@ class Worker:
         return response
 
     def _transport_send(self, checked: Checked, token: str, remaining: float,
-                        pieces: Callable[[], Iterator[bytes]] | None,
+                        exchange: Exchange, pieces: Callable[[], Iterator[bytes]] | None,
                         keep_open: Callable[[int], bool] | None) -> Answer:
         assert self._transport is not None
-        return self._transport.send(checked, "Bearer " + token, max(remaining, 0.001),
-                                    None if pieces is None else pieces(), keep_open)
+        # Token renewals stay outside the exchange: other requests may be waiting for them.
+        with exchange.current():
+            if exchange.aborted:
+                raise Cancelled("cancelled by the caller")
+            return self._transport.send(checked, "Bearer " + token, max(remaining, 0.001),
+                                        None if pieces is None else pieces(), keep_open)
 
     # --- disconnecting --------------------------------------------------------------------
 

@@ -10,9 +10,10 @@ that read it: no hand-off between threads on the way in, and still always a thre
 Cancel or Disconnect is seen while requests run. Call ids belong to the peer: two agent clients
 may use the same ids.
 
-A request in flight is an `Exchange`: whether its caller gave up, and for a stream the Credits
-the parent returned and the Chunks of a body it uploads. The reading thread files those there
-and never waits for the request thread: the parent sends no more than the credit it was given.
+A request in flight is an `InFlight`: whether its caller gave up (a Cancellation, which also
+aborts the HTTP exchange), and for a stream the Credits the parent returned and the Chunks of a
+body it uploads. The reading thread files those there and never waits for the request thread:
+the parent sends no more than the credit it was given.
 """
 
 from __future__ import annotations
@@ -40,21 +41,24 @@ from snworker.messages import (
     Result,
 )
 from snworker.pipes import Pipe
+from snworker.worker.exchange import Cancellation
 
 logger = logging.getLogger("snworker.worker")
 
-_MAX_REQUEST_THREADS = 64
+# Threads start only when a request finds none idle. An asyncio caller sends a couple of
+# hundred requests at once as a matter of course; each waits on the network, not the CPU.
+_MAX_REQUEST_THREADS = 256
 # The most of an uploaded body the parent may send ahead of what the worker sent on.
 UPLOAD_WINDOW = 1 << 22
 
 
-class Exchange:
+class InFlight:
     """One request in flight: whether its caller gave up, credit to stream, a body coming in."""
 
     __slots__ = ("_chunks", "_cond", "_credit", "_queued", "cancelled", "refused")
 
     def __init__(self) -> None:
-        self.cancelled = threading.Event()
+        self.cancelled = Cancellation()  # setting it aborts the HTTP exchange under way
         self.refused = False  # stopped by the worker: the parent broke the flow control
         self._cond = threading.Condition(threading.Lock())
         self._credit = 0
@@ -125,8 +129,8 @@ class Exchange:
 class Service(Protocol):
     """What a peer hands its messages to."""
 
-    def carry_out(self, peer: Peer, request: Request, exchange: Exchange) -> None:
-        """Answer `request` to `peer`, unless `exchange.cancelled` is set by then."""
+    def carry_out(self, peer: Peer, request: Request, flight: InFlight) -> None:
+        """Answer `request` to `peer`, unless `flight.cancelled` is set by then."""
         ...
 
     def connect(self, peer: Peer, message: Connect) -> None:
@@ -166,7 +170,7 @@ class Peer:
         self._pool_lock = threading.Lock()
         self._threads = 0  # request threads alive
         self._busy = 0  # of which carrying out a request
-        self._exchanges: dict[int, Exchange] = {}
+        self._flights: dict[int, InFlight] = {}
         self.closed = threading.Event()
         self.disconnecting = threading.Event()
         self.attached = False  # it asked to use the connection (a Connect), not just a command
@@ -186,8 +190,8 @@ class Peer:
 
     def cancel_all(self) -> None:
         """Stop every request of this peer that is still retrying."""
-        for exchange in list(self._exchanges.values()):
-            exchange.cancel()
+        for flight in list(self._flights.values()):
+            flight.cancel()
 
     def close(self) -> None:
         """Stop reading and close the pipe."""
@@ -223,7 +227,7 @@ class Peer:
                     return
                 if type(message) is Request:
                     # Registered before the next read, so a Cancel for it cannot be missed.
-                    exchange = self._exchanges[message.id] = Exchange()
+                    flight = self._flights[message.id] = InFlight()
                     # Leave a thread at the pipe before carrying the request out.
                     with self._pool_lock:
                         waiting = self._threads - self._busy - 1
@@ -232,9 +236,9 @@ class Peer:
                         self._start_thread()
             if type(message) is Request:
                 try:
-                    self._service.carry_out(self, message, exchange)
+                    self._service.carry_out(self, message, flight)
                 finally:
-                    self._exchanges.pop(message.id, None)
+                    self._flights.pop(message.id, None)
                     with self._pool_lock:
                         self._busy -= 1
             else:
@@ -243,23 +247,23 @@ class Peer:
     def _handle(self, message: object) -> None:
         match message:
             case Cancel():
-                exchange = self._exchanges.get(message.id)
-                if exchange is not None:
-                    exchange.cancel()
+                flight = self._flights.get(message.id)
+                if flight is not None:
+                    flight.cancel()
                 else:
                     self._service.cancel(self, message.id)
             case Credit():
-                exchange = self._exchanges.get(message.id)
-                if exchange is not None:
-                    exchange.grant(message.size)
+                flight = self._flights.get(message.id)
+                if flight is not None:
+                    flight.grant(message.size)
             case Chunk():
-                exchange = self._exchanges.get(message.id)
+                flight = self._flights.get(message.id)
                 # A piece for a request already answered is dropped; one beyond the credit
                 # the worker granted ends that upload (its request fails, nothing more is sent).
-                if exchange is not None and not exchange.put(message, UPLOAD_WINDOW):
+                if flight is not None and not flight.put(message, UPLOAD_WINDOW):
                     logger.warning("snworker worker: %s sent more of a body than it was "
                                    "allowed to; the request is stopped", self.name)
-                    exchange.refuse()
+                    flight.refuse()
             case Connect():
                 self._service.connect(self, message)
             case Control():

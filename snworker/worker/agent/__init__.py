@@ -31,7 +31,7 @@ from snworker.pipes import Pipe
 from snworker.worker.failures import Failure, InvalidRequest
 from snworker.worker.harden import Report
 from snworker.worker.main import Worker
-from snworker.worker.peer import Exchange, Peer
+from snworker.worker.peer import InFlight, Peer
 
 logger = logging.getLogger("snworker.worker")
 
@@ -186,10 +186,10 @@ class AgentWorker(Worker):
             # The agent's own settings, grant and access policy: a client changes none of them.
             super().connect(peer, dataclasses.replace(settings, id=message.id))
 
-    def carry_out(self, peer: Peer, request: Request, exchange: Exchange) -> None:
+    def carry_out(self, peer: Peer, request: Request, flight: InFlight) -> None:
         """A peer that sends requests uses the connection: it counts as a client."""
         peer.attached = True
-        super().carry_out(peer, request, exchange)
+        super().carry_out(peer, request, flight)
 
     def _finish_consent(self, peer: Peer, message: Connect, failure: Failure | None) -> None:
         # Whoever asked while this consent ran gets its outcome; later askers start afresh.
