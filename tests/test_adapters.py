@@ -478,7 +478,7 @@ def test_requests_stream_true_and_httpx_streaming_read_in_pieces(wired, session,
     # Closed after one piece: released, and the connection goes on.
     with session.get(wired.url + path, stream=True) as resp:
         assert len(next(resp.iter_content(chunk_size=1000))) == 1000
-    assert wired.conn._channel._pending == {}
+    assert len(wired.conn._channel._calls) == 0
     assert session.get(wired.url + INCIDENTS, params={"sysparm_limit": 1}).status_code == 200
 
 
