@@ -5,13 +5,16 @@ from __future__ import annotations
 
 import os
 import re
+import selectors
+import shutil
 import signal
 import subprocess
 import sys
 import textwrap
 import time
-from collections.abc import Iterator
+from collections.abc import Iterator, Sequence
 from pathlib import Path
+from typing import Any
 
 import pytest
 
@@ -220,6 +223,68 @@ def test_foreground_shows_the_agents_log_and_ctrl_c_stops_it(sn, tmp_path):
     assert errors.endswith(f"snworker: the agent (pid {pid}) stopped\n")
     assert process_gone(pid, 1)
     assert sn.revocation_count == 1
+
+
+def start_in_the_foreground(sn: StubServiceNow, address: str, prefix: Sequence[str] = (),
+                            **popen: Any) -> tuple[subprocess.Popen[str], int]:
+    """`snworker agent start --foreground`, once its consent is done; the agent's pid."""
+    command = [*prefix, sys.executable, "-m", "snworker", "agent", "start", sn.url, sn.client_id,
+               "--redirect-uri", sn.redirect_uri, "--address", address, "--foreground"]
+    process = subprocess.Popen(command, env=environment(sn.url, sn.client_id, sn.redirect_uri),
+                               stdout=subprocess.PIPE, text=True, **popen)
+    assert process.stdout is not None
+    with selectors.DefaultSelector() as selector:
+        selector.register(process.stdout, selectors.EVENT_READ)
+        assert selector.select(TIMEOUT), "the agent did not start"
+    printed = SHELL_LINES.fullmatch(process.stdout.readline() + process.stdout.readline())
+    assert printed, "the agent printed no address"
+    return process, int(printed[2])
+
+
+@pytest.mark.parametrize("signum", [signal.SIGKILL, signal.SIGHUP])
+def test_a_foreground_agent_ends_with_its_command_however_it_ends(sn, tmp_path, signum):
+    # Killed, or hung up on: no Ctrl-C reaches the agent, and no `agent stop` either.
+    address = agent_address(tmp_path)
+    process, pid = start_in_the_foreground(sn, address, stderr=subprocess.DEVNULL)
+    try:
+        with snworker.attach(address) as conn:
+            assert conn.execute_api_request(INCIDENTS, params={"sysparm_limit": 1}).status == 200
+        process.send_signal(signum)
+        ended = time.monotonic()
+        assert process.wait(5) == -signum
+        assert process_gone(pid, 2.0), "the agent outlived its foreground command"
+        assert time.monotonic() - ended < 2.0
+        assert sn.revocation_count == 1
+        assert not Path(address).exists()
+    finally:
+        process.kill()
+        process.wait(5)
+        stop_quietly(address, pid)
+
+
+@pytest.mark.skipif(shutil.which("setsid") is None, reason="needs setsid")
+def test_a_foreground_agent_ends_when_its_terminal_is_closed(sn, tmp_path):
+    # The command runs in a session of its own, whose controlling terminal is a pseudo-terminal;
+    # closing the terminal's side (a closed window, a dropped SSH connection) hangs it up.
+    address = agent_address(tmp_path)
+    terminal, tty = os.openpty()
+    try:
+        process, pid = start_in_the_foreground(sn, address, stdin=tty, stderr=tty,
+                                               prefix=["setsid", "--ctty"])
+    finally:
+        os.close(tty)
+    try:
+        os.close(terminal)
+        terminal = -1
+        assert process.wait(5) == -signal.SIGHUP
+        assert process_gone(pid, 2.0), "the agent outlived its terminal"
+        assert sn.revocation_count == 1
+    finally:
+        if terminal >= 0:
+            os.close(terminal)
+        process.kill()
+        process.wait(5)
+        stop_quietly(address, pid)
 
 
 def test_idle_takes_hours_minutes_seconds(sn, tmp_path):

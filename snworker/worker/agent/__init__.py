@@ -37,6 +37,8 @@ logger = logging.getLogger("snworker.worker")
 # How often the agent looks at its idle time, its grant and its socket.
 _LOOK_EVERY = 0.5
 _REVOKE_AT_STOP = 5.0
+# A foreground agent whose command ended: gone within a second or so, as an orphaned worker.
+_REVOKE_WHEN_ITS_COMMAND_ENDS = 1.0
 
 
 class Listener(Protocol):
@@ -76,6 +78,7 @@ class AgentWorker(Worker):
         self._waiting: list[tuple[Peer, int]] = []  # Connects answered by the consent under way
         self._consent_owner: tuple[Peer, int] | None = None
         self._stop_reason = ""
+        self._revoke_within = _REVOKE_AT_STOP
         self._clients_seen = 0
         self._idle_since = time.monotonic()
         self._consent_lock = threading.Lock()
@@ -88,16 +91,17 @@ class AgentWorker(Worker):
                          daemon=True).start()
         self._watch(listener)
         logger.info("snworker agent: stopping (%s)", self._stop_reason)
-        self._revoke(_REVOKE_AT_STOP)
+        self._revoke(self._revoke_within)
         self._wipe("the agent stopped")
         listener.close()
         for peer in self.peers():
             self.drop_peer(peer)
 
-    def stop(self, reason: str) -> None:
-        """Stop serving: the grant is revoked on the way out."""
+    def stop(self, reason: str, revoke_within: float = _REVOKE_AT_STOP) -> None:
+        """Stop serving: the grant is revoked on the way out, within `revoke_within` s."""
         if not self._stop_reason:
             self._stop_reason = reason
+            self._revoke_within = revoke_within
         self._done.set()
 
     # --- clients ---------------------------------------------------------------------------
@@ -244,9 +248,14 @@ class AgentWorker(Worker):
 
 
 def run(hardening: Report, starter: Pipe, address: str, idle: float,
-        on_signal: Callable[[Callable[[], None]], None]) -> None:
-    """Listen on `address`, then serve as an agent; `on_signal` wires SIGTERM to a stop."""
+        on_signal: Callable[[Callable[[], None]], None],
+        follow: Callable[[Callable[[], None]], None] | None = None) -> None:
+    """Listen on `address`, then serve as an agent; `on_signal` wires SIGTERM to a stop, and
+    `follow` (a foreground agent's) the end of the process that started it."""
     listener = listen(address)
     agent = AgentWorker(hardening, idle)
     on_signal(lambda: agent.stop("SIGTERM"))
+    if follow is not None:
+        follow(lambda: agent.stop("the command that ran it in the foreground ended",
+                                  _REVOKE_WHEN_ITS_COMMAND_ENDS))
     agent.serve_agent(starter, listener)
