@@ -33,7 +33,7 @@ from snworker.connection import (
 from snworker.errors import ServiceNowError, WorkerError, WorkerStartError
 from snworker.messages import Connect, Control, Result
 from snworker.pipes import IoMode, Pipe
-from snworker.policy import RetryPolicy
+from snworker.policy import AgentLimits, RetryPolicy
 from snworker.settings import DEFAULT_REDIRECT_URI, connect_settings, seconds
 
 ENVIRONMENT = "SNWORKER_AGENT"
@@ -71,13 +71,16 @@ def start(
     idle: float = DEFAULT_IDLE,
     address: str | None = None,
     foreground: bool = False,
+    limits: AgentLimits | None = None,
 ) -> tuple[AgentInfo, Channel]:
     """Start an agent and have the user authorize it once; it then outlives this process.
 
     The arguments are connect()'s, with `idle`, the seconds without a client after which the
-    agent revokes its grant and stops, and `address`, where it listens (default: one per
-    instance and client id). Returns the agent, and the channel it was started through: let
-    go of it (`channel.release()`), or keep it to see the agent's log (`foreground`).
+    agent revokes its grant and stops, `address`, where it listens (default: one per
+    instance and client id), and `limits`, what its clients may hold (`AgentLimits`' defaults:
+    64 clients, a 1 GiB frame each, 2 GiB in all, a 30 s read deadline). Returns the agent,
+    and the channel it was started through: let go of it (`channel.release()`), or keep it to
+    see the agent's log (`foreground`).
 
     Raises:
         AuthorizationError: the user did not allow access (the agent is stopped).
@@ -91,7 +94,8 @@ def start(
     idle_seconds = seconds(idle, "idle")
     opener = open_browser if open_browser is not None else _open_system_browser
     channel = Channel.start(_browser_runner(opener), AGENT_IO,
-                            {"address": where, "idle": idle_seconds, "foreground": foreground})
+                            {"address": where, "idle": idle_seconds, "foreground": foreground,
+                             "limits": (limits or AgentLimits()).to_wire()})
     answer = authorize_new(channel, replace(settings, id=channel.next_id()))
     return AgentInfo(where, answer.pid), channel
 

@@ -47,6 +47,10 @@ class Pipe(Protocol):
         """Close this end."""
         ...
 
+    def hang_up(self) -> None:
+        """Stop the traffic both ways, so that a thread reading this end wakes to its end."""
+        ...
+
 
 class Waiter(Protocol):
     """Waits until the pipe is readable or the sentinel fired."""

@@ -100,6 +100,9 @@ class ConnPipe:
         """Close the connection."""
         self._conn.close()
 
+    def hang_up(self) -> None:
+        """Nothing: a connection's writes have no deadline here, so none is left hanging."""
+
 
 class _ConnWaiter:
     def __init__(self, conn: Connection, sentinel: int | None, wait: Wait) -> None:

@@ -37,7 +37,8 @@ def main(settings: dict[str, Any]) -> None:
             # in any way (Ctrl-C, SIGKILL, SIGHUP when its terminal closes).
             follow = (functools.partial(_watch_parent, settings) if agent.get("foreground")
                       else None)
-            run(report, pipe, str(agent["address"]), float(agent["idle"]), _on_sigterm, follow)
+            run(report, pipe, str(agent["address"]), float(agent["idle"]),
+                dict(agent.get("limits") or {}), _on_sigterm, follow)
             os._exit(0)
     except harden.Refused as refusal:
         _refuse(settings, str(refusal))

@@ -44,7 +44,7 @@ from snworker.worker.failures import (
     TokenExpired,
 )
 from snworker.worker.harden import Report
-from snworker.worker.peer import Peer
+from snworker.worker.peer import Budget, Peer
 from snworker.worker.redact import Redactor
 from snworker.worker.tokens import TokenGrant, TokenStore
 from snworker.worker.transport import (
@@ -104,9 +104,9 @@ class Worker:
         finally:
             self._wipe("the connection is closed")
 
-    def add_peer(self, pipe: Pipe, name: str) -> Peer:
-        """Start answering on `pipe`."""
-        peer = Peer(pipe, self, name)
+    def add_peer(self, pipe: Pipe, name: str, budget: Budget | None = None) -> Peer:
+        """Start answering on `pipe` (whose messages hold bytes from `budget`, if any)."""
+        peer = Peer(pipe, self, name, budget)
         with self._peers_lock:
             self._peers.add(peer)
         peer.start()

@@ -27,6 +27,8 @@ from typing import Any, Protocol
 
 from snworker.messages import Connect, Control, Disconnect, FromWorker, Request, Result
 from snworker.pipes import Pipe
+from snworker.policy import AgentLimits
+from snworker.worker.agent.limits import ClientBudget, InFlight
 from snworker.worker.failures import Failure, InvalidRequest
 from snworker.worker.harden import Report
 from snworker.worker.main import Worker
@@ -46,8 +48,10 @@ class Listener(Protocol):
 
     address: str
 
-    def accept(self) -> tuple[Pipe, str] | None:
-        """The next client of this user, or None for one that was refused; OSError once closed."""
+    def accept(self, budget: ClientBudget) -> tuple[Pipe, str] | None:
+        """The next client of this user, its frames held to `budget` (and its answers written
+        within `budget.stall` seconds, where the OS allows), or None for one that was refused;
+        OSError once closed."""
         ...
 
     def gone(self) -> bool:
@@ -71,9 +75,11 @@ def listen(address: str) -> Listener:
 class AgentWorker(Worker):
     """A Worker that serves a peer per client, and stops on its own terms."""
 
-    def __init__(self, hardening: Report, idle: float) -> None:
+    def __init__(self, hardening: Report, idle: float, limits: AgentLimits) -> None:
         super().__init__(hardening)
         self._idle = idle
+        self._limits = limits
+        self._in_flight = InFlight(limits)
         self._settings: Connect | None = None  # the consent every later one repeats
         self._waiting: list[tuple[Peer, int]] = []  # Connects answered by the consent under way
         self._consent_owner: tuple[Peer, int] | None = None
@@ -108,15 +114,23 @@ class AgentWorker(Worker):
 
     def _accept(self, listener: Listener) -> None:
         while not self._done.is_set():
+            budget = self._in_flight.client()
             try:
-                accepted = listener.accept()
+                accepted = listener.accept(budget)
             except OSError:
                 return
-            if accepted is not None:
-                pipe, who = accepted
-                self._clients_seen += 1
-                self.add_peer(pipe, f"client-{self._clients_seen}")
-                logger.debug("snworker agent: %s attached", who)
+            if accepted is None:
+                continue
+            pipe, who = accepted
+            served = sum(1 for peer in self.peers() if peer.name != "starter")
+            if served >= self._limits.clients:
+                logger.warning("snworker agent: refused %s: %d clients are served already",
+                               who, served)
+                pipe.close()
+                continue
+            self._clients_seen += 1
+            self.add_peer(pipe, f"client-{self._clients_seen}", budget)
+            logger.debug("snworker agent: %s attached", who)
 
     def _watch(self, listener: Listener) -> None:
         ungranted_since: float | None = None
@@ -230,6 +244,7 @@ class AgentWorker(Worker):
             "idle_left": None if clients else
             round(max(0.0, self._idle - (time.monotonic() - self._idle_since))),
             "hardening": dict(self._hardening),
+            "in_flight": self._in_flight.held,
         }
 
     def disconnect(self, peer: Peer, message: Disconnect) -> None:
@@ -247,13 +262,14 @@ class AgentWorker(Worker):
         self.drop_peer(peer)
 
 
-def run(hardening: Report, starter: Pipe, address: str, idle: float,
+def run(hardening: Report, starter: Pipe, address: str, idle: float, limits: dict[str, Any],
         on_signal: Callable[[Callable[[], None]], None],
         follow: Callable[[Callable[[], None]], None] | None = None) -> None:
-    """Listen on `address`, then serve as an agent; `on_signal` wires SIGTERM to a stop, and
-    `follow` (a foreground agent's) the end of the process that started it."""
+    """Listen on `address`, then serve as an agent within `limits` (AgentLimits' wire form);
+    `on_signal` wires SIGTERM to a stop, and `follow` (a foreground agent's) the end of the
+    process that started it."""
     listener = listen(address)
-    agent = AgentWorker(hardening, idle)
+    agent = AgentWorker(hardening, idle, AgentLimits.from_wire(limits))
     on_signal(lambda: agent.stop("SIGTERM"))
     if follow is not None:
         follow(lambda: agent.stop("the command that ran it in the foreground ended",

@@ -14,10 +14,12 @@ import logging
 import os
 import socket
 import stat
+import struct
 
 from snworker.pipes import Pipe
 from snworker.pipes.fd import FdPipe
 from snworker.pipes.unix import peer_uid
+from snworker.worker.agent.limits import ClientBudget
 from snworker.worker.harden import Refused
 
 logger = logging.getLogger("snworker.worker")
@@ -32,8 +34,12 @@ class UnixListener:
         info = os.stat(address)
         self._identity = (info.st_dev, info.st_ino)
 
-    def accept(self) -> tuple[Pipe, str] | None:
-        """The next client of this user; None (and the connection closed) for anyone else."""
+    def accept(self, budget: ClientBudget) -> tuple[Pipe, str] | None:
+        """The next client of this user; None (and the connection closed) for anyone else.
+
+        Its frames are held to `budget`, and a write to it that waits longer than
+        `budget.stall` seconds fails (SO_SNDTIMEO), so a client that stops reading is dropped.
+        """
         conn, _ = self._sock.accept()
         try:
             uid = peer_uid(conn)
@@ -46,7 +52,10 @@ class UnixListener:
             conn.close()
             return None
         conn.setblocking(True)
-        return FdPipe(conn.detach()), f"a process of user {uid}"
+        whole, part = divmod(budget.stall, 1.0)
+        conn.setsockopt(socket.SOL_SOCKET, socket.SO_SNDTIMEO,
+                        struct.pack("@ll", int(whole), int(part * 1e6)))
+        return FdPipe(conn.detach(), budget=budget), f"a process of user {uid}"
 
     def gone(self) -> bool:
         """True when the socket file was removed or replaced."""
