@@ -441,8 +441,9 @@ def _check_connect(message: Connect) -> None:
         raise InvalidRequest("the redirect URIs must be a tuple of loopback http URLs")
     for uri in uris:
         redirect = urlsplit(uri)
-        if redirect.scheme != "http" or redirect.hostname not in ("127.0.0.1", "localhost"):
-            raise InvalidRequest("the redirect URI must be a loopback http URL")
+        if redirect.scheme != "http" or redirect.hostname != "127.0.0.1":
+            # Not localhost: a browser may resolve it to ::1, where the listener is not.
+            raise InvalidRequest("the redirect URI must be an http URL on 127.0.0.1")
     if message.proxy is not None:
         proxy = urlsplit(message.proxy)
         if proxy.scheme not in ("http", "https") or not proxy.hostname:
