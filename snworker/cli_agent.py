@@ -96,7 +96,7 @@ def _start(args: argparse.Namespace) -> int:
     with stdout_kept_from_browsers():
         info, channel = agents.start(instance, args.client_id, redirect_uri=redirect_uris,
                                      authorization_timeout=args.auth_timeout, idle=args.idle,
-                                     address=address, foreground=args.foreground)
+                                     address=args.address, foreground=args.foreground)
     print(info.shell(), flush=True)
     if not args.foreground:
         channel.release()

@@ -10,6 +10,7 @@ import shutil
 import signal
 import subprocess
 import sys
+import tempfile
 import textwrap
 import time
 from collections.abc import Iterator, Sequence
@@ -285,6 +286,60 @@ def test_a_foreground_agent_ends_when_its_terminal_is_closed(sn, tmp_path):
         process.kill()
         process.wait(5)
         stop_quietly(address, pid)
+
+
+@pytest.mark.skipif(not hasattr(os, "getuid") or os.getuid() != 0,
+                    reason="makes a directory of user nobody (needs root)")
+def test_a_squatted_default_directory_gets_a_fresh_private_one(sn, tmp_path):
+    # With no XDG_RUNTIME_DIR, the default is <tmp>/snworker-<uid>: another user may make it
+    # first. As ssh-agent does, the agent then listens in a fresh private directory, and says why.
+    import pwd
+
+    temp = Path(tempfile.mkdtemp(prefix="snw-"))  # short: a socket's path has a limit
+    temp.chmod(0o1777)
+    squatted = temp / f"snworker-{os.getuid()}"
+    squatted.mkdir(mode=0o777)
+    squatted.chmod(0o777)
+    nobody = pwd.getpwnam("nobody")
+    os.chown(squatted, nobody.pw_uid, nobody.pw_gid)
+    env = {k: v for k, v in environment(sn.url, sn.client_id, sn.redirect_uri).items()
+           if k != "XDG_RUNTIME_DIR"}
+    env["TMPDIR"] = str(temp)
+    run = snworker_cli("agent", "start", sn.url, sn.client_id, "--redirect-uri", sn.redirect_uri,
+                       "--idle", "60", "--auth-timeout", "15", env=env)
+    printed = SHELL_LINES.fullmatch(run.stdout.decode())
+    assert run.status == 0 and printed, run.stderr
+    address, pid = printed[1], int(printed[2])
+    try:
+        assert f"{squatted} belongs to user nobody" in run.stderr
+        directory = Path(address).parent
+        assert directory.parent == temp and directory != squatted
+        info = directory.stat()
+        assert (info.st_uid, info.st_mode & 0o777) == (os.getuid(), 0o700)
+        assert list(squatted.iterdir()) == []  # nothing of the agent's in the squatter's
+        with snworker.attach(address) as conn:
+            assert conn.execute_api_request(INCIDENTS, params={"sysparm_limit": 1}).status == 200
+        stop_quietly(address, pid)
+        assert not directory.exists()  # the agent removes the directory it made
+    finally:
+        stop_quietly(address, pid)
+        shutil.rmtree(temp, ignore_errors=True)
+
+
+def test_an_address_in_another_users_directory_names_the_owner_and_the_way_out(sn, tmp_path):
+    import pwd
+
+    if os.getuid() != 0:
+        pytest.skip("makes a directory of user nobody (needs root)")
+    theirs = tmp_path / "theirs"
+    theirs.mkdir(mode=0o700)
+    os.chown(theirs, pwd.getpwnam("nobody").pw_uid, -1)
+    run = snworker_cli("agent", "start", sn.url, sn.client_id, "--redirect-uri", sn.redirect_uri,
+                       "--address", str(theirs / "agent.sock"),
+                       env=environment(sn.url, sn.client_id, sn.redirect_uri))
+    assert run.status == 4, run.stderr
+    assert f"{theirs} belongs to user nobody" in run.stderr
+    assert "--address" in run.stderr
 
 
 def test_idle_takes_hours_minutes_seconds(sn, tmp_path):

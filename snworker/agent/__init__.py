@@ -14,7 +14,9 @@ from __future__ import annotations
 
 import hashlib
 import json
+import logging
 import os
+import stat
 import sys
 import tempfile
 import time
@@ -35,6 +37,8 @@ from snworker.messages import Connect, Control, Result
 from snworker.pipes import IoMode, Pipe
 from snworker.policy import AgentLimits, RetryPolicy
 from snworker.settings import DEFAULT_REDIRECT_URI, connect_settings, seconds
+
+logger = logging.getLogger("snworker")
 
 ENVIRONMENT = "SNWORKER_AGENT"
 DEFAULT_IDLE = 8 * 3600.0
@@ -91,11 +95,21 @@ def start(
                                 request_timeout=request_timeout, retry=retry,
                                 ca_bundle=ca_bundle, proxy=proxy)
     where = address or default_address(settings.instance_url, settings.client_id)
+    fresh = False
+    if address is None and sys.platform != "win32" and _not_private(where) is not None:
+        # Another user made the default directory first: as ssh-agent does, take a fresh
+        # private one (clients find it through SNWORKER_AGENT), and say why.
+        directory = tempfile.mkdtemp(prefix=f"{os.path.basename(os.path.dirname(where))}-")
+        logger.warning("snworker: %s; this agent listens in a fresh private directory, %s, "
+                       "instead", _not_private(where), directory)
+        where = os.path.join(directory, os.path.basename(where))
+        fresh = True
     idle_seconds = seconds(idle, "idle")
     opener = open_browser if open_browser is not None else _open_system_browser
     channel = Channel.start(_browser_runner(opener), AGENT_IO,
                             {"address": where, "idle": idle_seconds, "foreground": foreground,
-                             "limits": (limits or AgentLimits()).to_wire()})
+                             "limits": (limits or AgentLimits()).to_wire(),
+                             "own_directory": fresh})
     answer = authorize_new(channel, replace(settings, id=channel.next_id()))
     return AgentInfo(where, answer.pid), channel
 
@@ -139,6 +153,32 @@ def default_address(instance_url: str, client_id: str) -> str:
     else:
         directory = os.path.join(tempfile.gettempdir(), f"snworker-{os.getuid()}")
     return os.path.join(directory, f"agent-{digest}.sock")
+
+
+def _not_private(address: str) -> str | None:
+    """Why the directory of `address` cannot be an agent's, if it cannot."""
+    if sys.platform == "win32":
+        return None  # a named pipe has no directory
+    directory = os.path.dirname(address)
+    try:
+        info = os.lstat(directory)
+    except FileNotFoundError:
+        return None  # the agent makes it, private
+    except OSError as exc:
+        return f"{directory} cannot be used ({exc.strerror})"
+    if not stat.S_ISDIR(info.st_mode):
+        return f"{directory} is not a directory"
+    if info.st_uid != os.getuid():
+        import pwd
+
+        try:
+            owner = pwd.getpwuid(info.st_uid).pw_name
+        except KeyError:
+            owner = str(info.st_uid)
+        return f"{directory} belongs to user {owner}"
+    if info.st_mode & 0o077:
+        return f"{directory} is open to other users (mode {stat.filemode(info.st_mode)})"
+    return None
 
 
 def open_agent(address: str) -> Pipe:

@@ -38,7 +38,8 @@ def main(settings: dict[str, Any]) -> None:
             follow = (functools.partial(_watch_parent, settings) if agent.get("foreground")
                       else None)
             run(report, pipe, str(agent["address"]), float(agent["idle"]),
-                dict(agent.get("limits") or {}), _on_sigterm, follow)
+                dict(agent.get("limits") or {}), _on_sigterm, follow,
+                bool(agent.get("own_directory")))
             os._exit(0)
     except harden.Refused as refusal:
         _refuse(settings, str(refusal))

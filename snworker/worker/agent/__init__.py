@@ -63,13 +63,14 @@ class Listener(Protocol):
         ...
 
 
-def listen(address: str) -> Listener:
-    """Listen on `address` so that only this user's processes get in."""
+def listen(address: str, own_directory: bool = False) -> Listener:
+    """Listen on `address` so that only this user's processes get in; with `own_directory`,
+    its directory was made for this agent alone, and is removed when it stops."""
     if sys.platform == "win32":
         from snworker.worker.agent._win32 import listen as listen_here
     else:
         from snworker.worker.agent._posix import listen as listen_here
-    return listen_here(address)
+    return listen_here(address, own_directory)
 
 
 class AgentWorker(Worker):
@@ -264,11 +265,12 @@ class AgentWorker(Worker):
 
 def run(hardening: Report, starter: Pipe, address: str, idle: float, limits: dict[str, Any],
         on_signal: Callable[[Callable[[], None]], None],
-        follow: Callable[[Callable[[], None]], None] | None = None) -> None:
+        follow: Callable[[Callable[[], None]], None] | None = None,
+        own_directory: bool = False) -> None:
     """Listen on `address`, then serve as an agent within `limits` (AgentLimits' wire form);
     `on_signal` wires SIGTERM to a stop, and `follow` (a foreground agent's) the end of the
-    process that started it."""
-    listener = listen(address)
+    process that started it. `own_directory`: the address's directory goes with the agent."""
+    listener = listen(address, own_directory)
     agent = AgentWorker(hardening, idle, AgentLimits.from_wire(limits))
     on_signal(lambda: agent.stop("SIGTERM"))
     if follow is not None:

@@ -28,9 +28,10 @@ logger = logging.getLogger("snworker.worker")
 class UnixListener:
     """A listening Unix socket that lets in this user's processes only."""
 
-    def __init__(self, address: str, sock: socket.socket) -> None:
+    def __init__(self, address: str, sock: socket.socket, directory: str | None = None) -> None:
         self.address = address
         self._sock = sock
+        self._directory = directory  # made for this agent alone: removed with it
         info = os.stat(address)
         self._identity = (info.st_dev, info.st_ino)
 
@@ -72,18 +73,28 @@ class UnixListener:
                 os.unlink(self.address)
             except OSError:
                 pass
+        if self._directory is not None:
+            try:
+                os.rmdir(self._directory)
+            except OSError:
+                pass  # not empty: something else is in it
         self._sock.close()
 
 
-def listen(address: str) -> UnixListener:
-    """Listen on `address`, creating its directory private to this user."""
+def listen(address: str, own_directory: bool = False) -> UnixListener:
+    """Listen on `address`, creating its directory private to this user; with
+    `own_directory`, the directory was made for this agent alone, and goes with it."""
     directory = os.path.dirname(address)
     os.makedirs(directory, mode=0o700, exist_ok=True)
     info = os.lstat(directory)
-    if (not stat.S_ISDIR(info.st_mode) or info.st_uid != os.getuid()
-            or info.st_mode & 0o077):
-        raise Refused(f"{directory} must be a directory of this user that only it can open "
-                      "(mode 0700)")
+    if not stat.S_ISDIR(info.st_mode) or info.st_uid != os.getuid():
+        raise Refused(f"{directory} belongs to user {_owner(info.st_uid)}, not to this one (or "
+                      "is not a directory): pass another address (--address) in a directory "
+                      "of your own")
+    if info.st_mode & 0o077:
+        raise Refused(f"{directory} is open to other users (mode "
+                      f"{stat.filemode(info.st_mode)}): make it mode 0700, or pass another "
+                      "address (--address)")
     if os.path.lexists(address):
         probe = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
         try:
@@ -99,7 +110,19 @@ def listen(address: str) -> UnixListener:
     previous = os.umask(0o177)
     try:
         sock.bind(address)
+    except OSError as exc:  # a path too long for a socket, for one
+        sock.close()
+        raise Refused(f"cannot listen on {address}: {exc.strerror or exc}") from None
     finally:
         os.umask(previous)
     sock.listen(64)
-    return UnixListener(address, sock)
+    return UnixListener(address, sock, directory if own_directory else None)
+
+
+def _owner(uid: int) -> str:
+    try:
+        import pwd
+
+        return pwd.getpwuid(uid).pw_name
+    except KeyError:
+        return str(uid)

@@ -96,6 +96,6 @@ class PipeListener:
         _winapi.CloseHandle(self._next)
 
 
-def listen(address: str) -> PipeListener:
-    """Listen on the named pipe `address`."""
+def listen(address: str, own_directory: bool = False) -> PipeListener:
+    """Listen on the named pipe `address` (a named pipe has no directory to own)."""
     return PipeListener(address)
