@@ -366,3 +366,33 @@ def test_a_frame_over_a_clients_cap_drops_that_client_only(sn, tmp_path):
             assert good.execute_api_request(INCIDENTS, params={"sysparm_limit": 1}).status == 200
     finally:
         stop(info)
+
+
+def test_a_client_that_leaves_its_answers_unread_is_dropped(sn, tmp_path):
+    # It asks for an 8 MiB file and never reads: the agent's write waits at most the read
+    # deadline, then it hangs up, and what the request held is freed.
+    limits = AgentLimits(stall=1.0)
+    info = start(sn, tmp_path, limits=limits)
+    try:
+        with snworker.attach(info.address) as good:
+            stored = good.execute_api_request(
+                "/api/now/attachment/file", "POST", os.urandom(8 << 20),
+                headers={"Content-Type": "application/octet-stream"},
+                params={"table_name": "incident",
+                        "table_sys_id": sn.records("incident")[0]["sys_id"],
+                        "file_name": "big.bin"}).data
+            with socket.socket(socket.AF_UNIX) as sock:
+                sock.settimeout(10)
+                sock.connect(info.address)
+                head, _ = encode(Request(1, "GET", f"/api/now/attachment/{stored['sys_id']}/file",
+                                         (), (), False, 30.0))
+                sock.sendall(PREFIX.pack(len(head), 0) + head)
+                time.sleep(limits.stall + 1.5)  # not reading
+                received = 0
+                while chunk := sock.recv(1 << 16):
+                    received += len(chunk)
+                assert received < 8 << 20  # hung up before the whole answer was written
+            assert agents.control(info.address, "status")["in_flight"] == 0
+            assert good.execute_api_request(INCIDENTS, params={"sysparm_limit": 1}).status == 200
+    finally:
+        stop(info)
