@@ -29,8 +29,8 @@ def open_agent(address: str) -> Pipe:
         if not kind(info.st_mode) or info.st_uid != me or info.st_mode & 0o077:
             raise WorkerStartError(
                 f"refusing the snworker agent at {address}: {path} is not private to this "
-                f"user (owner {info.st_uid}, mode {stat.filemode(info.st_mode)}); an agent's "
-                "socket is mode 0600 in a 0700 directory")
+                f"user (owner {_name(info.st_uid)}, mode {stat.filemode(info.st_mode)}); an "
+                "agent's socket is mode 0600 in a 0700 directory of its user")
     sock = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
     try:
         sock.settimeout(_CONNECT_TIMEOUT)
@@ -47,3 +47,13 @@ def open_agent(address: str) -> Pipe:
         sock.close()
         raise
     return FdPipe(sock.detach())
+
+
+def _name(uid: int) -> str:
+    """User `uid`'s name and number."""
+    import pwd
+
+    try:
+        return f"{pwd.getpwuid(uid).pw_name} ({uid})"
+    except KeyError:
+        return str(uid)
