@@ -146,15 +146,13 @@ class FdPipe:
     def _take_large(self, size: int) -> bytes:
         # Read into pieces that grow with what has arrived (each as large as all before it),
         # then join them once: a few pieces for any size, and never more held than twice
-        # what the peer really sent.
-        pieces: list[bytes | bytearray] = [bytes(self._buffer[self._start:])]
-        filled = len(pieces[0])
-        self._buffer.clear()
-        self._start = 0
+        # what the peer really sent. The first piece starts with what the buffer holds.
         budget = self._budget
         if budget is not None and size > budget.most:
             raise FrameRefused(f"a frame of {size} bytes is more than this peer may hold in "
                                f"flight ({budget.most})")
+        pieces: list[bytearray] = []
+        filled = 0
         while filled < size:
             piece = min(size - filled, max(_FIRST_PIECE, filled))
             if budget is not None and not budget.take(piece):
@@ -163,6 +161,11 @@ class FdPipe:
             out = bytearray(piece)
             view = memoryview(out)
             got = 0
+            if not pieces:
+                got = len(self._buffer) - self._start
+                view[:got] = self._buffer[self._start:]
+                self._buffer.clear()
+                self._start = 0
             while got < piece:
                 self._wait_for_bytes()
                 count = os.readv(self._fd, [view[got:]])
@@ -173,7 +176,7 @@ class FdPipe:
             view.release()
             pieces.append(out)
             filled += piece
-        return b"".join(pieces)
+        return bytes(pieces[0]) if len(pieces) == 1 else b"".join(pieces)
 
     def _wait_for_bytes(self) -> None:
         """Within a begun frame, wait for bytes no longer than the budget's deadline allows."""
