@@ -9,6 +9,8 @@ import typing as _typing
 
 if _typing.TYPE_CHECKING:
     from snworker import entities
+    from snworker.adapters.for_httpx import httpx_transport
+    from snworker.adapters.for_requests import requests_session
     from snworker.agent import attach
     from snworker.connection import (
         ServiceNowConnection,
@@ -54,6 +56,8 @@ __all__ = [
     "enable_logging",
     "entities",
     "freeze_support",
+    "httpx_transport",
+    "requests_session",
     "set_worker_executable",
 ]
 
@@ -76,6 +80,8 @@ _HOMES = {
     "connect": "snworker.connection",
     "enable_logging": "snworker.logs",
     "freeze_support": "snworker.spawn",
+    "httpx_transport": "snworker.adapters.for_httpx",
+    "requests_session": "snworker.adapters.for_requests",
     "set_worker_executable": "snworker.spawn",
 }
 

@@ -128,7 +128,7 @@ class ServiceNowConnection:
         self, path: str, http_method: str = ..., data: Any = ...,
         suppress_response_body: bool = ..., headers: Mapping[str, str] | None = ..., *,
         params: Mapping[str, Any] | None = ..., timeout: float | None = ...,
-        result_type: None = ...,
+        raise_for_status: bool = ..., retry: bool = ..., result_type: None = ...,
     ) -> ApiResponse[Any]: ...
 
     @overload
@@ -136,7 +136,7 @@ class ServiceNowConnection:
         self, path: str, http_method: str = ..., data: Any = ...,
         suppress_response_body: bool = ..., headers: Mapping[str, str] | None = ..., *,
         params: Mapping[str, Any] | None = ..., timeout: float | None = ...,
-        result_type: type[T],
+        raise_for_status: bool = ..., retry: bool = ..., result_type: type[T],
     ) -> ApiResponse[T]: ...
 
     def execute_api_request(
@@ -149,6 +149,8 @@ class ServiceNowConnection:
         *,
         params: Mapping[str, Any] | None = None,
         timeout: float | None = None,
+        raise_for_status: bool = True,
+        retry: bool = True,
         result_type: Any = None,
     ) -> ApiResponse[Any]:
         """Send one request to the instance through the worker.
@@ -163,14 +165,20 @@ class ServiceNowConnection:
             params: query parameters; a list value repeats the parameter, booleans are
                 sent as "true"/"false", None values are left out.
             timeout: deadline in seconds for the whole call, retries included.
+            raise_for_status: False returns a 4xx/5xx answer as it came (redacted) instead
+                of raising ApiRequestError.
+            retry: False makes one attempt: no retries on transient failures, for a caller
+                that retries on its own (the access token is still renewed after a 401).
             result_type: the type of `data`, for static type checkers only.
 
         Returns:
-            The response, for any status below 400 (3xx redirects are not followed).
+            The response, for any status below 400 (3xx redirects are not followed), and for
+            any status at all with raise_for_status=False.
 
         Raises:
             InvalidRequestError: the request was refused before anything was sent.
-            ApiRequestError: the instance answered 4xx/5xx, or the network failed.
+            ApiRequestError: the instance answered 4xx/5xx (unless raise_for_status=False), or
+                the network failed.
             RequestTimeoutError: the deadline passed.
             AuthTokenExpiredError: the grant cannot be renewed; call connect() again.
             WorkerError: the worker is gone (WorkerCrashedError, ConnectionClosedError).
@@ -190,6 +198,8 @@ class ServiceNowConnection:
             _header_pairs(headers),
             bool(suppress_response_body),
             deadline,
+            bool(raise_for_status),
+            bool(retry),
             _encode_body(data),
         )
         try:

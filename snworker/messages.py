@@ -54,6 +54,8 @@ class Request:
     headers: Pairs
     suppress_response_body: bool
     timeout: float
+    raise_for_status: bool = True  # False: a 4xx/5xx answer comes back as a Result too
+    retry: bool = True  # False: one attempt, no retries in the worker (the caller has its own)
     body: bytes | None = field(default=None, repr=False)
     TAG: ClassVar[int] = 2
 

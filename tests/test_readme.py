@@ -78,6 +78,10 @@ def for_the_stub(code: str, stub: object) -> str:
                                ('"http://127.0.0.1:8766/callback"', redirect)):
         code = code.replace(placeholder, repr(value))
     prelude = ["import snworker"]
+    if "pysnc" in code:
+        # pysnc takes only https:// URLs; the stub serves plain HTTP on loopback.
+        prelude += ["import pysnc.client",
+                    "pysnc.client.get_instance = lambda instance: instance.rstrip('/')"]
     if re.search(r"\bconn\b", code) and not re.search(r"\bconn\s*(=|:|\))|as conn\b", code):
         prelude.append(f"conn = snworker.connect({url!r}, {client_id!r}, "
                        f"redirect_uri={redirect!r})")

@@ -276,17 +276,21 @@ class Worker:
         deadline = started + min(checked.timeout, transport.policy.total_timeout)
 
         def attempt(remaining: float) -> Answer:
-            return transport.classify(method, self._send_authorized(checked, tokens, remaining))
+            answer = self._send_authorized(checked, tokens, remaining)
+            return transport.classify(method, answer) if checked.retry else answer
 
+        # Without `retry` the caller's client retries as it sees fit (a requests Retry, say):
+        # the worker makes one attempt, so retries never stack. Renewing the token after a 401
+        # and sending once more is not a retry the caller could make, and stays.
         response = transport.call(attempt, deadline, cancelled,
-                                  resend_on_error=method in IDEMPOTENT)
+                                  resend_on_error=method in IDEMPOTENT, retry=checked.retry)
         body = self._redactor.body(response.body)
         headers = self._redactor.pairs(response_headers(response))
         status = response.status
         if logger.isEnabledFor(logging.DEBUG):
             logger.debug("%s %s -> %d, %d bytes in %.1f ms", method, request.path.split("?")[0],
                          status, len(body), (time.monotonic() - started) * 1000)
-        if status >= 400:
+        if status >= 400 and checked.raise_for_status:
             raise error_from_response(status, body, headers)
         return Result(request.id, status, headers, body)
 
