@@ -32,15 +32,18 @@ from snworker.connection import (
     authorize_new,
     open_connection,
 )
-from snworker.errors import ServiceNowError, WorkerError, WorkerStartError
+from snworker.errors import InvalidRequestError, ServiceNowError, WorkerError, WorkerStartError
+from snworker.grants import Grant
 from snworker.messages import Connect, Control, Result
 from snworker.pipes import IoMode, Pipe
-from snworker.policy import AgentLimits, RetryPolicy
+from snworker.policy import AgentLimits, Policy, RetryPolicy
 from snworker.settings import DEFAULT_REDIRECT_URI, connect_settings, seconds
 
 logger = logging.getLogger("snworker")
 
 ENVIRONMENT = "SNWORKER_AGENT"
+# The user a service agent runs as: set it to use an agent of another user.
+ENVIRONMENT_USER = "SNWORKER_AGENT_USER"
 DEFAULT_IDLE = 8 * 3600.0
 # The framing agents and their clients speak: sockets are file descriptors on POSIX.
 AGENT_IO: IoMode = "conn" if sys.platform == "win32" else "fd"
@@ -76,6 +79,10 @@ def start(
     address: str | None = None,
     foreground: bool = False,
     limits: AgentLimits | None = None,
+    grant: Grant | None = None,
+    policy: Policy | None = None,
+    allow_users: Sequence[str | int] = (),
+    allow_groups: Sequence[str | int] = (),
 ) -> tuple[AgentInfo, Channel]:
     """Start an agent and have the user authorize it once; it then outlives this process.
 
@@ -86,6 +93,10 @@ def start(
     and the channel it was started through: let go of it (`channel.release()`), or keep it to
     see the agent's log (`foreground`).
 
+    As a service: `grant` (no browser), `policy` (what every client may send), and the
+    `allow_users` and `allow_groups` (names or ids) whose processes it serves besides its own
+    user's (POSIX; checked on each client's peer credentials).
+
     Raises:
         AuthorizationError: the user did not allow access (the agent is stopped).
         WorkerStartError: the agent could not start (for example, one already listens there).
@@ -93,23 +104,28 @@ def start(
     settings = connect_settings(instance, client_id, redirect_uri=redirect_uri, scopes=scopes,
                                 authorization_timeout=authorization_timeout,
                                 request_timeout=request_timeout, retry=retry,
-                                ca_bundle=ca_bundle, proxy=proxy)
+                                ca_bundle=ca_bundle, proxy=proxy, grant=grant, policy=policy)
     where = address or default_address(settings.instance_url, settings.client_id)
     fresh = False
-    if address is None and sys.platform != "win32" and _not_private(where) is not None:
+    shared = bool(allow_users or allow_groups)  # a service agent opens its directory to them
+    if address is None and sys.platform != "win32" and _not_private(where, shared) is not None:
         # Another user made the default directory first: as ssh-agent does, take a fresh
         # private one (clients find it through SNWORKER_AGENT), and say why.
         directory = tempfile.mkdtemp(prefix=f"{os.path.basename(os.path.dirname(where))}-")
         logger.warning("snworker: %s; this agent listens in a fresh private directory, %s, "
-                       "instead", _not_private(where), directory)
+                       "instead", _not_private(where, shared), directory)
         where = os.path.join(directory, os.path.basename(where))
         fresh = True
     idle_seconds = seconds(idle, "idle")
     opener = open_browser if open_browser is not None else _open_system_browser
-    channel = Channel.start(_browser_runner(opener), AGENT_IO,
-                            {"address": where, "idle": idle_seconds, "foreground": foreground,
-                             "limits": (limits or AgentLimits()).to_wire(),
-                             "own_directory": fresh})
+    agent_settings: dict[str, object] = {"address": where, "idle": idle_seconds,
+                                         "foreground": foreground,
+                                         "limits": (limits or AgentLimits()).to_wire(),
+                                         "own_directory": fresh}
+    if allow_users or allow_groups:
+        agent_settings["allow"] = _allowed_ids(allow_users, allow_groups)
+    channel = Channel.start(_browser_runner(opener), AGENT_IO, agent_settings,
+                            fds=grant.fds() if grant else ())
     answer = authorize_new(channel, replace(settings, id=channel.next_id()))
     return AgentInfo(where, answer.pid), channel
 
@@ -141,6 +157,29 @@ def attach(
     return open_connection(channel, message)
 
 
+def _allowed_ids(users: Sequence[str | int], groups: Sequence[str | int]) -> dict[str, list[int]]:
+    """User and group names, or ids, as ids: the agent compares peer credentials with them."""
+    if sys.platform == "win32":
+        raise InvalidRequestError("serving other users is for Linux and macOS agents")
+    import grp
+    import pwd
+
+    def ids(names: Sequence[str | int], lookup: Callable[[str], int], what: str) -> list[int]:
+        found = []
+        for name in names:
+            if isinstance(name, int) and not isinstance(name, bool):
+                found.append(name)
+                continue
+            try:
+                found.append(int(name) if str(name).isdigit() else lookup(str(name)))
+            except KeyError:
+                raise InvalidRequestError(f"no such {what}: {name!r}") from None
+        return found
+
+    return {"users": ids(users, lambda n: pwd.getpwnam(n).pw_uid, "user"),
+            "groups": ids(groups, lambda n: grp.getgrnam(n).gr_gid, "group")}
+
+
 def default_address(instance_url: str, client_id: str) -> str:
     """The address of the agent for `instance_url` and `client_id`."""
     digest = hashlib.sha256(f"{instance_url}\n{client_id}".encode()).hexdigest()[:16]
@@ -155,8 +194,9 @@ def default_address(instance_url: str, client_id: str) -> str:
     return os.path.join(directory, f"agent-{digest}.sock")
 
 
-def _not_private(address: str) -> str | None:
-    """Why the directory of `address` cannot be an agent's, if it cannot."""
+def _not_private(address: str, shared: bool = False) -> str | None:
+    """Why the directory of `address` cannot be an agent's, if it cannot (`shared`: a service
+    agent's, which others may pass through)."""
     if sys.platform == "win32":
         return None  # a named pipe has no directory
     directory = os.path.dirname(address)
@@ -176,18 +216,35 @@ def _not_private(address: str) -> str | None:
         except KeyError:
             owner = str(info.st_uid)
         return f"{directory} belongs to user {owner}"
-    if info.st_mode & 0o077:
+    if info.st_mode & (0o022 if shared else 0o077):
         return f"{directory} is open to other users (mode {stat.filemode(info.st_mode)})"
     return None
 
 
 def open_agent(address: str) -> Pipe:
-    """A pipe to the agent at `address`, once it is checked to be this user's own."""
+    """A pipe to the agent at `address`, once it is checked to be this user's own (or, with
+    SNWORKER_AGENT_USER, to run as that user: a service agent)."""
     if sys.platform == "win32":
-        from snworker.agent._win32 import open_agent as open_here
+        from snworker.agent._win32 import open_agent as open_win32
+
+        return open_win32(address)
     else:
-        from snworker.agent._posix import open_agent as open_here
-    return open_here(address)
+        from snworker.agent._posix import open_agent as open_posix
+
+        return open_posix(address, service_user())
+
+
+def service_user() -> int | None:
+    """The user a service agent runs as, by SNWORKER_AGENT_USER (a name or an id), or None."""
+    name = os.environ.get(ENVIRONMENT_USER, "")
+    if not name or sys.platform == "win32":
+        return None
+    import pwd
+
+    try:
+        return int(name) if name.isdigit() else pwd.getpwnam(name).pw_uid
+    except KeyError:
+        raise WorkerStartError(f"{ENVIRONMENT_USER} names no user: {name!r}") from None
 
 
 def resolve(agent: str | None) -> str:

@@ -16,6 +16,7 @@ directory is removed (the end of the user's login session, for $XDG_RUNTIME_DIR)
 
 from __future__ import annotations
 
+import dataclasses
 import json
 import logging
 import os
@@ -48,10 +49,10 @@ class Listener(Protocol):
 
     address: str
 
-    def accept(self, budget: ClientBudget) -> tuple[Pipe, str] | None:
-        """The next client of this user, its frames held to `budget` (and its answers written
-        within `budget.stall` seconds, where the OS allows), or None for one that was refused;
-        OSError once closed."""
+    def accept(self, budget: ClientBudget) -> tuple[Pipe, str, bool] | None:
+        """The next client this agent serves, and whether it runs as the agent's own user; its
+        frames held to `budget` (and its answers written within `budget.stall` seconds, where
+        the OS allows); None for one that was refused; OSError once closed."""
         ...
 
     def gone(self) -> bool:
@@ -63,14 +64,25 @@ class Listener(Protocol):
         ...
 
 
-def listen(address: str, own_directory: bool = False) -> Listener:
-    """Listen on `address` so that only this user's processes get in; with `own_directory`,
-    its directory was made for this agent alone, and is removed when it stops."""
+def listen(address: str, allow: dict[str, list[int]] | None = None,
+           own_directory: bool = False) -> Listener:
+    """Listen on `address` so that only this user's processes get in, and the `allow`ed
+    users' and groups' (POSIX: {"users": [uid...], "groups": [gid...]}); with
+    `own_directory`, its directory was made for this agent alone, and is removed when it stops."""
     if sys.platform == "win32":
-        from snworker.worker.agent._win32 import listen as listen_here
+        if allow:
+            from snworker.worker.harden import Refused
+
+            raise Refused("a Windows agent serves its own user only")
+        from snworker.worker.agent._win32 import listen as listen_win32
+
+        return listen_win32(address)
     else:
-        from snworker.worker.agent._posix import listen as listen_here
-    return listen_here(address, own_directory)
+        from snworker.worker.agent._posix import listen as listen_posix
+
+        allowed = allow or {}
+        return listen_posix(address, [int(u) for u in allowed.get("users", ())],
+                            [int(g) for g in allowed.get("groups", ())], own_directory)
 
 
 class AgentWorker(Worker):
@@ -100,6 +112,7 @@ class AgentWorker(Worker):
         logger.info("snworker agent: stopping (%s)", self._stop_reason)
         self._revoke(self._revoke_within)
         self._wipe("the agent stopped")
+        self._forget_secrets()
         listener.close()
         for peer in self.peers():
             self.drop_peer(peer)
@@ -122,7 +135,7 @@ class AgentWorker(Worker):
                 return
             if accepted is None:
                 continue
-            pipe, who = accepted
+            pipe, who, own = accepted
             served = sum(1 for peer in self.peers() if peer.name != "starter")
             if served >= self._limits.clients:
                 logger.warning("snworker agent: refused %s: %d clients are served already",
@@ -130,7 +143,7 @@ class AgentWorker(Worker):
                 pipe.close()
                 continue
             self._clients_seen += 1
-            self.add_peer(pipe, f"client-{self._clients_seen}", budget)
+            self.add_peer(pipe, f"client-{self._clients_seen}", own_user=own, budget=budget)
             logger.debug("snworker agent: %s attached", who)
 
     def _watch(self, listener: Listener) -> None:
@@ -189,10 +202,8 @@ class AgentWorker(Worker):
             if settings is None:
                 self._settings = settings = message
             self._consent_owner = (peer, message.id)
-            super().connect(peer, Connect(
-                message.id, settings.instance_url, settings.client_id, settings.redirect_uris,
-                settings.scopes, settings.authorization_timeout, settings.request_timeout,
-                settings.policy, settings.log_level, settings.proxy, settings.ca_bundle))
+            # The agent's own settings, grant and access policy: a client changes none of them.
+            super().connect(peer, dataclasses.replace(settings, id=message.id))
 
     def carry_out(self, peer: Peer, request: Request, cancelled: threading.Event) -> None:
         """A peer that sends requests uses the connection: it counts as a client."""
@@ -220,6 +231,9 @@ class AgentWorker(Worker):
         if message.command == "status":
             peer.send(Result(message.id, 200, (("Content-Type", "application/json"),),
                              json.dumps(self.status()).encode()))
+        elif message.command == "stop" and not peer.own_user:
+            self._reply_failure(peer, message.id, InvalidRequest(
+                "only the agent's own user may stop it"))
         elif message.command == "stop":
             peer.send(Result(message.id, 200, (), None))
             self.stop("asked to")
@@ -245,6 +259,8 @@ class AgentWorker(Worker):
             "idle_left": None if clients else
             round(max(0.0, self._idle - (time.monotonic() - self._idle_since))),
             "hardening": dict(self._hardening),
+            "unattended": self._unattended is not None,
+            "policy": self._access.describe(),
             "in_flight": self._in_flight.held,
         }
 
@@ -263,15 +279,16 @@ class AgentWorker(Worker):
         self.drop_peer(peer)
 
 
-def run(hardening: Report, starter: Pipe, address: str, idle: float, limits: dict[str, Any],
+def run(hardening: Report, starter: Pipe, address: str, idle: float,
         on_signal: Callable[[Callable[[], None]], None],
+        allow: dict[str, list[int]] | None = None, *, limits: dict[str, Any] | None = None,
         follow: Callable[[Callable[[], None]], None] | None = None,
         own_directory: bool = False) -> None:
     """Listen on `address`, then serve as an agent within `limits` (AgentLimits' wire form);
     `on_signal` wires SIGTERM to a stop, and `follow` (a foreground agent's) the end of the
     process that started it. `own_directory`: the address's directory goes with the agent."""
-    listener = listen(address, own_directory)
-    agent = AgentWorker(hardening, idle, AgentLimits.from_wire(limits))
+    listener = listen(address, allow, own_directory)
+    agent = AgentWorker(hardening, idle, AgentLimits.from_wire(limits or {}))
     on_signal(lambda: agent.stop("SIGTERM"))
     if follow is not None:
         follow(lambda: agent.stop("the command that ran it in the foreground ended",

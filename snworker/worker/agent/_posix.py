@@ -1,7 +1,10 @@
 """The agent's socket on Linux and macOS: a Unix socket, mode 0600, in a 0700 directory.
 
 Every client is checked to be the agent's own user (SO_PEERCRED on Linux, getpeereid
-elsewhere) before anything it sends is read, whatever the file modes say.
+elsewhere) before anything it sends is read, whatever the file modes say. An agent run as a
+service also serves the users and groups it was told to allow: its directory then lets others
+reach the socket (0750 and the group's, when one group is all it serves; else 0711: others may
+pass, not list), and the peer check alone decides who is served.
 """
 
 from __future__ import annotations
@@ -15,10 +18,11 @@ import os
 import socket
 import stat
 import struct
+from collections.abc import Collection
 
 from snworker.pipes import Pipe
 from snworker.pipes.fd import FdPipe
-from snworker.pipes.unix import peer_uid
+from snworker.pipes.unix import peer_credentials
 from snworker.worker.agent.limits import ClientBudget
 from snworker.worker.harden import Refused
 
@@ -28,27 +32,32 @@ logger = logging.getLogger("snworker.worker")
 class UnixListener:
     """A listening Unix socket that lets in this user's processes only."""
 
-    def __init__(self, address: str, sock: socket.socket, directory: str | None = None) -> None:
+    def __init__(self, address: str, sock: socket.socket, users: Collection[int] = (),
+                 groups: Collection[int] = (), directory: str | None = None) -> None:
         self.address = address
         self._sock = sock
+        self._users = frozenset(users)
+        self._groups = frozenset(groups)
         self._directory = directory  # made for this agent alone: removed with it
         info = os.stat(address)
         self._identity = (info.st_dev, info.st_ino)
 
-    def accept(self, budget: ClientBudget) -> tuple[Pipe, str] | None:
-        """The next client of this user; None (and the connection closed) for anyone else.
+    def accept(self, budget: ClientBudget) -> tuple[Pipe, str, bool] | None:
+        """The next client this agent serves, and whether it is of the agent's own user; None
+        (and the connection closed) for anyone else.
 
         Its frames are held to `budget`, and a write to it that waits longer than
         `budget.stall` seconds fails (SO_SNDTIMEO), so a client that stops reading is dropped.
         """
         conn, _ = self._sock.accept()
         try:
-            uid = peer_uid(conn)
+            uid, gid = peer_credentials(conn)
         except OSError as exc:
             logger.warning("snworker agent: refused a client whose user is unknown (%s)", exc)
             conn.close()
             return None
-        if uid != os.getuid():
+        own = uid == os.getuid()
+        if not own and uid not in self._users and not self._in_allowed_group(uid, gid):
             logger.warning("snworker agent: refused a client of user %d", uid)
             conn.close()
             return None
@@ -56,7 +65,20 @@ class UnixListener:
         whole, part = divmod(budget.stall, 1.0)
         conn.setsockopt(socket.SOL_SOCKET, socket.SO_SNDTIMEO,
                         struct.pack("@ll", int(whole), int(part * 1e6)))
-        return FdPipe(conn.detach(), budget=budget), f"a process of user {uid}"
+        return FdPipe(conn.detach(), budget=budget), f"a process of user {uid}", own
+
+    def _in_allowed_group(self, uid: int, gid: int) -> bool:
+        if not self._groups:
+            return False
+        if gid in self._groups:
+            return True
+        import pwd
+
+        try:
+            name = pwd.getpwuid(uid).pw_name
+            return not self._groups.isdisjoint(os.getgrouplist(name, gid))
+        except (KeyError, OSError):
+            return False
 
     def gone(self) -> bool:
         """True when the socket file was removed or replaced."""
@@ -81,9 +103,11 @@ class UnixListener:
         self._sock.close()
 
 
-def listen(address: str, own_directory: bool = False) -> UnixListener:
-    """Listen on `address`, creating its directory private to this user; with
-    `own_directory`, the directory was made for this agent alone, and goes with it."""
+def listen(address: str, users: Collection[int] = (), groups: Collection[int] = (),
+           own_directory: bool = False) -> UnixListener:
+    """Listen on `address`, creating its directory private to this user (and open to the
+    allowed `users` and `groups`, as little as they need); with `own_directory`, the directory
+    was made for this agent alone, and goes with it."""
     directory = os.path.dirname(address)
     os.makedirs(directory, mode=0o700, exist_ok=True)
     info = os.lstat(directory)
@@ -91,7 +115,19 @@ def listen(address: str, own_directory: bool = False) -> UnixListener:
         raise Refused(f"{directory} belongs to user {_owner(info.st_uid)}, not to this one (or "
                       "is not a directory): pass another address (--address) in a directory "
                       "of your own")
-    if info.st_mode & 0o077:
+    shared = bool(users or groups)
+    # Only the group: the directory and socket are the group's. Anyone else: others may pass
+    # through the directory (not list it) and connect; the peer check refuses who is not allowed.
+    group = next(iter(groups)) if len(groups) == 1 and not users else None
+    if shared:
+        os.chmod(directory, 0o750 if group is not None else 0o711)
+        if group is not None:
+            try:
+                os.chown(directory, -1, group)
+            except OSError as exc:
+                raise Refused(f"cannot give {directory} to group {group} ({exc.strerror}): the "
+                              "agent's user must be a member of it") from None
+    elif info.st_mode & 0o077:
         raise Refused(f"{directory} is open to other users (mode "
                       f"{stat.filemode(info.st_mode)}): make it mode 0700, or pass another "
                       "address (--address)")
@@ -115,8 +151,12 @@ def listen(address: str, own_directory: bool = False) -> UnixListener:
         raise Refused(f"cannot listen on {address}: {exc.strerror or exc}") from None
     finally:
         os.umask(previous)
+    if shared:
+        if group is not None:
+            os.chown(address, -1, group)
+        os.chmod(address, 0o660 if group is not None else 0o666)
     sock.listen(64)
-    return UnixListener(address, sock, directory if own_directory else None)
+    return UnixListener(address, sock, users, groups, directory if own_directory else None)
 
 
 def _owner(uid: int) -> str:
