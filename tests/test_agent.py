@@ -274,7 +274,7 @@ def test_an_agent_keeps_the_secrets_from_its_clients(sn, tmp_path):
 
 def stalled_frame(announced: int, sent: int) -> bytes:
     """The start of a Request frame that announces an `announced`-byte body and carries `sent`."""
-    head, _ = encode(Request(1, "POST", INCIDENTS, (), (), False, 30.0, b""))
+    head, _ = encode(Request(1, "POST", INCIDENTS, (), (), False, 30.0, body=b""))
     return PREFIX.pack(len(head), announced) + head + b"x" * sent
 
 
