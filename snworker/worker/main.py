@@ -54,7 +54,7 @@ from snworker.worker.failures import (
     TokenExpired,
 )
 from snworker.worker.harden import Report
-from snworker.worker.peer import UPLOAD_WINDOW, InFlight, Peer
+from snworker.worker.peer import UPLOAD_WINDOW, Budget, Flight, Peer
 from snworker.worker.redact import Redactor
 from snworker.worker.tokens import TokenGrant, TokenStore
 from snworker.worker.transport import (
@@ -138,9 +138,11 @@ class Worker:
             self._wipe("the connection is closed")
             self._forget_secrets()
 
-    def add_peer(self, pipe: Pipe, name: str, own_user: bool = True) -> Peer:
-        """Start answering on `pipe` (`own_user`: False for another user's process)."""
-        peer = Peer(pipe, self, name)
+    def add_peer(self, pipe: Pipe, name: str, own_user: bool = True,
+                 budget: Budget | None = None) -> Peer:
+        """Start answering on `pipe` (`own_user`: False for another user's process; its
+        messages hold bytes from `budget`, if any)."""
+        peer = Peer(pipe, self, name, budget)
         peer.own_user = own_user
         with self._peers_lock:
             self._peers.add(peer)
@@ -179,7 +181,7 @@ class Worker:
         """Only an agent takes commands."""
         self._reply_failure(peer, message.id, InvalidRequest("this worker is not an agent"))
 
-    def carry_out(self, peer: Peer, request: Request, flight: InFlight) -> None:
+    def carry_out(self, peer: Peer, request: Request, flight: Flight) -> None:
         """Answer `request`; a bug or a failure becomes an Error, never a lost answer."""
         if not self._ready.is_set():
             self._reply_failure(peer, request.id, Failure("the worker is not connected yet"))
@@ -330,7 +332,7 @@ class Worker:
     # --- requests -------------------------------------------------------------------------
 
     def _execute(self, request: Request, cancelled: threading.Event, internal: bool = False,
-                 flight: InFlight | None = None, peer: Peer | None = None,
+                 flight: Flight | None = None, peer: Peer | None = None,
                  ) -> Result | _Streamed:
         transport, tokens = self._transport, self._tokens
         if transport is None or tokens is None:
@@ -400,7 +402,7 @@ class Worker:
             return _Streamed(status, headers, None, body)
         return Result(request.id, status, headers, body)
 
-    def _stream(self, peer: Peer, ident: int, flight: InFlight, answer: _Streamed) -> None:
+    def _stream(self, peer: Peer, ident: int, flight: Flight, answer: _Streamed) -> None:
         """Send a streamed answer: its Head, then its body in Chunks within the parent's credit.
 
         The body is redacted piece by piece, across their borders. This thread reads and
@@ -463,7 +465,7 @@ class Worker:
                     raw.close()  # the rest is never read: the connection is not reused
                 raw.release_conn()
 
-    def _pieces(self, peer: Peer, ident: int, flight: InFlight,
+    def _pieces(self, peer: Peer, ident: int, flight: Flight,
                 length: int) -> Iterator[bytes]:
         """The body the parent uploads, piece by piece, as urllib3 sends it on.
 
@@ -701,8 +703,9 @@ def _check_connect(message: Connect) -> None:
         raise InvalidRequest("the redirect URIs must be a tuple of loopback http URLs")
     for uri in uris:
         redirect = urlsplit(uri)
-        if redirect.scheme != "http" or redirect.hostname not in ("127.0.0.1", "localhost"):
-            raise InvalidRequest("the redirect URI must be a loopback http URL")
+        if redirect.scheme != "http" or redirect.hostname != "127.0.0.1":
+            # Not localhost: a browser may resolve it to ::1, where the listener is not.
+            raise InvalidRequest("the redirect URI must be an http URL on 127.0.0.1")
     if message.proxy is not None:
         proxy = urlsplit(message.proxy)
         if proxy.scheme not in ("http", "https") or not proxy.hostname:
