@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import base64
 import logging
+import sys
 from collections.abc import Iterator
 from typing import Any
 
@@ -356,6 +357,7 @@ def test_a_network_failure_is_the_library_s_own_error(wired, session, client):
 # --- a connection attached to an agent ------------------------------------------------------
 
 
+@pytest.mark.skipif(sys.platform == "win32", reason="the POSIX agent socket")
 def test_a_session_over_an_agent(tmp_path):
     from snworker import agent as agents
 
