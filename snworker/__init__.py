@@ -29,8 +29,9 @@ if _typing.TYPE_CHECKING:
         WorkerError,
         WorkerStartError,
     )
+    from snworker.grants import ClientCredentials, JwtBearer, Secret
     from snworker.logs import enable_logging
-    from snworker.policy import RetryPolicy
+    from snworker.policy import Policy, RetryPolicy
     from snworker.response import ApiResponse
     from snworker.spawn import freeze_support, set_worker_executable
 
@@ -41,10 +42,14 @@ __all__ = [
     "ApiResponse",
     "AuthTokenExpiredError",
     "AuthorizationError",
+    "ClientCredentials",
     "ConnectionClosedError",
     "InvalidRequestError",
+    "JwtBearer",
+    "Policy",
     "RequestTimeoutError",
     "RetryPolicy",
+    "Secret",
     "ServiceNowConnection",
     "ServiceNowError",
     "WorkerCrashedError",
@@ -66,10 +71,14 @@ _HOMES = {
     "ApiResponse": "snworker.response",
     "AuthTokenExpiredError": "snworker.errors",
     "AuthorizationError": "snworker.errors",
+    "ClientCredentials": "snworker.grants",
     "ConnectionClosedError": "snworker.errors",
     "InvalidRequestError": "snworker.errors",
+    "JwtBearer": "snworker.grants",
+    "Policy": "snworker.policy",
     "RequestTimeoutError": "snworker.errors",
     "RetryPolicy": "snworker.policy",
+    "Secret": "snworker.grants",
     "ServiceNowConnection": "snworker.connection",
     "ServiceNowError": "snworker.errors",
     "WorkerCrashedError": "snworker.errors",

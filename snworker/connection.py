@@ -28,8 +28,9 @@ from snworker.errors import (
     WorkerError,
     from_error_fields,
 )
+from snworker.grants import Grant
 from snworker.messages import Connect, Connected, Disconnect, Error, Pairs, Request, Result
-from snworker.policy import RetryPolicy
+from snworker.policy import Policy, RetryPolicy
 from snworker.response import ApiResponse
 from snworker.settings import DEFAULT_REDIRECT_URI, connect_settings, seconds
 
@@ -320,6 +321,8 @@ def connect(
     ca_bundle: str | os.PathLike[str] | None = None,
     proxy: str | None = None,
     agent: bool = False,
+    grant: Grant | None = None,
+    policy: Policy | None = None,
 ) -> ServiceNowConnection:
     """Start a worker, have the user authorize it, and return a connection through it.
 
@@ -340,6 +343,9 @@ def connect(
             NO_PROXY names the instance. Never used for a loopback instance.
         agent: use a running `snworker agent` for this instance and client id, if there is
             one (no consent needed then); else start a worker of its own.
+        grant: an unattended grant (`ClientCredentials`, `JwtBearer`) instead of the user's
+            consent: no browser; the worker reads its secrets and renews by running it again.
+        policy: what the worker may send (`Policy`); it refuses anything else, unsent.
 
     Raises:
         AuthorizationError: the user denied access, did not answer in time, or the instance
@@ -350,7 +356,8 @@ def connect(
     settings = connect_settings(instance, client_id, redirect_uri=redirect_uri, scopes=scopes,
                                 authorization_timeout=authorization_timeout,
                                 request_timeout=request_timeout, retry=retry,
-                                ca_bundle=ca_bundle, proxy=proxy)
+                                ca_bundle=ca_bundle, proxy=proxy, grant=grant,
+                                policy=policy)
     opener = open_browser if open_browser is not None else _open_system_browser
     if agent:
         from snworker import agent as agents
@@ -363,7 +370,7 @@ def connect(
             except WorkerError:
                 logger.info("snworker: the agent at %s did not answer; starting a worker",
                             address)
-    channel = Channel.start(_browser_runner(opener))
+    channel = Channel.start(_browser_runner(opener), fds=grant.fds() if grant else ())
     message = replace(settings, id=channel.next_id())
     conn = ServiceNowConnection(channel, message, authorize_new(channel, message))
     _open_connections.add(conn)

@@ -40,6 +40,8 @@ class Connect:
     log_level: int
     proxy: str | None = None
     ca_bundle: str | None = None
+    grant: tuple[Any, ...] = ()  # an unattended grant (grants.py), else the browser consent
+    access: tuple[Any, ...] = ()  # the access Policy the worker enforces; () for none
     TAG: ClassVar[int] = 1
 
 
