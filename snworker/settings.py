@@ -10,9 +10,10 @@ import ipaddress
 import logging
 import math
 import os
+import re
 import urllib.request
 from collections.abc import Iterable, Sequence
-from urllib.parse import urlsplit
+from urllib.parse import urlsplit, urlunsplit
 
 from snworker.errors import InvalidRequestError
 from snworker.grants import Grant, grant_wire
@@ -21,6 +22,8 @@ from snworker.policy import Policy, RetryPolicy
 
 DEFAULT_REDIRECT_URI = "http://127.0.0.1:8765/callback"
 LOOPBACK_HOSTS = frozenset({"localhost", "127.0.0.1", "::1"})
+# A host name with at least one dot, and a port perhaps: "dev12345.service-now.com".
+_HOST_NAME = re.compile(r"[A-Za-z0-9-]+(\.[A-Za-z0-9-]+)+(:\d{1,5})?")
 
 
 def connect_settings(
@@ -54,14 +57,17 @@ def connect_settings(
 
 
 def normalize_instance_url(instance: str) -> str:
-    """"dev12345" or "https://dev12345.service-now.com/" -> "https://dev12345.service-now.com"."""
+    """"dev12345", "dev12345.service-now.com" or "https://dev12345.service-now.com/" ->
+    "https://dev12345.service-now.com"."""
     if not isinstance(instance, str) or not instance.strip():
         raise InvalidRequestError("instance must be an instance name or an https URL")
     text = instance.strip()
     if "://" not in text:
-        if not all(c.isalnum() or c == "-" for c in text):
-            raise InvalidRequestError(f"not an instance name: {text!r}")
-        return f"https://{text.lower()}.service-now.com"
+        if all(c.isalnum() or c == "-" for c in text):
+            return f"https://{text.lower()}.service-now.com"
+        if not _HOST_NAME.fullmatch(text):
+            raise InvalidRequestError(f"not an instance name, host name or https URL: {text!r}")
+        text = f"https://{text.lower()}"  # a host name, as gh and curl take one
     parts = urlsplit(text)
     host = parts.hostname or ""
     if parts.path not in ("", "/") or parts.query or parts.fragment or parts.username:
@@ -99,7 +105,15 @@ def check_redirect_uri(uri: str) -> None:
         port = parts.port
     except ValueError:
         port = -1
-    if (parts.scheme != "http" or parts.hostname not in ("127.0.0.1", "localhost")
+    if parts.scheme == "http" and parts.hostname == "localhost":
+        loopback = urlunsplit(parts._replace(netloc=f"127.0.0.1:{port}" if port else
+                                             "127.0.0.1"))
+        raise InvalidRequestError(
+            f"redirect_uri must name the loopback address 127.0.0.1, not localhost: {uri!r}. "
+            "A browser may resolve localhost to ::1, where another user's program can listen "
+            f"on the same port and take the code (RFC 8252 8.3). Use {loopback!r}, and "
+            "register it with the OAuth app")
+    if (parts.scheme != "http" or parts.hostname != "127.0.0.1"
             or port is None or port < 0 or parts.query or parts.fragment):
         raise InvalidRequestError(
             "redirect_uri must be a loopback URL with a port, like "

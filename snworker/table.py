@@ -1,4 +1,5 @@
-"""Table API conveniences on top of a connection: records by sys_id, and paged iteration."""
+"""Table API conveniences on top of a connection: records by sys_id, paged iteration, and
+the files attached to records."""
 
 from __future__ import annotations
 
@@ -7,7 +8,9 @@ from collections.abc import Iterator, Mapping, Sequence
 from typing import Any, Generic, TypeVar, cast
 
 from snworker.connection import ServiceNowConnection
+from snworker.entities.Core import AttachmentMetadata
 from snworker.errors import ApiRequestError, InvalidRequestError
+from snworker.response import ApiResponse
 
 R = TypeVar("R", bound=Mapping[str, Any])
 
@@ -19,11 +22,9 @@ class Table(Generic[R]):
     """
 
     def __init__(self, conn: ServiceNowConnection, name: str) -> None:
-        if not name or not all(c.isalnum() or c == "_" for c in name):
-            raise InvalidRequestError(f"not a table name: {name!r}")
         self._conn = conn
         self.name = name
-        self.path = f"/api/now/v2/table/{name}"
+        self.path = table_path(name)
 
     def get(self, sys_id: str, *, fields: Sequence[str] = (),
             display_value: bool | str = False) -> R | None:
@@ -57,30 +58,110 @@ class Table(Generic[R]):
              limit: int | None = None, display_value: bool | str = False) -> Iterator[R]:
         """Every record matching the encoded `query`, fetched `page_size` at a time.
 
-        Pages are read by offset; give the query an ORDERBY term (for example
-        "active=true^ORDERBYsys_created_on") so that records written meanwhile do not shift
-        the pages. The first page asks for the count of matches (X-Total-Count), and the pages
-        end there; later pages skip the count, which costs the instance a query each.
+        Pages are read by offset, and offsets only mean something in a fixed order: a query
+        without an ORDERBY term gets `ORDERBYsys_id`, without which the instance may return a
+        record on two pages and skip another. The first page asks for the count of matches
+        (X-Total-Count), and the pages end there; later pages skip the count, which costs the
+        instance a query each.
         """
+        pages = Pages(query, fields, page_size, limit, display_value)
+        while (params := pages.next_params()) is not None:
+            resp = self._conn.execute_api_request(self.path, "GET", params=params)
+            yield from cast(list[R], pages.read(resp))
+
+    # --- attachments (the Attachment API, for this table's records) -------------------------
+
+    def add_attachment(self, sys_id: str, file_name: str, content: bytes,
+                       content_type: str = "application/octet-stream") -> AttachmentMetadata:
+        """Attach `content` to the record as `file_name`; the attachment's record.
+
+        Raises:
+            InvalidRequestError: a bad sys_id, file name or content type (nothing sent).
+            ApiRequestError: the instance refused it (no such record, no write access).
+        """
+        _check_sys_id(sys_id)
+        if not isinstance(content, bytes | bytearray):
+            raise InvalidRequestError("an attachment's content is bytes")
+        if not file_name or not file_name.isprintable() or "/" in file_name:
+            raise InvalidRequestError(f"not a file name: {file_name!r}")
+        resp = self._conn.execute_api_request(
+            "/api/now/attachment/file", "POST", bytes(content),
+            headers={"Content-Type": content_type},
+            params={"table_name": self.name, "table_sys_id": sys_id, "file_name": file_name})
+        return cast(AttachmentMetadata, resp.data)
+
+    def attachments(self, sys_id: str) -> list[AttachmentMetadata]:
+        """The records of the files attached to the record, oldest first."""
+        _check_sys_id(sys_id)
+        resp = self._conn.execute_api_request("/api/now/attachment", "GET", params={
+            "sysparm_query": f"table_name={self.name}^table_sys_id={sys_id}"
+                             "^ORDERBYsys_created_on"})
+        return cast(list[AttachmentMetadata], resp.data or [])
+
+    def attachment_content(self, attachment_sys_id: str) -> bytes:
+        """The bytes of an attachment (by the attachment's own sys_id)."""
+        _check_sys_id(attachment_sys_id)
+        return self._conn.execute_api_request(
+            f"/api/now/attachment/{attachment_sys_id}/file", "GET",
+            headers={"Accept": "*/*"}).content
+
+
+class Pages:
+    """The pages of one paged read: what to ask for next and when to stop (no I/O).
+
+    The sync `Table.iter` and the async one drive the same pages.
+    """
+
+    def __init__(self, query: str, fields: Sequence[str], page_size: int, limit: int | None,
+                 display_value: bool | str) -> None:
         if page_size < 1:
             raise InvalidRequestError("page_size must be at least 1")
-        offset = 0
-        total: int | None = None
-        while limit is None or offset < limit:
-            size = page_size if limit is None else min(page_size, limit - offset)
-            params = _params(fields, display_value)
-            params.update(sysparm_limit=size, sysparm_offset=offset)
-            if offset:
-                params["sysparm_no_count"] = True
-            if query:
-                params["sysparm_query"] = query
-            resp = self._conn.execute_api_request(self.path, "GET", params=params)
-            page = cast(list[R], resp.data or [])
-            yield from page
-            offset += size
-            total = _total_count(resp.headers, total)
-            if not _more_pages(resp.headers, total, offset, full=len(page) >= size):
-                return
+        self._query = ordered(query)
+        self._fields = fields
+        self._page_size = page_size
+        self._limit = limit
+        self._display_value = display_value
+        self._offset = 0
+        self._size = 0
+        self._total: int | None = None
+        self._done = False
+
+    def next_params(self) -> dict[str, Any] | None:
+        """The query parameters of the next page; None when the pages have ended."""
+        limit, offset = self._limit, self._offset
+        if self._done or (limit is not None and offset >= limit):
+            return None
+        size = self._size = self._page_size if limit is None else min(self._page_size,
+                                                                      limit - offset)
+        params = _params(self._fields, self._display_value)
+        params.update(sysparm_limit=size, sysparm_offset=offset)
+        if offset:
+            params["sysparm_no_count"] = True
+        params["sysparm_query"] = self._query
+        return params
+
+    def read(self, resp: ApiResponse[Any]) -> list[Any]:
+        """The records of the page `resp` answered; notes whether another page follows."""
+        page: list[Any] = resp.data or []
+        self._offset += self._size
+        self._total = _total_count(resp.headers, self._total)
+        self._done = not _more_pages(resp.headers, self._total, self._offset,
+                                     full=len(page) >= self._size)
+        return page
+
+
+def table_path(name: str) -> str:
+    """The v2 Table API's path for table `name`; InvalidRequestError for a malformed name."""
+    if not isinstance(name, str) or not name or not all(c.isalnum() or c == "_" for c in name):
+        raise InvalidRequestError(f"not a table name: {name!r}")
+    return f"/api/now/v2/table/{name}"
+
+
+def ordered(query: str) -> str:
+    """`query` with `ORDERBYsys_id` added when it has no ORDERBY (or ORDERBYDESC) term."""
+    if any(term.startswith("ORDERBY") for term in query.split("^")):
+        return query
+    return f"{query}^ORDERBYsys_id" if query else "ORDERBYsys_id"
 
 
 def link_targets(header: str) -> dict[str, str]:
