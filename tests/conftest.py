@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import socket
+import sys
 import threading
 from collections.abc import Callable, Iterator
 from typing import Any
@@ -15,6 +16,16 @@ from snworker.testing import StubServiceNow, approve
 from snworker.testing.platform import SEED_PASSWORD
 
 ADMIN = ("admin", SEED_PASSWORD)  # the seed's administrator, for stubs that take basic auth
+
+
+def browser_command(action: str = "approve") -> str:
+    """A BROWSER value that runs the stand-in with this Python.
+
+    `webbrowser` splits BROWSER as a POSIX shell would, on Windows too, so the backslashes of a
+    Windows path are written as the forward slashes Windows also takes.
+    """
+    python = sys.executable.replace("\\", "/") if sys.platform == "win32" else sys.executable
+    return f"{python} -m snworker.testing.browser {action} %s"
 
 
 class BrowserRecorder:

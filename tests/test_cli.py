@@ -8,8 +8,6 @@ from __future__ import annotations
 
 import json
 import os
-import pty
-import selectors
 import signal
 import subprocess
 import sys
@@ -27,6 +25,8 @@ import requests
 
 import snworker
 from snworker.testing import RemoteStub
+from snworker.testing.server import _read_ready_line
+from tests.conftest import browser_command
 
 TIMEOUT = 30.0
 AUTH_TIMEOUT = 5
@@ -97,18 +97,12 @@ def environment(url: str, client_id: str, redirect_uri: str,
            if not k.startswith("SNWORKER_") and k not in ("DISPLAY", "WAYLAND_DISPLAY")}
     env.update(SNWORKER_INSTANCE=url, SNWORKER_CLIENT_ID=client_id,
                SNWORKER_REDIRECT_URI=redirect_uri,
-               BROWSER=f"{sys.executable} -m snworker.testing.browser {browser} %s")
+               BROWSER=browser_command(browser))
     return env
 
 
 def read_ready_line(process: subprocess.Popen[bytes]) -> dict[str, str]:
-    assert process.stdout is not None
-    with selectors.DefaultSelector() as selector:
-        selector.register(process.stdout, selectors.EVENT_READ)
-        assert selector.select(20), "snworker stub did not start"
-    line = process.stdout.readline().decode()
-    assert line.startswith("snworker stub: "), line
-    return dict(part.split("=", 1) for part in line.removeprefix("snworker stub: ").split())
+    return _read_ready_line(process, 20)  # a thread reads it: select() takes no pipe on Windows
 
 
 @pytest.fixture(scope="module")
@@ -478,8 +472,11 @@ def test_a_binary_body_goes_to_a_pipe_as_bytes(front: AttachmentFront,
     assert run.stdout == BINARY
 
 
+@pytest.mark.skipif(sys.platform == "win32", reason="a pseudo-terminal (pty) is POSIX-only")
 def test_a_binary_body_is_kept_off_a_terminal(front: AttachmentFront,
                                               front_env: dict[str, str]) -> None:
+    import pty
+
     sys_id = upload(front, BINARY)
     leader, terminal = pty.openpty()
     began = time.monotonic()

@@ -22,7 +22,9 @@ from snworker.testing import StubServiceNow
 from tests.processes import process_gone
 from tests.test_cli import TIMEOUT, Run, environment, snworker_cli
 
-pytestmark = pytest.mark.skipif(sys.platform == "win32", reason="the POSIX agent socket")
+pytestmark = pytest.mark.skipif(
+    sys.platform == "win32",
+    reason="the CLI through a POSIX shell and socket; test_agent runs the Windows agent")
 
 INCIDENTS = "/api/now/table/incident"
 SHELL_LINES = re.compile(r"SNWORKER_AGENT=(\S+); export SNWORKER_AGENT;\n"

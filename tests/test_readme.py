@@ -21,6 +21,7 @@ import pytest
 
 from snworker import agent as agents
 from snworker.testing import StubServiceNow, approve
+from tests.conftest import browser_command
 
 ROOT = Path(__file__).resolve().parent.parent
 SKIP = re.compile(r"<!-- README test: not run \((.*)\) -->")
@@ -90,7 +91,7 @@ def test_a_readme_example_runs(line, code, skip, instance, tmp_path):
     if skip:
         pytest.skip(f"{line}: {skip}")
     stub, agent = instance
-    env = dict(os.environ, BROWSER=f"{sys.executable} -m snworker.testing.browser approve %s",
+    env = dict(os.environ, BROWSER=browser_command(),
                SNWORKER_AGENT=agent.address)
     stem = re.sub(r"\W", "_", line.removesuffix(".md").replace(".md:", "_line"))
     if re.search(r"^def test_", code, re.MULTILINE):
