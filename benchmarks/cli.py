@@ -11,7 +11,7 @@ from collections.abc import Callable, Sequence
 from typing import Any
 
 import snworker
-from benchmarks import agent, baseline, redaction, report, sections, startup, stub
+from benchmarks import adapters, agent, baseline, redaction, report, sections, startup, stub
 from snworker.testing import StubServiceNow
 
 DEFAULT_JSON = os.path.join(os.path.dirname(os.path.abspath(__file__)), "results", "latest.json")
@@ -25,6 +25,7 @@ SECTIONS: tuple[tuple[str, Callable[[sections.Bench], dict[str, Any]]], ...] = (
     ("redaction", redaction.redaction),  # before the storm: refreshes add live tokens to redact
     ("startup", startup.startup),
     ("agent", agent.agent),
+    ("adapters", adapters.adapters),  # needs section 4's 1 MB record
     ("refresh_storm", sections.refresh_storm),  # it expires every token at the stub
     ("stub", stub.stub),  # stubs of its own, in this process
 )

@@ -90,6 +90,12 @@ TARGETS = (
     Target("start-up / bare spawn", ("startup", "latency_ratio"), 1.5),
     Target("refresh grants per storm (max)", ("refresh_storm", "refresh_grants_max"), 1),
     Target("1 MB redaction / 1 MB GET", ("redaction", "1MB", "share_pct"), 5.0, unit=" %"),
+    Target("requests adapter small GET / execute_api_request",
+           ("adapters", "small_get", "adapter", "latency_ratio"), 1.05),
+    Target("requests adapter 1 MB / execute_api_request",
+           ("adapters", "1MB", "adapter", "latency_ratio"), 1.05),
+    Target("requests adapter 4 threads / execute_api_request",
+           ("adapters", "threads_4", "adapter", "per_request_ratio"), 1.05),
 )
 
 
@@ -236,6 +242,28 @@ def rows(results: Results) -> list[Row]:
             f"{clients['reference_ops_per_s']:.0f}", f"{clients['agent_ops_per_s']:.0f}",
             f"{clients['throughput_ratio']:.2f}")
 
+    adapters = sections.get("adapters")
+    if adapters is not None:
+        for label, title in (("small_get", "10 small GET"), ("1MB", "   1MB")):
+            first = True
+            for side in ("adapter", "session", "httpx"):
+                figures = adapters[label].get(side)
+                if figures is None:
+                    continue
+                target = ("adapters", label, side, "latency_ratio") if side == "adapter" else ()
+                head = f"{title} ({adapters[label]['body_bytes']} B)" if first else "  "
+                add(f"{head} {side}¶", _us(figures["reference"]) if first else "",
+                    _us(figures["snworker"]), f"{figures['latency_ratio']:.2f} "
+                    f"(CPU {figures['cpu_ratio']:.2f})", target)
+                first = False
+        for side, figures in adapters["threads_4"].items():
+            target = ("adapters", "threads_4", side, "per_request_ratio") \
+                if side == "adapter" else ()
+            add(f"   {adapters['threads']} threads: {side}, req/s¶",
+                f"{figures['reference']['ops_per_s']:.0f}",
+                f"{figures['snworker']['ops_per_s']:.0f}",
+                f"{figures['per_request_ratio']:.2f} (CPU {figures['cpu_ratio']:.2f})", target)
+
     stub = sections.get("stub")
     if stub is not None:
         listed = stub["list_1000"]
@@ -305,6 +333,14 @@ def render(results: Results) -> str:
             " random draws of them in turn; draws: median µs of the best and the worst draw;"
             f" A: snworker GET of that body ({redaction['framing']}), interleaved;"
             " ratio: redaction as % of the GET"
+        )
+    if sections.get("adapters") is not None:
+        lines.append(
+            "¶ adapters: A is execute_api_request(path).data; adapter: WorkerAdapter.send of a"
+            " request requests prepared, .json() (what requests_session adds); session:"
+            " session.get(url).json(), all of requests included; httpx: httpx.Client.get with"
+            " httpx_transport, all of httpx included; threads: wall time per request, B/A;"
+            " CPU: the parent's CPU per request, B/A"
         )
     if sections.get("stub") is not None:
         lines.append(

@@ -9,6 +9,8 @@ import typing as _typing
 
 if _typing.TYPE_CHECKING:
     from snworker import entities
+    from snworker.adapters.for_httpx import httpx_transport
+    from snworker.adapters.for_requests import requests_session
     from snworker.agent import attach
     from snworker.connection import (
         ServiceNowConnection,
@@ -27,8 +29,9 @@ if _typing.TYPE_CHECKING:
         WorkerError,
         WorkerStartError,
     )
+    from snworker.grants import ClientCredentials, JwtBearer, Secret
     from snworker.logs import enable_logging
-    from snworker.policy import RetryPolicy
+    from snworker.policy import Policy, RetryPolicy
     from snworker.response import ApiResponse
     from snworker.spawn import freeze_support, set_worker_executable
 
@@ -39,10 +42,14 @@ __all__ = [
     "ApiResponse",
     "AuthTokenExpiredError",
     "AuthorizationError",
+    "ClientCredentials",
     "ConnectionClosedError",
     "InvalidRequestError",
+    "JwtBearer",
+    "Policy",
     "RequestTimeoutError",
     "RetryPolicy",
+    "Secret",
     "ServiceNowConnection",
     "ServiceNowError",
     "WorkerCrashedError",
@@ -54,6 +61,8 @@ __all__ = [
     "enable_logging",
     "entities",
     "freeze_support",
+    "httpx_transport",
+    "requests_session",
     "set_worker_executable",
 ]
 
@@ -62,10 +71,14 @@ _HOMES = {
     "ApiResponse": "snworker.response",
     "AuthTokenExpiredError": "snworker.errors",
     "AuthorizationError": "snworker.errors",
+    "ClientCredentials": "snworker.grants",
     "ConnectionClosedError": "snworker.errors",
     "InvalidRequestError": "snworker.errors",
+    "JwtBearer": "snworker.grants",
+    "Policy": "snworker.policy",
     "RequestTimeoutError": "snworker.errors",
     "RetryPolicy": "snworker.policy",
+    "Secret": "snworker.grants",
     "ServiceNowConnection": "snworker.connection",
     "ServiceNowError": "snworker.errors",
     "WorkerCrashedError": "snworker.errors",
@@ -76,6 +89,8 @@ _HOMES = {
     "connect": "snworker.connection",
     "enable_logging": "snworker.logs",
     "freeze_support": "snworker.spawn",
+    "httpx_transport": "snworker.adapters.for_httpx",
+    "requests_session": "snworker.adapters.for_requests",
     "set_worker_executable": "snworker.spawn",
 }
 

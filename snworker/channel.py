@@ -92,10 +92,13 @@ class Channel:
 
     @classmethod
     def start(cls, on_open_browser: Callable[[str], None], io: IoMode | None = None,
-              agent: dict[str, object] | None = None) -> Channel:
-        """Start a worker (an agent, with `agent` settings) and the channel to it."""
+              agent: dict[str, object] | None = None, fds: tuple[int, ...] = ()) -> Channel:
+        """Start a worker (an agent, with `agent` settings) and the channel to it.
+
+        `fds` are descriptors the worker inherits, under the same numbers (Secret.fd).
+        """
         io = io or default_io()
-        pipe, process = spawn.launch(io, agent)
+        pipe, process = spawn.launch(io, agent, fds)
         return cls(pipe, process, on_open_browser, io)
 
     @classmethod

@@ -21,7 +21,8 @@ from typing import Any
 import snworker
 from snworker import agent as agents
 from snworker.channel import Channel
-from snworker.cli_arguments import ENV_AGENT, ENV_REDIRECT_URI, duration, seconds
+from snworker.cli_arguments import ENV_AGENT, ENV_REDIRECT_URI, UsageError, duration, seconds
+from snworker.cli_grant import GrantUsageError, add_grant_arguments, grant_from_arguments
 from snworker.cli_request import stdout_kept_from_browsers
 from snworker.messages import Cancel
 from snworker.settings import DEFAULT_REDIRECT_URI, normalize_instance_url
@@ -63,6 +64,19 @@ def add_agent_commands(commands: Any, common: Callable[[argparse.ArgumentParser]
     start.add_argument("--address", metavar="PATH",
                        help="where the agent listens (default: one per instance and client id, "
                        "private to this user)")
+    add_grant_arguments(start)
+    service = start.add_argument_group(
+        "as a service (an agent under its own user, for other users' processes)")
+    service.add_argument("--allow-user", action="append", default=[], metavar="USER",
+                         help="serve this user's processes too (repeatable)")
+    service.add_argument("--allow-group", action="append", default=[], metavar="GROUP",
+                         help="serve the processes of this group's members too (repeatable)")
+    service.add_argument("--read-only", action="store_true",
+                         help="policy: GET and HEAD only; the agent refuses every write")
+    service.add_argument("--table", action="append", default=[], metavar="TABLE",
+                         help="policy: only this table's data (repeatable)")
+    service.add_argument("--api", action="append", default=[], metavar="PATH",
+                         help="policy: only APIs under this path (repeatable)")
     common(start)
     start.set_defaults(run=_start)
 
@@ -91,10 +105,20 @@ def _start(args: argparse.Namespace) -> int:
               "no consent needed", file=sys.stderr, flush=True)
         print(running.shell(), flush=True)
         return 0
+    try:
+        grant = grant_from_arguments(args)
+    except GrantUsageError as exc:
+        raise UsageError(str(exc)) from None
+    policy = None
+    if args.read_only or args.table or args.api:
+        policy = snworker.Policy(methods=("GET", "HEAD") if args.read_only else None,
+                                 tables=tuple(args.table) or None, apis=tuple(args.api) or None)
     with stdout_kept_from_browsers():
         info, channel = agents.start(instance, args.client_id, redirect_uri=redirect_uris,
                                      authorization_timeout=args.auth_timeout, idle=args.idle,
-                                     address=address, foreground=args.foreground)
+                                     address=address, foreground=args.foreground, grant=grant,
+                                     policy=policy, allow_users=args.allow_user,
+                                     allow_groups=args.allow_group)
     print(info.shell(), flush=True)
     if not args.foreground:
         channel.release()

@@ -18,6 +18,8 @@ from dataclasses import dataclass
 
 from snworker import checks
 from snworker.agent import ENVIRONMENT
+from snworker.cli_grant import GrantUsageError, add_grant_arguments, grant_from_arguments
+from snworker.grants import Grant
 from snworker.settings import DEFAULT_REDIRECT_URI, normalize_instance_url
 
 ENV_AGENT = ENVIRONMENT
@@ -50,6 +52,7 @@ class RequestPlan:
     output: str | None  # a file, "-" for raw bytes on stdout, None for stdout as shown
     authorization_timeout: float
     request_timeout: float
+    grant: Grant | None = None  # an unattended grant: a worker of its own, no browser
 
 
 def add_request_arguments(parser: argparse.ArgumentParser) -> None:
@@ -81,6 +84,7 @@ def add_request_arguments(parser: argparse.ArgumentParser) -> None:
                       help="request header (repeatable)")
     sent.add_argument("-p", "--param", action="append", default=[], metavar="NAME=VALUE",
                       help="query parameter (repeatable; a name given again repeats it)")
+    add_grant_arguments(parser)
     shown = parser.add_argument_group("output")
     shown.add_argument("-i", "--include", action="store_true",
                        help="status line and response headers on stderr")
@@ -95,6 +99,12 @@ def add_request_arguments(parser: argparse.ArgumentParser) -> None:
 
 def plan_request(args: argparse.Namespace, environ: Mapping[str, str]) -> RequestPlan:
     """Check the command line; raises UsageError or InvalidRequestError."""
+    try:
+        grant = grant_from_arguments(args)
+    except GrantUsageError as exc:
+        raise UsageError(str(exc)) from None
+    if grant is not None:
+        environ = {k: v for k, v in environ.items() if k != ENV_AGENT}  # never an agent's
     instance, client_id, path = _target(args, environ)
     binary = args.data_binary is not None
     has_body = binary or args.data is not None
@@ -119,6 +129,7 @@ def plan_request(args: argparse.Namespace, environ: Mapping[str, str]) -> Reques
         include=args.include,
         authorization_timeout=args.auth_timeout,
         request_timeout=args.timeout,
+        grant=grant,
     )
 
 

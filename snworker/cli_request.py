@@ -101,7 +101,7 @@ def _connection(plan: RequestPlan) -> ServiceNowConnection:
         raise UsageError(f"no client id: give --client-id or set {ENV_CLIENT_ID}")
     return snworker.connect(plan.instance, plan.client_id, redirect_uri=plan.redirect_uri,
                             authorization_timeout=plan.authorization_timeout,
-                            request_timeout=plan.request_timeout)
+                            request_timeout=plan.request_timeout, grant=plan.grant)
 
 
 def _attach(address: str, plan: RequestPlan) -> ServiceNowConnection | None:

@@ -28,8 +28,9 @@ from snworker.errors import (
     WorkerError,
     from_error_fields,
 )
+from snworker.grants import Grant
 from snworker.messages import Connect, Connected, Disconnect, Error, Pairs, Request, Result
-from snworker.policy import RetryPolicy
+from snworker.policy import Policy, RetryPolicy
 from snworker.response import ApiResponse
 from snworker.settings import DEFAULT_REDIRECT_URI, connect_settings, seconds
 
@@ -128,7 +129,7 @@ class ServiceNowConnection:
         self, path: str, http_method: str = ..., data: Any = ...,
         suppress_response_body: bool = ..., headers: Mapping[str, str] | None = ..., *,
         params: Mapping[str, Any] | None = ..., timeout: float | None = ...,
-        result_type: None = ...,
+        raise_for_status: bool = ..., retry: bool = ..., result_type: None = ...,
     ) -> ApiResponse[Any]: ...
 
     @overload
@@ -136,7 +137,7 @@ class ServiceNowConnection:
         self, path: str, http_method: str = ..., data: Any = ...,
         suppress_response_body: bool = ..., headers: Mapping[str, str] | None = ..., *,
         params: Mapping[str, Any] | None = ..., timeout: float | None = ...,
-        result_type: type[T],
+        raise_for_status: bool = ..., retry: bool = ..., result_type: type[T],
     ) -> ApiResponse[T]: ...
 
     def execute_api_request(
@@ -149,6 +150,8 @@ class ServiceNowConnection:
         *,
         params: Mapping[str, Any] | None = None,
         timeout: float | None = None,
+        raise_for_status: bool = True,
+        retry: bool = True,
         result_type: Any = None,
     ) -> ApiResponse[Any]:
         """Send one request to the instance through the worker.
@@ -163,14 +166,20 @@ class ServiceNowConnection:
             params: query parameters; a list value repeats the parameter, booleans are
                 sent as "true"/"false", None values are left out.
             timeout: deadline in seconds for the whole call, retries included.
+            raise_for_status: False returns a 4xx/5xx answer as it came (redacted) instead
+                of raising ApiRequestError.
+            retry: False makes one attempt: no retries on transient failures, for a caller
+                that retries on its own (the access token is still renewed after a 401).
             result_type: the type of `data`, for static type checkers only.
 
         Returns:
-            The response, for any status below 400 (3xx redirects are not followed).
+            The response, for any status below 400 (3xx redirects are not followed), and for
+            any status at all with raise_for_status=False.
 
         Raises:
             InvalidRequestError: the request was refused before anything was sent.
-            ApiRequestError: the instance answered 4xx/5xx, or the network failed.
+            ApiRequestError: the instance answered 4xx/5xx (unless raise_for_status=False), or
+                the network failed.
             RequestTimeoutError: the deadline passed.
             AuthTokenExpiredError: the grant cannot be renewed; call connect() again.
             WorkerError: the worker is gone (WorkerCrashedError, ConnectionClosedError).
@@ -190,6 +199,8 @@ class ServiceNowConnection:
             _header_pairs(headers),
             bool(suppress_response_body),
             deadline,
+            bool(raise_for_status),
+            bool(retry),
             _encode_body(data),
         )
         try:
@@ -310,6 +321,8 @@ def connect(
     ca_bundle: str | os.PathLike[str] | None = None,
     proxy: str | None = None,
     agent: bool = False,
+    grant: Grant | None = None,
+    policy: Policy | None = None,
 ) -> ServiceNowConnection:
     """Start a worker, have the user authorize it, and return a connection through it.
 
@@ -330,6 +343,9 @@ def connect(
             NO_PROXY names the instance. Never used for a loopback instance.
         agent: use a running `snworker agent` for this instance and client id, if there is
             one (no consent needed then); else start a worker of its own.
+        grant: an unattended grant (`ClientCredentials`, `JwtBearer`) instead of the user's
+            consent: no browser; the worker reads its secrets and renews by running it again.
+        policy: what the worker may send (`Policy`); it refuses anything else, unsent.
 
     Raises:
         AuthorizationError: the user denied access, did not answer in time, or the instance
@@ -340,7 +356,8 @@ def connect(
     settings = connect_settings(instance, client_id, redirect_uri=redirect_uri, scopes=scopes,
                                 authorization_timeout=authorization_timeout,
                                 request_timeout=request_timeout, retry=retry,
-                                ca_bundle=ca_bundle, proxy=proxy)
+                                ca_bundle=ca_bundle, proxy=proxy, grant=grant,
+                                policy=policy)
     opener = open_browser if open_browser is not None else _open_system_browser
     if agent:
         from snworker import agent as agents
@@ -353,7 +370,7 @@ def connect(
             except WorkerError:
                 logger.info("snworker: the agent at %s did not answer; starting a worker",
                             address)
-    channel = Channel.start(_browser_runner(opener))
+    channel = Channel.start(_browser_runner(opener), fds=grant.fds() if grant else ())
     message = replace(settings, id=channel.next_id())
     conn = ServiceNowConnection(channel, message, authorize_new(channel, message))
     _open_connections.add(conn)

@@ -3,7 +3,10 @@
     ServiceNowError
     ├── AuthorizationError        .reason: denied | timeout | state_mismatch |
     │                             exchange_failed | cancelled | invalid_client |
-    │                             redirect_mismatch | redirect_busy | unreachable
+    │                             redirect_mismatch | redirect_busy | unreachable;
+    │                             unattended grants: grant_disabled | no_application_user |
+    │                             unknown_key | unknown_subject | bad_signature |
+    │                             assertion_expired | assertion_replayed | secret_unreadable
     ├── AuthTokenExpiredError     the grant is gone: call connect() again
     ├── ApiRequestError           .status (None for a transport failure), .message, .detail,
     │   │                         .headers
@@ -27,6 +30,9 @@ from typing import Literal
 AuthorizationReason = Literal[
     "denied", "timeout", "state_mismatch", "exchange_failed", "cancelled", "invalid_client",
     "redirect_mismatch", "redirect_busy", "unreachable",
+    # unattended grants: each names the setting to fix
+    "grant_disabled", "no_application_user", "unknown_key", "unknown_subject", "bad_signature",
+    "assertion_expired", "assertion_replayed", "secret_unreadable",
 ]
 
 

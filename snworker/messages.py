@@ -40,6 +40,8 @@ class Connect:
     log_level: int
     proxy: str | None = None
     ca_bundle: str | None = None
+    grant: tuple[Any, ...] = ()  # an unattended grant (grants.py), else the browser consent
+    access: tuple[Any, ...] = ()  # the access Policy the worker enforces; () for none
     TAG: ClassVar[int] = 1
 
 
@@ -54,6 +56,8 @@ class Request:
     headers: Pairs
     suppress_response_body: bool
     timeout: float
+    raise_for_status: bool = True  # False: a 4xx/5xx answer comes back as a Result too
+    retry: bool = True  # False: one attempt, no retries in the worker (the caller has its own)
     body: bytes | None = field(default=None, repr=False)
     TAG: ClassVar[int] = 2
 

@@ -1,4 +1,8 @@
-"""RetryPolicy: how the worker rides out transient failures; plain data that crosses to it."""
+"""Policies: plain data that crosses to the worker, which applies them.
+
+`RetryPolicy` says how the worker rides out transient failures; `Policy` says which requests it
+sends at all (the worker refuses the rest before anything leaves it; see worker/access.py).
+"""
 
 from __future__ import annotations
 
@@ -49,3 +53,74 @@ class RetryPolicy:
             return cls(*values)
         except TypeError as exc:
             raise ValueError(f"not a retry policy: {exc}") from None
+
+
+METHODS = ("GET", "HEAD", "POST", "PUT", "PATCH", "DELETE")
+
+
+@dataclass(frozen=True, slots=True)
+class Policy:
+    """What the worker may send for this connection; anything else it refuses, unsent.
+
+    Enforced in the worker, so code in the application cannot lift it. Every API that reaches
+    table data is covered: Table, Aggregate (`/api/now/stats/`), Attachment (by table), Batch
+    (each sub-request) and Import Set; under a `tables` or `apis` policy any other path is
+    refused unless `apis` names it.
+
+    Args:
+        methods: the HTTP methods allowed (GET allows HEAD too); None: all.
+        tables: the tables whose data requests may reach; None: any.
+        apis: path prefixes allowed, such as "/api/now/table" or "/api/x_acme/v1"; None: the
+            table-data APIs (for the `tables`), or anything when `tables` is None too.
+    """
+
+    methods: tuple[str, ...] | None = None
+    tables: tuple[str, ...] | None = None
+    apis: tuple[str, ...] | None = None
+
+    def __post_init__(self) -> None:
+        from snworker.errors import InvalidRequestError
+
+        def names(value: object, what: str) -> tuple[str, ...] | None:
+            if value is None:
+                return None
+            items = (value,) if isinstance(value, str) else value
+            if not isinstance(items, tuple | list | set | frozenset) or not all(
+                    isinstance(item, str) and item and item.isprintable() for item in items):
+                raise InvalidRequestError(f"Policy.{what} must be a list of strings, or None")
+            return tuple(items)
+
+        methods = names(self.methods, "methods")
+        if methods is not None:
+            methods = tuple(m.upper() for m in methods)
+            unknown = set(methods) - set(METHODS)
+            if unknown:
+                raise InvalidRequestError(f"Policy.methods: unknown {sorted(unknown)}")
+        tables = names(self.tables, "tables")
+        if tables is not None:
+            tables = tuple(t.lower() for t in tables)
+        apis = names(self.apis, "apis")
+        if apis is not None:
+            apis = tuple("/" + a.strip("/").lower() for a in apis)
+        object.__setattr__(self, "methods", methods)
+        object.__setattr__(self, "tables", tables)
+        object.__setattr__(self, "apis", apis)
+
+    @classmethod
+    def read_only(cls, tables: tuple[str, ...] | None = None) -> Policy:
+        """GET and HEAD only (on `tables`, when given)."""
+        return cls(methods=("GET", "HEAD"), tables=tables)
+
+    def to_wire(self) -> tuple[Any, ...]:
+        """The policy as a tuple of builtins, for the `Connect` message."""
+        return (self.methods, self.tables, self.apis)
+
+    @classmethod
+    def from_wire(cls, values: tuple[Any, ...]) -> Policy:
+        """Rebuild a policy from `to_wire`'s tuple; raises ValueError on anything else."""
+        if not isinstance(values, tuple) or len(values) != 3:
+            raise ValueError("not an access policy")
+        try:
+            return cls(*values)
+        except Exception as exc:  # InvalidRequestError is a ValueError too
+            raise ValueError(f"not an access policy: {exc}") from None

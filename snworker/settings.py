@@ -15,8 +15,9 @@ from collections.abc import Iterable, Sequence
 from urllib.parse import urlsplit
 
 from snworker.errors import InvalidRequestError
+from snworker.grants import Grant, grant_wire
 from snworker.messages import Connect
-from snworker.policy import RetryPolicy
+from snworker.policy import Policy, RetryPolicy
 
 DEFAULT_REDIRECT_URI = "http://127.0.0.1:8765/callback"
 LOOPBACK_HOSTS = frozenset({"localhost", "127.0.0.1", "::1"})
@@ -27,6 +28,7 @@ def connect_settings(
     scopes: Iterable[str] = (), authorization_timeout: float = 300.0,
     request_timeout: float = 30.0, retry: RetryPolicy | None = None,
     ca_bundle: str | os.PathLike[str] | None = None, proxy: str | None = None,
+    grant: Grant | None = None, policy: Policy | None = None,
 ) -> Connect:
     """connect()'s arguments, checked, as the Connect message (its id still 0)."""
     instance_url = normalize_instance_url(instance)
@@ -38,13 +40,16 @@ def connect_settings(
         raise InvalidRequestError("scopes must be non-empty strings without spaces")
     auth_timeout = seconds(authorization_timeout, "authorization_timeout")
     req_timeout = seconds(request_timeout, "request_timeout")
-    policy = retry if retry is not None else RetryPolicy()
-    if not isinstance(policy, RetryPolicy):
+    retry_policy = retry if retry is not None else RetryPolicy()
+    if not isinstance(retry_policy, RetryPolicy):
         raise InvalidRequestError("retry must be a snworker.RetryPolicy")
+    if policy is not None and not isinstance(policy, Policy):
+        raise InvalidRequestError("policy must be a snworker.Policy")
     return Connect(
         0, instance_url, client_id, uris, scope_list, auth_timeout, req_timeout,
-        policy.to_wire(), logging.getLogger("snworker").getEffectiveLevel(),
-        proxy_for(instance_url, proxy), ca_bundle_path(ca_bundle),
+        retry_policy.to_wire(), logging.getLogger("snworker").getEffectiveLevel(),
+        proxy_for(instance_url, proxy), ca_bundle_path(ca_bundle), grant_wire(grant),
+        () if policy is None else policy.to_wire(),
     )
 
 

@@ -15,7 +15,7 @@ import pytest
 
 ROOT = Path(__file__).resolve().parent.parent
 SECTIONS = ("floor", "small_get", "caller_threads", "response_sizes", "redaction", "startup",
-            "agent", "refresh_storm", "stub")
+            "agent", "adapters", "refresh_storm", "stub")
 SIDE_FIGURES = ("median_us", "p99_us", "ops_per_s", "cpu_us_per_op")
 FRAMINGS = ("conn",) if sys.platform == "win32" else ("fd", "conn")
 
@@ -110,6 +110,14 @@ def test_quick_run_writes_every_section(tmp_path: Path) -> None:
     assert isinstance(shared["clients"]["throughput_ratio"], int | float)
     assert shared["grants"]["authorization_code"] >= 2  # the bench's own, and the agent's
 
+    adapters = sections["adapters"]
+    for label in ("small_get", "1MB", "threads_4"):
+        for side in ("adapter", "session", "httpx") if label != "threads_4" else ("adapter",
+                                                                                 "session"):
+            _assert_sides(adapters[label][side])
+        assert isinstance(adapters["threads_4"]["adapter"]["per_request_ratio"], int | float)
+    assert adapters["1MB"]["body_bytes"] == sections["response_sizes"]["1MB"]["body_bytes"]
+
     stub = sections["stub"]
     _assert_sides(stub["list_1000"])
     _assert_sides(stub["fresh_per_test"])
@@ -123,6 +131,7 @@ def test_quick_run_writes_every_section(tmp_path: Path) -> None:
     assert "redaction of the 1MB body" in finished.stdout
     assert "8 agent: small GET" in finished.stdout
     assert "9 stub: list 1000 records" in finished.stdout
+    assert "10 small GET" in finished.stdout
 
 
 def test_rotation_puts_every_side_in_every_position() -> None:

@@ -44,8 +44,8 @@ SAMPLES = [
     Connect(1, "https://x.service-now.com", "cid", ("http://127.0.0.1:0/cb",), ("a",), 300.0, 30.0,
             RetryPolicy().to_wire(), 20),
     Request(2, "GET", "/api/now/table/incident", (("sysparm_limit", "1"),), (), False, 30.0),
-    Request(3, "POST", "/api/now/table/incident", (), (("X-A", "b"),), True, 5.0, b'{"a":1}'),
-    Request(4, "POST", "/x", (), (), False, 5.0, b""),
+    Request(3, "POST", "/api/now/table/incident", (), (("X-A", "b"),), True, 5.0, body=b'{"a":1}'),
+    Request(4, "POST", "/x", (), (), False, 5.0, False, False, b""),
     Cancel(5),
     Disconnect(6, 5.0),
     OpenBrowser(7, "https://x/oauth_auth.do?a=b"),
@@ -190,7 +190,7 @@ def test_messages_are_frozen_and_slotted():
 
 
 def test_secrets_do_not_show_in_reprs():
-    assert "SECRET" not in repr(Request(1, "POST", "/x", (), (), False, 1.0, b"SECRET"))
+    assert "SECRET" not in repr(Request(1, "POST", "/x", (), (), False, 1.0, body=b"SECRET"))
     assert "SECRET" not in repr(Result(1, 200, (), b"SECRET"))
 
 

@@ -1,5 +1,9 @@
 """pysnc, ServiceNow's own Python client, used against the stub as an application would.
 
+Every scenario runs twice: pysnc with Basic auth straight to the stub, and pysnc given
+`auth=snworker.requests_session(conn)`, through a worker that holds the only credential. The
+same assertions hold both ways, down to the requests the stub received.
+
 The one shim: pysnc refuses an instance URL that is not https, and the stub serves plain HTTP on
 loopback, so its URL check (`pysnc.client.get_instance`) is given the loopback URL as it is.
 Everything else is pysnc unmodified, over real HTTP.
@@ -8,15 +12,18 @@ Everything else is pysnc unmodified, over real HTTP.
 from __future__ import annotations
 
 import math
+from collections.abc import Iterator
 from typing import Any
 
 import pytest
+import requests
 
 pysnc = pytest.importorskip("pysnc")
 
 from pysnc import ServiceNowClient  # noqa: E402
 from pysnc.auth import ServiceNowClientCredentialsFlow  # noqa: E402
 
+import snworker  # noqa: E402
 from snworker.testing import StubServiceNow  # noqa: E402
 from snworker.testing.platform import SEED_PASSWORD  # noqa: E402
 
@@ -37,13 +44,32 @@ def sn(servicenow_stub: StubServiceNow, monkeypatch: pytest.MonkeyPatch) -> Stub
     return servicenow_stub
 
 
-@pytest.fixture
-def client(sn: StubServiceNow) -> Any:
-    return ServiceNowClient(sn.url, ("admin", SEED_PASSWORD))
+@pytest.fixture(params=["basic", "worker"])
+def client(request: pytest.FixtureRequest, sn: StubServiceNow) -> Iterator[Any]:
+    """pysnc with Basic auth, or with a session that sends through a worker.
+
+    Afterwards, every request the stub received from the client was authenticated the way the
+    client was meant to be: by Basic auth, or by the worker's bearer token.
+    """
+    if request.param == "basic":
+        client = ServiceNowClient(sn.url, ("admin", SEED_PASSWORD))
+    else:
+        conn = request.getfixturevalue("servicenow_connection")
+        client = ServiceNowClient(conn.instance_url, auth=snworker.requests_session(conn))
+    sn.requests_before_client = len(sn.requests)  # type: ignore[attr-defined]
+    yield client
+    sent = [r for r in client_requests(sn) if r["path"].startswith("/api/")]
+    scheme = "Basic ***" if request.param == "basic" else "Bearer ***"
+    assert sent and {r["headers"].get("Authorization") for r in sent} == {scheme}
+
+
+def client_requests(sn: StubServiceNow) -> list[Any]:
+    """What the stub received since the client was made (not the worker's consent)."""
+    return sn.requests[getattr(sn, "requests_before_client", 0):]
 
 
 def table_requests(sn: StubServiceNow, method: str = "GET", table: str = "incident") -> list[Any]:
-    return [r for r in sn.requests
+    return [r for r in client_requests(sn)
             if r["method"] == method and r["path"] == f"/api/now/table/{table}"]
 
 
@@ -147,7 +173,7 @@ def test_update_multiple_through_the_batch_api(sn: StubServiceNow, client: Any) 
         record.urgency = "1"
         targets.append(record.sys_id.get_value())
     assert gr.update_multiple() is True
-    assert [r for r in sn.requests if r["path"] == "/api/now/v1/batch"]
+    assert [r for r in client_requests(sn) if r["path"] == "/api/now/v1/batch"]
     stored = {r["sys_id"]: r for r in sn.records("incident")}
     assert targets and all(stored[t]["urgency"] == "1" for t in targets)
     assert all(r["urgency"] == "3" for r in stored.values() if r["sys_id"] not in targets)
@@ -170,7 +196,7 @@ def test_a_long_query_goes_through_the_batch_api(sn: StubServiceNow, client: Any
     gr.add_encoded_query(f"numberIN{','.join(wanted)}^ORDERBYnumber")
     gr.query()
     assert [r.number for r in gr] == sorted(r["number"] for r in sn.records("incident"))
-    assert [r["method"] for r in sn.requests if r["path"].startswith("/api/")] == ["POST"]
+    assert [r["method"] for r in client_requests(sn) if r["path"].startswith("/api/")] == ["POST"]
     assert sn.requests[-1]["path"] == "/api/now/v1/batch"
 
 
@@ -182,3 +208,38 @@ def test_the_client_credentials_flow(sn: StubServiceNow) -> None:
     gr.query()
     assert [r.user_name for r in gr] == ["admin"]
     assert sn.grant_counts["client_credentials"] == 1
+
+
+@pytest.mark.parametrize("status, error", [
+    (400, pysnc.exceptions.RequestException),
+    (403, pysnc.exceptions.RoleException),
+    (404, pysnc.exceptions.NotFoundException),
+])
+def test_error_statuses_reach_pysnc_with_the_instance_s_envelope(
+    sn: StubServiceNow, client: Any, status: int, error: type[Exception]
+) -> None:
+    sn.inject(status=status, times=1, path_prefix="/api/now/table/incident")
+    gr = client.GlideRecord("incident")
+    with pytest.raises(error) as caught:
+        gr.query()
+    [envelope] = caught.value.args
+    assert envelope["status"] == "failure"
+    assert envelope["error"]["detail"] == "Fault injected by the stub instance"
+    assert [r["status"] for r in table_requests(sn)] == [status]
+
+
+def test_pysnc_s_own_retries_decide_and_nothing_stacks_on_them(
+    sn: StubServiceNow, client: Any
+) -> None:
+    # pysnc mounts Retry(total=4, status_forcelist=[429, 500, 502, 503]) on its session.
+    sn.inject(status=503, times=1, path_prefix="/api/now/table/incident", retry_after=0)
+    gr = client.GlideRecord("incident")
+    gr.add_query("number", "INC0010001")
+    gr.query()
+    assert [r.number for r in gr] == ["INC0010001"]
+    assert [r["status"] for r in table_requests(sn)] == [503, 200]
+    sn.inject(status=503, times=9, path_prefix="/api/now/table/incident", retry_after=0)
+    with pytest.raises(requests.exceptions.RetryError):
+        client.GlideRecord("incident").query()
+    assert [r["status"] for r in table_requests(sn)][2:] == [503] * 5  # 1 + pysnc's 4 retries
+    sn.clear_faults()

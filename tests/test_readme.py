@@ -50,10 +50,34 @@ def blocks() -> list[tuple[str, str, str | None]]:
 BLOCKS = blocks()
 
 
+# What the unattended examples name: a client secret and a JWT signing key, in files of mode
+# 600 beside the example, and on the stub the grants, the verifier map entry and the user.
+CLIENT_SECRET = "readme-client-secret-0123456789"
+SECRET_FILES: dict[str, bytes] = {"sn-client-secret": CLIENT_SECRET.encode()}
+
+
+def _signing_key() -> dict[str, str]:
+    """The verifier map for the examples' key.pem (none without cryptography)."""
+    try:
+        from cryptography.hazmat.primitives import serialization
+        from cryptography.hazmat.primitives.asymmetric import rsa
+    except ImportError:
+        return {}
+    key = rsa.generate_private_key(public_exponent=65537, key_size=2048)
+    SECRET_FILES["key.pem"] = key.private_bytes(
+        serialization.Encoding.PEM, serialization.PrivateFormat.PKCS8,
+        serialization.NoEncryption())
+    return {"kid1": key.public_key().public_bytes(
+        serialization.Encoding.PEM, serialization.PublicFormat.SubjectPublicKeyInfo).decode()}
+
+
 @pytest.fixture(scope="module")
 def instance(tmp_path_factory: pytest.TempPathFactory):
     """A stub in its own process standing for "dev12345", and an agent authorized for it."""
-    stub = StubServiceNow.start_process()
+    stub = StubServiceNow.start_process(auth=["code", "client_credentials", "jwt"],
+                                        client_secret=CLIENT_SECRET,
+                                        jwt_verifiers=_signing_key())
+    stub.insert("sys_user", {"user_name": "svc.sync", "first_name": "Sync"})
     directory = tmp_path_factory.mktemp("agent")
     info, channel = agents.start(stub.url, stub.client_id, redirect_uri=stub.redirect_uri,
                                  open_browser=approve, idle=120,
@@ -79,6 +103,10 @@ def for_the_stub(code: str, stub: object) -> str:
                                ('"http://127.0.0.1:8766/callback"', redirect)):
         code = code.replace(placeholder, repr(value))
     prelude = ["import snworker"]
+    if "pysnc" in code:
+        # pysnc takes only https:// URLs; the stub serves plain HTTP on loopback.
+        prelude += ["import pysnc.client",
+                    "pysnc.client.get_instance = lambda instance: instance.rstrip('/')"]
     if re.search(r"\bconn\b", code) and not re.search(r"\bconn\s*(=|:|\))|as conn\b", code):
         prelude.append(f"conn = snworker.connect({url!r}, {client_id!r}, "
                        f"redirect_uri={redirect!r})")
@@ -91,6 +119,9 @@ def test_a_readme_example_runs(line, code, skip, instance, tmp_path):
     if skip:
         pytest.skip(f"{line}: {skip}")
     stub, agent = instance
+    for name, content in SECRET_FILES.items():
+        (tmp_path / name).write_bytes(content)
+        (tmp_path / name).chmod(0o600)
     env = dict(os.environ, BROWSER=browser_command(),
                SNWORKER_AGENT=agent.address)
     stem = re.sub(r"\W", "_", line.removesuffix(".md").replace(".md:", "_line"))

@@ -142,3 +142,78 @@ def test_the_response_data_is_parsed_once_and_lazily(conn):
     resp = conn.execute_api_request(INCIDENTS, params={"sysparm_limit": 1})
     assert resp.data is resp.data
     assert resp.json()["result"] == resp.data
+
+
+# --- any status back, and one attempt for a caller that retries on its own ------------------
+
+
+def test_raise_for_status_false_returns_the_error_as_the_instance_sent_it(conn, stub):
+    missing = f"{INCIDENTS}/0123456789abcdef0123456789abcdef"
+    resp = conn.execute_api_request(missing, raise_for_status=False)
+    assert resp.status == 404
+    assert resp.json()["error"]["message"] == "No Record found"
+    assert resp.json()["status"] == "failure"
+    assert "application/json" in resp.headers["Content-Type"]
+    stub.inject(status=503, times=1, path_prefix=INCIDENTS, retry_after=0)
+    unavailable = conn.execute_api_request(INCIDENTS, raise_for_status=False, retry=False)
+    assert unavailable.status == 503 and unavailable.json()["status"] == "failure"
+    assert conn.execute_api_request(INCIDENTS, params={"sysparm_limit": 1}).status == 200
+
+
+def test_an_error_body_that_reflects_the_token_is_redacted(conn, stub):
+    from snworker.testing import ScriptedResponse
+
+    def reflect(request):
+        return ScriptedResponse(400, {"seen": request.headers["Authorization"]},
+                                {"X-Seen": request.headers["Authorization"]})
+
+    stub.route("/api/x_test/v1/reflect", reflect)
+    resp = conn.execute_api_request("/api/x_test/v1/reflect", raise_for_status=False)
+    assert resp.status == 400
+    tokens = [s for s in stub.issued_secrets() if len(s) >= 20]
+    assert tokens
+    assert "[redacted by snworker]" in resp.data["seen"]
+    assert "[redacted by snworker]" in resp.headers["X-Seen"]
+    for token in tokens:
+        assert token not in resp.content.decode() + repr(dict(resp.headers))
+
+
+def test_retry_false_makes_one_attempt_where_the_default_retries(conn, stub):
+    def attempts() -> list[int]:
+        return [r["status"] for r in api_requests(stub) if r["path"] == INCIDENTS]
+
+    stub.inject(status=503, times=1, path_prefix=INCIDENTS, retry_after=0)
+    assert conn.execute_api_request(INCIDENTS, params={"sysparm_limit": 1}).status == 200
+    assert attempts()[-2:] == [503, 200]
+    before = len(attempts())
+    stub.inject(status=503, times=1, path_prefix=INCIDENTS, retry_after=0)
+    with pytest.raises(snworker.ApiRequestError) as caught:
+        conn.execute_api_request(INCIDENTS, params={"sysparm_limit": 1}, retry=False)
+    assert caught.value.status == 503
+    assert attempts()[before:] == [503]  # one attempt: the caller's own retries decide
+    stub.inject(status=None, times=1, path_prefix=INCIDENTS, drop=True)
+    with pytest.raises(snworker.ApiRequestError) as dropped:
+        conn.execute_api_request(INCIDENTS, params={"sysparm_limit": 1}, retry=False)
+    assert dropped.value.status is None
+    assert len(attempts()) == before + 2
+
+
+def test_an_expired_access_token_is_still_renewed_without_retries(conn, stub):
+    stub.expire_access_tokens()
+    resp = conn.execute_api_request(INCIDENTS, params={"sysparm_limit": 1}, retry=False,
+                                    raise_for_status=False)
+    assert resp.status == 200
+    assert stub.grant_counts["refresh_token"] == 1
+
+
+@pytest.mark.parametrize("field", ["raise_for_status", "retry"])
+def test_the_worker_refuses_flags_that_are_not_booleans(conn, stub, field):
+    from snworker.messages import Request
+
+    channel = conn._channel
+    before = len(api_requests(stub))
+    flags = {"raise_for_status": True, "retry": True, field: "no"}
+    answer = channel.call(Request(channel.next_id(), "GET", INCIDENTS, (), (), False, 5.0,
+                                  **flags), 5.0)
+    assert answer.kind == "invalid_request" and field in answer.message
+    assert len(api_requests(stub)) == before

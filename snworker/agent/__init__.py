@@ -30,13 +30,16 @@ from snworker.connection import (
     authorize_new,
     open_connection,
 )
-from snworker.errors import ServiceNowError, WorkerError, WorkerStartError
+from snworker.errors import InvalidRequestError, ServiceNowError, WorkerError, WorkerStartError
+from snworker.grants import Grant
 from snworker.messages import Connect, Control, Result
 from snworker.pipes import IoMode, Pipe
-from snworker.policy import RetryPolicy
+from snworker.policy import Policy, RetryPolicy
 from snworker.settings import DEFAULT_REDIRECT_URI, connect_settings, seconds
 
 ENVIRONMENT = "SNWORKER_AGENT"
+# The user a service agent runs as: set it to use an agent of another user.
+ENVIRONMENT_USER = "SNWORKER_AGENT_USER"
 DEFAULT_IDLE = 8 * 3600.0
 # The framing agents and their clients speak: sockets are file descriptors on POSIX.
 AGENT_IO: IoMode = "conn" if sys.platform == "win32" else "fd"
@@ -71,6 +74,10 @@ def start(
     idle: float = DEFAULT_IDLE,
     address: str | None = None,
     foreground: bool = False,
+    grant: Grant | None = None,
+    policy: Policy | None = None,
+    allow_users: Sequence[str | int] = (),
+    allow_groups: Sequence[str | int] = (),
 ) -> tuple[AgentInfo, Channel]:
     """Start an agent and have the user authorize it once; it then outlives this process.
 
@@ -79,6 +86,10 @@ def start(
     instance and client id). Returns the agent, and the channel it was started through: let
     go of it (`channel.release()`), or keep it to see the agent's log (`foreground`).
 
+    As a service: `grant` (no browser), `policy` (what every client may send), and the
+    `allow_users` and `allow_groups` (names or ids) whose processes it serves besides its own
+    user's (POSIX; checked on each client's peer credentials).
+
     Raises:
         AuthorizationError: the user did not allow access (the agent is stopped).
         WorkerStartError: the agent could not start (for example, one already listens there).
@@ -86,12 +97,16 @@ def start(
     settings = connect_settings(instance, client_id, redirect_uri=redirect_uri, scopes=scopes,
                                 authorization_timeout=authorization_timeout,
                                 request_timeout=request_timeout, retry=retry,
-                                ca_bundle=ca_bundle, proxy=proxy)
+                                ca_bundle=ca_bundle, proxy=proxy, grant=grant, policy=policy)
     where = address or default_address(settings.instance_url, settings.client_id)
     idle_seconds = seconds(idle, "idle")
     opener = open_browser if open_browser is not None else _open_system_browser
-    channel = Channel.start(_browser_runner(opener), AGENT_IO,
-                            {"address": where, "idle": idle_seconds, "foreground": foreground})
+    agent_settings: dict[str, object] = {"address": where, "idle": idle_seconds,
+                                         "foreground": foreground}
+    if allow_users or allow_groups:
+        agent_settings["allow"] = _allowed_ids(allow_users, allow_groups)
+    channel = Channel.start(_browser_runner(opener), AGENT_IO, agent_settings,
+                            fds=grant.fds() if grant else ())
     answer = authorize_new(channel, replace(settings, id=channel.next_id()))
     return AgentInfo(where, answer.pid), channel
 
@@ -123,6 +138,29 @@ def attach(
     return open_connection(channel, message)
 
 
+def _allowed_ids(users: Sequence[str | int], groups: Sequence[str | int]) -> dict[str, list[int]]:
+    """User and group names, or ids, as ids: the agent compares peer credentials with them."""
+    if sys.platform == "win32":
+        raise InvalidRequestError("serving other users is for Linux and macOS agents")
+    import grp
+    import pwd
+
+    def ids(names: Sequence[str | int], lookup: Callable[[str], int], what: str) -> list[int]:
+        found = []
+        for name in names:
+            if isinstance(name, int) and not isinstance(name, bool):
+                found.append(name)
+                continue
+            try:
+                found.append(int(name) if str(name).isdigit() else lookup(str(name)))
+            except KeyError:
+                raise InvalidRequestError(f"no such {what}: {name!r}") from None
+        return found
+
+    return {"users": ids(users, lambda n: pwd.getpwnam(n).pw_uid, "user"),
+            "groups": ids(groups, lambda n: grp.getgrnam(n).gr_gid, "group")}
+
+
 def default_address(instance_url: str, client_id: str) -> str:
     """The address of the agent for `instance_url` and `client_id`."""
     digest = hashlib.sha256(f"{instance_url}\n{client_id}".encode()).hexdigest()[:16]
@@ -138,12 +176,29 @@ def default_address(instance_url: str, client_id: str) -> str:
 
 
 def open_agent(address: str) -> Pipe:
-    """A pipe to the agent at `address`, once it is checked to be this user's own."""
+    """A pipe to the agent at `address`, once it is checked to be this user's own (or, with
+    SNWORKER_AGENT_USER, to run as that user: a service agent)."""
     if sys.platform == "win32":
-        from snworker.agent._win32 import open_agent as open_here
+        from snworker.agent._win32 import open_agent as open_win32
+
+        return open_win32(address)
     else:
-        from snworker.agent._posix import open_agent as open_here
-    return open_here(address)
+        from snworker.agent._posix import open_agent as open_posix
+
+        return open_posix(address, service_user())
+
+
+def service_user() -> int | None:
+    """The user a service agent runs as, by SNWORKER_AGENT_USER (a name or an id), or None."""
+    name = os.environ.get(ENVIRONMENT_USER, "")
+    if not name or sys.platform == "win32":
+        return None
+    import pwd
+
+    try:
+        return int(name) if name.isdigit() else pwd.getpwnam(name).pw_uid
+    except KeyError:
+        raise WorkerStartError(f"{ENVIRONMENT_USER} names no user: {name!r}") from None
 
 
 def resolve(agent: str | None) -> str:

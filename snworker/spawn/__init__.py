@@ -32,13 +32,18 @@ from snworker.pipes import IoMode, Pipe
 
 # Modules the worker imports, whose directories make up its sys.path.
 WORKER_PACKAGES = ("snworker", "requests", "urllib3", "idna", "charset_normalizer", "certifi",
-                   "tenacity", "truststore")
+                   "tenacity", "truststore",
+                   # optional: JWT signing (the `jwt` extra), the desktop keyring (`keyring`)
+                   "cryptography", "cffi", "keyring", "jaraco", "secretstorage", "jeepney")
 WORKER_FLAG = "--snworker-worker"
 # The environment a worker gets: what an interpreter needs to find its own files, temp
 # directory and locale. Everything else (LD_*, DYLD_*, PYTHON*, SSLKEYLOGFILE, *_PROXY, *_CA_*)
 # stays in the parent.
 ENVIRONMENT = frozenset({
     "HOME", "LANG", "LANGUAGE", "LC_ALL", "LC_CTYPE", "LOGNAME", "PATH", "TMPDIR", "TZ", "USER",
+    # Where secrets are found (Secret.systemd; Secret.keyring's session bus): names of places,
+    # nothing that changes how the interpreter or its libraries load.
+    "CREDENTIALS_DIRECTORY", "DBUS_SESSION_BUS_ADDRESS", "XDG_RUNTIME_DIR",
     # Windows: sockets and crypto fail to initialise without SYSTEMROOT.
     "APPDATA", "COMPUTERNAME", "HOMEDRIVE", "HOMEPATH", "LOCALAPPDATA", "NUMBER_OF_PROCESSORS",
     "PROCESSOR_ARCHITECTURE", "PROGRAMDATA", "SYSTEMDRIVE", "SYSTEMROOT", "TEMP", "TMP",
@@ -122,6 +127,7 @@ class Launch:
     settings: dict[str, Any]
     io: IoMode
     detached: bool = False  # an agent: no output to the terminal it was started from
+    fds: tuple[int, ...] = ()  # inherited under the same numbers (secrets by descriptor)
 
 
 def _package_directory(name: str) -> str | None:
@@ -205,11 +211,13 @@ def worker_environment(environ: dict[str, str] | os._Environ[str]) -> dict[str, 
     return {k: v for k, v in environ.items() if k in ENVIRONMENT}
 
 
-def launch(io: IoMode, agent: dict[str, object] | None = None) -> tuple[Pipe, WorkerProcess]:
+def launch(io: IoMode, agent: dict[str, object] | None = None,
+           fds: tuple[int, ...] = ()) -> tuple[Pipe, WorkerProcess]:
     """Start a worker and return the parent's end of the pipe to it, and the process.
 
     With `agent` settings (address, idle), the worker becomes an agent that outlives this
-    process: it runs detached, with no output to this process's terminal.
+    process: it runs detached, with no output to this process's terminal. `fds` are
+    descriptors it inherits under the same numbers (POSIX only: secrets passed by descriptor).
     """
     with _state_lock:
         _state["started"] = True
@@ -225,8 +233,12 @@ def launch(io: IoMode, agent: dict[str, object] | None = None) -> tuple[Pipe, Wo
     settings: dict[str, Any] = {"path": list(_PATH), "parent_pid": os.getpid(), "io": io}
     if agent is not None:
         settings["agent"] = agent
+    if fds:
+        if sys.platform == "win32":
+            raise WorkerStartError("a secret passed by descriptor works on Linux and macOS only")
+        settings["secret_fds"] = list(fds)
     spec = Launch(command, worker_environment(os.environ), settings, io,
-                  detached=agent is not None and not agent.get("foreground"))
+                  detached=agent is not None and not agent.get("foreground"), fds=fds)
     if sys.platform == "win32":
         from snworker.spawn import _win32 as platform_launch
     else:

@@ -75,7 +75,7 @@ def launch(spec: Launch) -> tuple[Pipe, PosixWorker]:
     parent_end, child_end = multiprocess.Pipe(duplex=True)
     death_r, death_w = os.pipe()
     sentinel_r, sentinel_w = os.pipe()
-    passed = (child_end.fileno(), death_r, sentinel_w)
+    passed = (child_end.fileno(), death_r, sentinel_w, *spec.fds)
     settings = dict(spec.settings, pipe=child_end.fileno(), death=death_r)
     try:
         quiet = subprocess.DEVNULL if spec.detached else None

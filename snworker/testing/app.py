@@ -36,7 +36,8 @@ if TYPE_CHECKING:
 logger = logging.getLogger(__name__)
 
 SECRET_PARAMETERS: Final = frozenset(
-    {"code", "code_verifier", "refresh_token", "access_token", "token", "client_secret", "password"}
+    {"code", "code_verifier", "refresh_token", "access_token", "token", "client_secret", "password",
+     "assertion"}
 )
 MASKED: Final = "***"
 CONTROL_PREFIX: Final = "/_stub/"
@@ -268,7 +269,8 @@ class StubApplication:
                 self.state.now(),
                 client_credentials=client,
                 sign_in=self.state.store.authenticate,
-                service_user=self.state.user_sys_id,
+                service_user=self.state.application_user(),
+                find_user=self.state.store.find_user,
             )
         response = json_response(body, status)
         response.headers["Cache-Control"] = "no-store"

@@ -11,7 +11,7 @@ from collections.abc import Mapping, Sequence
 from typing import Any, Literal, cast
 
 ConsentMode = Literal["ask", "allow", "deny"]
-AuthMethod = Literal["code", "basic", "password", "client_credentials"]
+AuthMethod = Literal["code", "basic", "password", "client_credentials", "jwt"]
 
 
 class StubControls(ABC):

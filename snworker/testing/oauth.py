@@ -3,7 +3,9 @@
 Protocol only: the HTTP side (`app.py`) turns the outcomes here into pages, redirects and JSON.
 The caller holds the state lock around every method. Besides the authorization-code flow (with
 PKCE) and its refresh grant, the password and client-credentials grants answer when the stub is
-told to accept them, for clients registered with a secret.
+told to accept them, for clients registered with a secret, and the JWT bearer grant for assertions
+signed with a key of the JWT verifier map (`assertions.py`). The unattended grants issue no
+refresh token, and each setup mistake is refused with its own error (`platform.py`).
 """
 
 from __future__ import annotations
@@ -17,6 +19,7 @@ from typing import Literal
 from urllib.parse import urlencode, urlsplit
 
 from snworker.testing import platform
+from snworker.testing.assertions import AssertionChecker, Refused
 
 ConsentMode = Literal["ask", "allow", "deny"]
 TokenAnswer = tuple[int, dict[str, object]]
@@ -129,16 +132,19 @@ class AuthorizationServer:
         consent: ConsentMode,
         strict_redirect: bool,
         methods: tuple[str, ...] = platform.DEFAULT_AUTH,
+        assertions: AssertionChecker | None = None,
     ) -> None:
         self.access_lifespan = access_lifespan
         self.refresh_lifespan = refresh_lifespan
         self.consent: ConsentMode = consent
         self.strict_redirect = strict_redirect
         self.methods = methods
+        self.assertions = assertions if assertions is not None else AssertionChecker()
         self.clients: dict[str, Client] = {}
         # The grants this stub accepts; the authorization-code ones always, as before any other.
+        accepted = {platform.GRANT_OF_METHOD.get(m, m) for m in methods}
         self.grant_counts: dict[str, int] = dict.fromkeys(
-            [g for g in platform.GRANT_TYPES if g in (*methods, "authorization_code",
+            [g for g in platform.GRANT_TYPES if g in (*accepted, "authorization_code",
                                                         "refresh_token")], 0)
         self.issued_secrets: list[str] = []
         self._received: set[str] = set()
@@ -227,7 +233,8 @@ class AuthorizationServer:
         now: float,
         client_credentials: tuple[str, str] | None = None,
         sign_in: Callable[[str, str], str | None] = lambda user, password: None,
-        service_user: str = "",
+        service_user: str | None = "",
+        find_user: Callable[[str, str], str | None] = lambda field, value: None,
     ) -> TokenAnswer:
         """Answer a token request.
 
@@ -235,7 +242,10 @@ class AuthorizationServer:
             form: the form body; None when the body was not form-urlencoded.
             client_credentials: client id and secret from a Basic `Authorization` header.
             sign_in: the sys_id of the user with a user name and password, or None.
-            service_user: the user a client-credentials token acts for.
+            service_user: the user a client-credentials token acts for (the OAuth Application
+                User); None when none is named.
+            find_user: the sys_id of the active user whose field has a value, or None (the
+                JWT bearer grant's subject).
         """
         if form is None:
             return self._refused()
@@ -244,13 +254,22 @@ class AuthorizationServer:
             return self._exchange_code(form, now)
         if grant_type == "refresh_token":
             return self._refresh(form, client_credentials, now)
-        if grant_type in ("password", "client_credentials") and grant_type in self.methods:
+        if grant_type == "client_credentials":
+            if "client_credentials" not in self.methods:
+                return self._named_refusal("grant_disabled")
+            client = self._confidential_client(form, client_credentials)
+            if client is None:
+                return self._named_refusal("invalid_client")
+            if not service_user:
+                return self._named_refusal("no_application_user")
+            return self._grant(client.client_id, service_user, "client_credentials", now,
+                               refresh=False)
+        if grant_type == platform.JWT_BEARER_GRANT and "jwt" in self.methods:
+            return self._jwt_bearer(form, client_credentials, now, find_user)
+        if grant_type == "password" and grant_type in self.methods:
             client = self._confidential_client(form, client_credentials)
             if client is None:
                 return self._refused()
-            if grant_type == "client_credentials":
-                return self._grant(client.client_id, service_user, "client_credentials", now,
-                                   refresh=False)
             password = form.get("password", "")
             self.received(password)
             user = sign_in(form.get("username", ""), password)
@@ -258,6 +277,31 @@ class AuthorizationServer:
                 return self._refused()
             return self._grant(client.client_id, user, "password", now)
         return self._refused()
+
+    def _jwt_bearer(
+        self, form: Mapping[str, str], credentials: tuple[str, str] | None, now: float,
+        find_user: Callable[[str, str], str | None],
+    ) -> TokenAnswer:
+        """The JWT bearer grant: the client's secret (unless it is public), then the assertion."""
+        client_id = credentials[0] if credentials else form.get("client_id", "")
+        registered = self.clients.get(client_id)
+        if registered is None:
+            return self._named_refusal("invalid_client")
+        if registered.client_secret:
+            client = self._confidential_client(form, credentials)
+            if client is None:
+                return self._named_refusal("invalid_client")
+        assertion = form.get("assertion", "")
+        self.received(assertion)  # a bearer credential until it expires
+        outcome = self.assertions.check(assertion, client_id, now, find_user)
+        if isinstance(outcome, Refused):
+            return self._named_refusal(outcome.reason)
+        return self._grant(client_id, outcome, "jwt_bearer", now, refresh=False)
+
+    @staticmethod
+    def _named_refusal(reason: str) -> TokenAnswer:
+        error, description = platform.UNATTENDED_REFUSALS[reason]
+        return platform.TOKEN_FAILURE_STATUS, {"error": error, "error_description": description}
 
     def _confidential_client(
         self, form: Mapping[str, str], credentials: tuple[str, str] | None

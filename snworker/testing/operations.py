@@ -35,6 +35,7 @@ def config(state: StubState) -> dict[str, object]:
     """The settings the stub was started with (the client secret left out)."""
     settings = state.config.to_json()
     settings["client_secret"] = None
+    settings["jwt_verifiers"] = dict.fromkeys(state.config.jwt_verifiers, "")  # kids only
     return settings
 
 

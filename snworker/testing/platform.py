@@ -42,12 +42,41 @@ LOOPBACK_HOSTS: Final = frozenset({"127.0.0.1", "localhost", "[::1]", "::1"})
 # "password" and "client_credentials" are those grants on the token endpoint, for a client
 # registered with a secret. Choice: only "code" unless a stub is told otherwise, so an
 # application built for the authorization-code flow sees no other way in.
-AUTH_METHODS: Final = ("code", "basic", "password", "client_credentials")
+AUTH_METHODS: Final = ("code", "basic", "password", "client_credentials", "jwt")
 DEFAULT_AUTH: Final = ("code",)
 # Choice: the password grant issues a refresh token and the client-credentials grant does not
 # (RFC 6749 4.4.3); a client-credentials token acts for the signed-in (admin) user, as an
 # OAuth entity's "OAuth Application User" would.
-GRANT_TYPES: Final = ("authorization_code", "refresh_token", "password", "client_credentials")
+GRANT_TYPES: Final = ("authorization_code", "refresh_token", "password", "client_credentials",
+                       "jwt_bearer")
+# The grant counted for each sign-in method of the token endpoint.
+GRANT_OF_METHOD: Final = {"code": "authorization_code", "password": "password",
+                          "client_credentials": "client_credentials", "jwt": "jwt_bearer"}
+JWT_BEARER_GRANT: Final = "urn:ietf:params:oauth:grant-type:jwt-bearer"
+# The client-credentials grant is off unless this property is true; in the stub, "client_
+# credentials" among the sign-in methods is the property set.
+CLIENT_CREDENTIALS_PROPERTY: Final = "glide.oauth.inbound.client.credential.grant_type.enabled"
+# Documented: JWT assertions are signed RS256-512 or ES256-512 with a verifier map entry's
+# certificate, or HS256-512 with its shared key (Zurich on); the entity's user field is one of:
+JWT_USER_FIELDS: Final = ("user_name", "email", "sys_id")
+JWT_ALGORITHMS: Final = ("RS256", "RS384", "RS512", "ES256", "ES384", "ES512", "HS256", "HS384",
+                         "HS512")
+# Choice: the platform's texts for these refusals are not pinned down. Each is a 401 with
+# {"error": ..., "error_description": ...}; the descriptions name the setting at fault.
+UNATTENDED_REFUSALS: Final = {
+    "grant_disabled": ("unsupported_grant_type",
+                       "The client_credentials grant type is not enabled on this instance "
+                       f"({CLIENT_CREDENTIALS_PROPERTY} is false)"),
+    "no_application_user": ("invalid_client",
+                            "No OAuth Application User is configured for this OAuth application"),
+    "unknown_key": ("invalid_grant", "No JWT verifier map entry has this kid"),
+    "unknown_subject": ("invalid_grant", "The JWT subject matches no user"),
+    "bad_signature": ("invalid_grant", "The JWT signature does not verify"),
+    "assertion_expired": ("invalid_grant", "The JWT has expired"),
+    "assertion_replayed": ("invalid_grant", "The JWT id (jti) was already used"),
+    "malformed": ("invalid_grant", "The assertion is not a valid JWT"),
+    "invalid_client": ("invalid_client", "Client authentication failed"),
+}
 # Choice: every seed user signs in with this password (Basic auth, password grant).
 SEED_PASSWORD: Final = "snworker-stub"
 

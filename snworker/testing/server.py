@@ -16,7 +16,7 @@ import socket
 import subprocess
 import sys
 import threading
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from types import TracebackType
 from typing import TYPE_CHECKING, Any, NoReturn
 
@@ -147,9 +147,17 @@ class StubServiceNow(StubControls):
         seed: load the deterministic seed data.
         auth: how clients may sign in: any of "code" (the authorization-code flow, the only
             one by default), "basic" (Basic auth with a user's name and password), "password"
-            and "client_credentials" (those grants, for a client with a secret).
+            and "client_credentials" (those grants, for a client with a secret; without
+            "client_credentials" that grant is refused as with its system property off), "jwt"
+            (the JWT bearer grant, against `jwt_verifiers`).
         client_secret: the secret of the `client_id` application (for the password grants).
         threads: the most requests served at once; handler threads start as requests need them.
+        application_user: the user_name of the OAuth Application User that client-credentials
+            tokens act for; None: none is named, and the grant is refused as the platform does.
+        jwt_verifiers: the JWT verifier map: key id -> PEM certificate or public key (RS*,
+            ES*), or shared key (HS*), for the "jwt" (JWT bearer) sign-in method.
+        jwt_user_field: the sys_user field an assertion's `sub` names: user_name, email or
+            sys_id.
     """
 
     def __init__(
@@ -168,6 +176,9 @@ class StubServiceNow(StubControls):
         auth: Sequence[AuthMethod] = ("code",),
         client_secret: str | None = None,
         threads: int = DEFAULT_THREADS,
+        application_user: str | None = "admin",
+        jwt_verifiers: Mapping[str, str] | None = None,
+        jwt_user_field: str = "user_name",
     ) -> None:
         self.config = StubConfig(
             host=host,
@@ -184,6 +195,9 @@ class StubServiceNow(StubControls):
             auth=tuple(auth),
             client_secret=client_secret,
             threads=threads,
+            application_user=application_user,
+            jwt_verifiers=dict(jwt_verifiers or {}),
+            jwt_user_field=jwt_user_field,
         )
         self.client_id = client_id
         self.redirect_uri = redirect_uri

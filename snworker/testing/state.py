@@ -14,6 +14,7 @@ from dataclasses import asdict, dataclass, field
 from typing import TYPE_CHECKING, Any, Final
 
 from snworker.testing import platform
+from snworker.testing.assertions import AssertionChecker
 from snworker.testing.faults import FaultPlan
 from snworker.testing.oauth import AuthorizationServer, Client, ConsentMode
 from snworker.testing.schema import Schema
@@ -47,6 +48,9 @@ class StubConfig:
     auth: tuple[str, ...] = platform.DEFAULT_AUTH
     client_secret: str | None = field(default=None, repr=False)
     threads: int = DEFAULT_THREADS
+    application_user: str | None = platform.SIGNED_IN_USER_NAME
+    jwt_verifiers: Mapping[str, str] = field(default_factory=dict, repr=False)
+    jwt_user_field: str = "user_name"
 
     def __post_init__(self) -> None:
         if self.consent not in CONSENT_MODES:
@@ -58,10 +62,18 @@ class StubConfig:
         object.__setattr__(self, "auth", methods)
         if isinstance(self.threads, bool) or not isinstance(self.threads, int) or self.threads < 1:
             raise ValueError(f"threads must be a positive number, not {self.threads!r}")
+        if self.jwt_user_field not in platform.JWT_USER_FIELDS:
+            raise ValueError(f"jwt_user_field must be one of {platform.JWT_USER_FIELDS}")
+        verifiers = dict(self.jwt_verifiers)
+        if not all(isinstance(k, str) and isinstance(v, str) for k, v in verifiers.items()):
+            raise ValueError("jwt_verifiers maps key ids to PEM keys or shared keys (strings)")
+        object.__setattr__(self, "jwt_verifiers", verifiers)
 
     def to_json(self) -> dict[str, Any]:
         """The settings as JSON values (to start the same stub in another process)."""
-        return asdict(self)
+        settings = asdict(self)
+        settings["jwt_verifiers"] = dict(self.jwt_verifiers)
+        return settings
 
 
 class ControlError(ValueError):
@@ -88,6 +100,7 @@ class StubState:
             consent=config.consent,
             strict_redirect=config.strict_redirect,
             methods=config.auth,
+            assertions=AssertionChecker(dict(config.jwt_verifiers), config.jwt_user_field),
         )
         self.oauth.register_client(
             Client(
@@ -110,6 +123,11 @@ class StubState:
     def now(self) -> float:
         """The stub's clock: wall time moved on by every `advance()`."""
         return time.time() + self.clock_offset
+
+    def application_user(self) -> str | None:
+        """The sys_id of the OAuth Application User client-credentials tokens act for."""
+        name = self.config.application_user
+        return self.store.find_user("user_name", name) if name else None
 
     def caller(self, user_sys_id: str | None = None) -> Caller:
         """A caller acting as the user (the signed-in user by default), now."""

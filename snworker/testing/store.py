@@ -219,6 +219,19 @@ class RecordStore:
         """The user_name of a user, or "" for none."""
         return self.records.get(user_sys_id, {}).get("user_name", "")
 
+    def find_user(self, field: str, value: str) -> str | None:
+        """The sys_id of the active user whose `field` is `value` (case-insensitive), or None."""
+        users = self.schema.family("sys_user") if self.schema.knows("sys_user") else frozenset()
+        for record in self.records.values():
+            if (
+                record["sys_class_name"] in users
+                and value
+                and record.get(field, "").casefold() == value.casefold()
+                and record.get("active") == "true"
+            ):
+                return record["sys_id"]
+        return None
+
     def authenticate(self, user_name: str, password: str) -> str | None:
         """The sys_id of the active user with this user name and password, or None."""
         users = self.schema.family("sys_user") if self.schema.knows("sys_user") else frozenset()

@@ -22,7 +22,8 @@ from snworker.worker import harden
 
 def main(settings: dict[str, Any]) -> None:
     """Harden, start afresh where the OS allows it, then serve the parent until it is done."""
-    close = [] if sys.platform == "win32" else [int(settings["pipe"]), int(settings["death"])]
+    close = [] if sys.platform == "win32" else [int(settings["pipe"]), int(settings["death"]),
+                                                *map(int, settings.get("secret_fds", ()))]
     agent = settings.get("agent")
     try:
         report = harden.apply()
@@ -30,10 +31,14 @@ def main(settings: dict[str, Any]) -> None:
         report += harden.start_fresh(int(settings["parent_pid"]), close,
                                      follow_parent=agent is None)
         pipe = open_pipe(settings)
+        from snworker.worker import secrets
+
+        secrets.PASSED_FDS = frozenset(int(fd) for fd in settings.get("secret_fds", ()))
         if agent is not None:
             from snworker.worker.agent import run  # only now: nothing of it runs before hardening
 
-            run(report, pipe, str(agent["address"]), float(agent["idle"]), _on_sigterm)
+            run(report, pipe, str(agent["address"]), float(agent["idle"]), _on_sigterm,
+                agent.get("allow"))
             os._exit(0)
     except harden.Refused as refusal:
         _refuse(settings, str(refusal))

@@ -36,6 +36,7 @@ from snworker.messages import (
 )
 from snworker.pipes import Pipe
 from snworker.policy import RetryPolicy
+from snworker.worker.access import AccessPolicy
 from snworker.worker.authorize import TokenEndpoint, run_flow
 from snworker.worker.failures import (
     ApiFailure,
@@ -54,6 +55,7 @@ from snworker.worker.transport import (
     error_from_response,
     response_headers,
 )
+from snworker.worker.unattended import UnattendedGrant
 
 logger = logging.getLogger("snworker.worker")
 
@@ -88,6 +90,8 @@ class Worker:
         self._origin: tuple[str, str] | None = None  # (instance, client id), once connected
         self._user: dict[str, str] | None = None
         self._policy = RetryPolicy()
+        self._access = AccessPolicy(None)
+        self._unattended: UnattendedGrant | None = None
         self._ready = threading.Event()
         self._done = threading.Event()
         self._orphaned = threading.Lock()
@@ -103,10 +107,12 @@ class Worker:
             self._done.wait()
         finally:
             self._wipe("the connection is closed")
+            self._forget_secrets()
 
-    def add_peer(self, pipe: Pipe, name: str) -> Peer:
-        """Start answering on `pipe`."""
+    def add_peer(self, pipe: Pipe, name: str, own_user: bool = True) -> Peer:
+        """Start answering on `pipe` (`own_user`: False for another user's process)."""
         peer = Peer(pipe, self, name)
+        peer.own_user = own_user
         with self._peers_lock:
             self._peers.add(peer)
         peer.start()
@@ -181,6 +187,8 @@ class Worker:
                 self._install_logging(message.log_level)
                 logger.debug("snworker worker: process %d, sys.path %s", os.getpid(), sys.path)
                 self._policy = RetryPolicy.from_wire(message.policy)
+                # Fixed by the first consent: a later Connect cannot lift it.
+                self._access = AccessPolicy.from_wire(message.access)
                 _check_connect(message)
                 self._transport = Transport(message.instance_url, self._policy, message.proxy,
                                             message.ca_bundle)
@@ -191,15 +199,21 @@ class Worker:
                 _check_connect(message)
             transport, endpoint = self._transport, self._endpoint
             assert endpoint is not None
-            grant = run_flow(
-                transport, endpoint, message.client_id, message.redirect_uris,
-                tuple(message.scopes), message.authorization_timeout,
-                lambda url: peer.send(OpenBrowser(message.id, url)), self._connect_cancel,
-                self._redactor,
-            )
+            if message.grant:
+                unattended = self._unattended_grant(message)
+                grant = unattended.run(self._connect_cancel)
+            else:
+                unattended = None
+                grant = run_flow(
+                    transport, endpoint, message.client_id, message.redirect_uris,
+                    tuple(message.scopes), message.authorization_timeout,
+                    lambda url: peer.send(OpenBrowser(message.id, url)), self._connect_cancel,
+                    self._redactor,
+                )
             tokens = self._tokens
             if tokens is None:
-                tokens = TokenStore(endpoint.refresh, self._policy.refresh_margin)
+                tokens = TokenStore(endpoint.refresh, self._policy.refresh_margin,
+                                    renew=unattended.renew if unattended else None)
                 tokens.install(grant)
                 self._tokens = tokens
             else:
@@ -217,6 +231,17 @@ class Worker:
             self._ready.set()
             logger.info("snworker worker: hardening %s", _describe(self._hardening))
         self._finish_consent(peer, message, failure)
+
+    def _unattended_grant(self, message: Connect) -> UnattendedGrant:
+        """The grant `message` names, its secrets read now; the same one for a reconnect."""
+        if self._unattended is None:
+            assert self._transport is not None
+            if not isinstance(message.grant, tuple):
+                raise InvalidRequest("a malformed grant")
+            self._unattended = UnattendedGrant(message.grant, self._transport,
+                                               message.client_id, message.request_timeout,
+                                               self._redactor)
+        return self._unattended
 
     def _finish_consent(self, peer: Peer, message: Connect, failure: Failure | None) -> None:
         # Done before the answer goes out: whoever reads it may ask for another consent at once.
@@ -246,7 +271,8 @@ class Worker:
     def _current_user(self, timeout: float) -> dict[str, str] | None:
         request = Request(0, "GET", _CURRENT_USER_PATH, _CURRENT_USER_QUERY, (), False, timeout)
         try:
-            result = self._execute(request, threading.Event())
+            # The worker's own read of its user, not the parent's: outside the access policy.
+            result = self._execute(request, threading.Event(), internal=True)
         except TokenExpired:
             raise
         except Failure as exc:
@@ -266,27 +292,34 @@ class Worker:
 
     # --- requests -------------------------------------------------------------------------
 
-    def _execute(self, request: Request, cancelled: threading.Event) -> Result:
+    def _execute(self, request: Request, cancelled: threading.Event,
+                 internal: bool = False) -> Result:
         transport, tokens = self._transport, self._tokens
         if transport is None or tokens is None:
             raise Failure("the worker is not connected")
         checked = transport.check(request)
+        if not internal:
+            self._access.check(checked.method, checked.url, checked.body)
         method = checked.method
         started = time.monotonic()
         deadline = started + min(checked.timeout, transport.policy.total_timeout)
 
         def attempt(remaining: float) -> Answer:
-            return transport.classify(method, self._send_authorized(checked, tokens, remaining))
+            answer = self._send_authorized(checked, tokens, remaining)
+            return transport.classify(method, answer) if checked.retry else answer
 
+        # Without `retry` the caller's client retries as it sees fit (a requests Retry, say):
+        # the worker makes one attempt, so retries never stack. Renewing the token after a 401
+        # and sending once more is not a retry the caller could make, and stays.
         response = transport.call(attempt, deadline, cancelled,
-                                  resend_on_error=method in IDEMPOTENT)
+                                  resend_on_error=method in IDEMPOTENT, retry=checked.retry)
         body = self._redactor.body(response.body)
         headers = self._redactor.pairs(response_headers(response))
         status = response.status
         if logger.isEnabledFor(logging.DEBUG):
             logger.debug("%s %s -> %d, %d bytes in %.1f ms", method, request.path.split("?")[0],
                          status, len(body), (time.monotonic() - started) * 1000)
-        if status >= 400:
+        if status >= 400 and checked.raise_for_status:
             raise error_from_response(status, body, headers)
         return Result(request.id, status, headers, body)
 
@@ -320,6 +353,7 @@ class Worker:
         timeout = message.timeout if isinstance(message.timeout, int | float) else 5.0
         self._revoke(max(0.1, min(timeout, 30.0)))
         self._wipe("the connection is closed")
+        self._forget_secrets()
         if self._transport is not None:
             self._transport.close()
         self._done.set()
@@ -333,9 +367,12 @@ class Worker:
         self._protocol_violation(error)
 
     def _revoke(self, timeout: float) -> None:
-        """Revoke the last refresh token held, refused or not, within `timeout` seconds."""
+        """Revoke the last refresh token held, refused or not, within `timeout` seconds (an
+        unattended grant has none: its access token)."""
         tokens, endpoint = self._tokens, self._endpoint
         refresh_token = tokens.last_refresh_token if tokens is not None else None
+        if refresh_token is None and self._unattended is not None and tokens is not None:
+            refresh_token = tokens.access_token_held
         if refresh_token is None or endpoint is None:
             return
         revoked = endpoint.revoke(refresh_token, timeout)
@@ -359,6 +396,11 @@ class Worker:
     def _wipe(self, reason: str) -> None:
         if self._tokens is not None:
             self._tokens.expire(reason)
+
+    def _forget_secrets(self) -> None:
+        """The worker is done: overwrite the secrets the unattended grant read."""
+        if self._unattended is not None:
+            self._unattended.wipe()
 
     # --- sending --------------------------------------------------------------------------
 

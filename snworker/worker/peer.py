@@ -85,6 +85,7 @@ class Peer:
         self.closed = threading.Event()
         self.disconnecting = threading.Event()
         self.attached = False  # it asked to use the connection (a Connect), not just a command
+        self.own_user = True  # False: a process of a user a service agent allows
 
     def start(self) -> None:
         """Start reading."""

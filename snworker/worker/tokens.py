@@ -57,8 +57,11 @@ class TokenStore:
     """Holds the current grant; any number of threads may ask for a usable access token."""
 
     def __init__(self, refresher: Refresher, refresh_margin: float,
-                 clock: Callable[[], float] = time.monotonic) -> None:
+                 clock: Callable[[], float] = time.monotonic,
+                 renew: Callable[[], TokenGrant] | None = None) -> None:
         self._refresher = refresher
+        # An unattended grant has no refresh token: it renews by running the grant again.
+        self._renew = renew
         self._margin = refresh_margin
         self._clock = clock
         self._lock = threading.Lock()
@@ -107,6 +110,12 @@ class TokenStore:
             return None if self._grant is None else self._grant.expires_at - self._clock()
 
     @property
+    def access_token_held(self) -> str | None:
+        """The current access token, without renewing it; None once the grant is wiped."""
+        with self._lock:
+            return None if self._grant is None else self._grant.access_token
+
+    @property
     def last_refresh_token(self) -> str | None:
         """The last refresh token held, wiped or not: what disconnect() revokes."""
         with self._lock:
@@ -146,9 +155,12 @@ class TokenStore:
             return flight.result().access_token
         # Only the leader talks to the token endpoint; the others wait on its future.
         try:
-            if refresh_token is None:
+            if self._renew is not None:
+                fresh = self._renew()
+            elif refresh_token is None:
                 raise TokenExpired("the access token expired and the grant has no refresh token")
-            fresh = self._refresher(refresh_token)
+            else:
+                fresh = self._refresher(refresh_token)
             if fresh.refresh_token is None:
                 fresh.refresh_token = refresh_token  # no rotation: keep the one we have
         except TokenExpired as exc:

@@ -59,6 +59,8 @@ class Checked:
     headers: dict[str, str]
     body: bytes | None
     timeout: float
+    raise_for_status: bool = True  # False: a 4xx/5xx is an answer like any other
+    retry: bool = True  # False: one attempt; the caller retries as it sees fit
 
 
 @dataclass(frozen=True, slots=True)
@@ -188,7 +190,10 @@ class Transport:
         timeout = request.timeout
         if not isinstance(timeout, int | float) or not math.isfinite(timeout) or timeout <= 0:
             raise InvalidRequest("timeout must be a positive number of seconds")
-        return Checked(method, url, dict(headers.values()), body, float(timeout))
+        if type(request.raise_for_status) is not bool or type(request.retry) is not bool:
+            raise InvalidRequest("raise_for_status and retry must be booleans")
+        return Checked(method, url, dict(headers.values()), body, float(timeout),
+                       request.raise_for_status, request.retry)
 
     # --- sending -------------------------------------------------------------------------
 
@@ -257,18 +262,22 @@ class Transport:
         return response
 
     def call(self, attempt: Callable[[float], Answer], deadline: float,
-             cancelled: threading.Event, resend_on_error: bool) -> Answer:
+             cancelled: threading.Event, resend_on_error: bool, retry: bool = True) -> Answer:
         """Run `attempt(remaining seconds)` under the policy; map `requests` errors to ours.
 
         `attempt` raises Transient for an answer worth another try. A transport error is retried
         when `resend_on_error`, or when the request surely never left this machine. The retry
         loop is built only after a first failure, which it then replays as its first attempt.
+        Without `retry`, the first attempt's outcome is final.
         """
         tries = _Tries(attempt, deadline, resend_on_error)
         try:
             return tries.once()
-        except Transient:
-            pass
+        except Transient as exc:
+            if not retry:
+                if exc.response is not None:
+                    return exc.response
+                raise _transport_failure(exc.error or Exception()) from None
         except _DeadlinePassed:
             raise _deadline_failure(None) from None
         except requests.RequestException as exc:

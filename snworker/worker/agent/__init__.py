@@ -16,6 +16,7 @@ directory is removed (the end of the user's login session, for $XDG_RUNTIME_DIR)
 
 from __future__ import annotations
 
+import dataclasses
 import json
 import logging
 import os
@@ -44,8 +45,9 @@ class Listener(Protocol):
 
     address: str
 
-    def accept(self) -> tuple[Pipe, str] | None:
-        """The next client of this user, or None for one that was refused; OSError once closed."""
+    def accept(self) -> tuple[Pipe, str, bool] | None:
+        """The next client this agent serves, and whether it runs as the agent's own user; None
+        for one that was refused; OSError once closed."""
         ...
 
     def gone(self) -> bool:
@@ -57,13 +59,23 @@ class Listener(Protocol):
         ...
 
 
-def listen(address: str) -> Listener:
-    """Listen on `address` so that only this user's processes get in."""
+def listen(address: str, allow: dict[str, list[int]] | None = None) -> Listener:
+    """Listen on `address` so that only this user's processes get in, and the `allow`ed
+    users' and groups' (POSIX: {"users": [uid...], "groups": [gid...]})."""
     if sys.platform == "win32":
-        from snworker.worker.agent._win32 import listen as listen_here
+        if allow:
+            from snworker.worker.harden import Refused
+
+            raise Refused("a Windows agent serves its own user only")
+        from snworker.worker.agent._win32 import listen as listen_win32
+
+        return listen_win32(address)
     else:
-        from snworker.worker.agent._posix import listen as listen_here
-    return listen_here(address)
+        from snworker.worker.agent._posix import listen as listen_posix
+
+        allowed = allow or {}
+        return listen_posix(address, [int(u) for u in allowed.get("users", ())],
+                            [int(g) for g in allowed.get("groups", ())])
 
 
 class AgentWorker(Worker):
@@ -90,6 +102,7 @@ class AgentWorker(Worker):
         logger.info("snworker agent: stopping (%s)", self._stop_reason)
         self._revoke(_REVOKE_AT_STOP)
         self._wipe("the agent stopped")
+        self._forget_secrets()
         listener.close()
         for peer in self.peers():
             self.drop_peer(peer)
@@ -109,9 +122,9 @@ class AgentWorker(Worker):
             except OSError:
                 return
             if accepted is not None:
-                pipe, who = accepted
+                pipe, who, own = accepted
                 self._clients_seen += 1
-                self.add_peer(pipe, f"client-{self._clients_seen}")
+                self.add_peer(pipe, f"client-{self._clients_seen}", own_user=own)
                 logger.debug("snworker agent: %s attached", who)
 
     def _watch(self, listener: Listener) -> None:
@@ -170,10 +183,8 @@ class AgentWorker(Worker):
             if settings is None:
                 self._settings = settings = message
             self._consent_owner = (peer, message.id)
-            super().connect(peer, Connect(
-                message.id, settings.instance_url, settings.client_id, settings.redirect_uris,
-                settings.scopes, settings.authorization_timeout, settings.request_timeout,
-                settings.policy, settings.log_level, settings.proxy, settings.ca_bundle))
+            # The agent's own settings, grant and access policy: a client changes none of them.
+            super().connect(peer, dataclasses.replace(settings, id=message.id))
 
     def carry_out(self, peer: Peer, request: Request, cancelled: threading.Event) -> None:
         """A peer that sends requests uses the connection: it counts as a client."""
@@ -201,6 +212,9 @@ class AgentWorker(Worker):
         if message.command == "status":
             peer.send(Result(message.id, 200, (("Content-Type", "application/json"),),
                              json.dumps(self.status()).encode()))
+        elif message.command == "stop" and not peer.own_user:
+            self._reply_failure(peer, message.id, InvalidRequest(
+                "only the agent's own user may stop it"))
         elif message.command == "stop":
             peer.send(Result(message.id, 200, (), None))
             self.stop("asked to")
@@ -226,6 +240,8 @@ class AgentWorker(Worker):
             "idle_left": None if clients else
             round(max(0.0, self._idle - (time.monotonic() - self._idle_since))),
             "hardening": dict(self._hardening),
+            "unattended": self._unattended is not None,
+            "policy": self._access.describe(),
         }
 
     def disconnect(self, peer: Peer, message: Disconnect) -> None:
@@ -244,9 +260,10 @@ class AgentWorker(Worker):
 
 
 def run(hardening: Report, starter: Pipe, address: str, idle: float,
-        on_signal: Callable[[Callable[[], None]], None]) -> None:
+        on_signal: Callable[[Callable[[], None]], None],
+        allow: dict[str, list[int]] | None = None) -> None:
     """Listen on `address`, then serve as an agent; `on_signal` wires SIGTERM to a stop."""
-    listener = listen(address)
+    listener = listen(address, allow)
     agent = AgentWorker(hardening, idle)
     on_signal(lambda: agent.stop("SIGTERM"))
     agent.serve_agent(starter, listener)

@@ -1,7 +1,10 @@
 """The agent's socket on Linux and macOS: a Unix socket, mode 0600, in a 0700 directory.
 
 Every client is checked to be the agent's own user (SO_PEERCRED on Linux, getpeereid
-elsewhere) before anything it sends is read, whatever the file modes say.
+elsewhere) before anything it sends is read, whatever the file modes say. An agent run as a
+service also serves the users and groups it was told to allow: its directory then lets others
+reach the socket (0750 and the group's, when one group is all it serves; else 0711: others may
+pass, not list), and the peer check alone decides who is served.
 """
 
 from __future__ import annotations
@@ -14,10 +17,11 @@ import logging
 import os
 import socket
 import stat
+from collections.abc import Collection
 
 from snworker.pipes import Pipe
 from snworker.pipes.fd import FdPipe
-from snworker.pipes.unix import peer_uid
+from snworker.pipes.unix import peer_credentials
 from snworker.worker.harden import Refused
 
 logger = logging.getLogger("snworker.worker")
@@ -26,27 +30,45 @@ logger = logging.getLogger("snworker.worker")
 class UnixListener:
     """A listening Unix socket that lets in this user's processes only."""
 
-    def __init__(self, address: str, sock: socket.socket) -> None:
+    def __init__(self, address: str, sock: socket.socket, users: Collection[int] = (),
+                 groups: Collection[int] = ()) -> None:
         self.address = address
         self._sock = sock
+        self._users = frozenset(users)
+        self._groups = frozenset(groups)
         info = os.stat(address)
         self._identity = (info.st_dev, info.st_ino)
 
-    def accept(self) -> tuple[Pipe, str] | None:
-        """The next client of this user; None (and the connection closed) for anyone else."""
+    def accept(self) -> tuple[Pipe, str, bool] | None:
+        """The next client this agent serves, and whether it is of the agent's own user; None
+        (and the connection closed) for anyone else."""
         conn, _ = self._sock.accept()
         try:
-            uid = peer_uid(conn)
+            uid, gid = peer_credentials(conn)
         except OSError as exc:
             logger.warning("snworker agent: refused a client whose user is unknown (%s)", exc)
             conn.close()
             return None
-        if uid != os.getuid():
+        own = uid == os.getuid()
+        if not own and uid not in self._users and not self._in_allowed_group(uid, gid):
             logger.warning("snworker agent: refused a client of user %d", uid)
             conn.close()
             return None
         conn.setblocking(True)
-        return FdPipe(conn.detach()), f"a process of user {uid}"
+        return FdPipe(conn.detach()), f"a process of user {uid}", own
+
+    def _in_allowed_group(self, uid: int, gid: int) -> bool:
+        if not self._groups:
+            return False
+        if gid in self._groups:
+            return True
+        import pwd
+
+        try:
+            name = pwd.getpwuid(uid).pw_name
+            return not self._groups.isdisjoint(os.getgrouplist(name, gid))
+        except (KeyError, OSError):
+            return False
 
     def gone(self) -> bool:
         """True when the socket file was removed or replaced."""
@@ -66,13 +88,28 @@ class UnixListener:
         self._sock.close()
 
 
-def listen(address: str) -> UnixListener:
-    """Listen on `address`, creating its directory private to this user."""
+def listen(address: str, users: Collection[int] = (),
+           groups: Collection[int] = ()) -> UnixListener:
+    """Listen on `address`, creating its directory private to this user (and open to the
+    allowed `users` and `groups`, as little as they need)."""
     directory = os.path.dirname(address)
     os.makedirs(directory, mode=0o700, exist_ok=True)
     info = os.lstat(directory)
-    if (not stat.S_ISDIR(info.st_mode) or info.st_uid != os.getuid()
-            or info.st_mode & 0o077):
+    if not stat.S_ISDIR(info.st_mode) or info.st_uid != os.getuid():
+        raise Refused(f"{directory} must be a directory of this user")
+    shared = bool(users or groups)
+    # Only the group: the directory and socket are the group's. Anyone else: others may pass
+    # through the directory (not list it) and connect; the peer check refuses who is not allowed.
+    group = next(iter(groups)) if len(groups) == 1 and not users else None
+    if shared:
+        os.chmod(directory, 0o750 if group is not None else 0o711)
+        if group is not None:
+            try:
+                os.chown(directory, -1, group)
+            except OSError as exc:
+                raise Refused(f"cannot give {directory} to group {group} ({exc.strerror}): the "
+                              "agent's user must be a member of it") from None
+    elif info.st_mode & 0o077:
         raise Refused(f"{directory} must be a directory of this user that only it can open "
                       "(mode 0700)")
     if os.path.lexists(address):
@@ -92,5 +129,9 @@ def listen(address: str) -> UnixListener:
         sock.bind(address)
     finally:
         os.umask(previous)
+    if shared:
+        if group is not None:
+            os.chown(address, -1, group)
+        os.chmod(address, 0o660 if group is not None else 0o666)
     sock.listen(64)
-    return UnixListener(address, sock)
+    return UnixListener(address, sock, users, groups)

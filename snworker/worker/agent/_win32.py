@@ -55,7 +55,7 @@ class PipeListener:
             _winapi.PIPE_UNLIMITED_INSTANCES, _BUFFER, _BUFFER, _winapi.NMPWAIT_WAIT_FOREVER,
             ctypes.addressof(self._attributes))
 
-    def accept(self) -> tuple[Pipe, str] | None:
+    def accept(self) -> tuple[Pipe, str, bool] | None:
         """The next client of this user; None (and the instance closed) for anyone else."""
         if self._closed:
             raise OSError("the listener is closed")
@@ -79,7 +79,7 @@ class PipeListener:
             logger.warning("snworker agent: refused a client whose user is unknown (%s)", exc)
             _winapi.CloseHandle(handle)
             return None
-        return ConnPipe(PipeConnection(handle)), f"process {pid.value}"
+        return ConnPipe(PipeConnection(handle)), f"process {pid.value}", True
 
     def gone(self) -> bool:
         """A named pipe cannot be removed from under its server."""
