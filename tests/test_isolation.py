@@ -358,7 +358,9 @@ def test_an_embeddable_python_whose_pth_imports_site_is_reported(tmp_path):
     # worker's check sees it and names the file.
     here = Path(sys.executable).parent
     copy = tmp_path / "python"
-    shutil.copytree(here, copy, ignore=shutil.ignore_patterns("Lib", "__pycache__", "*._pth"))
+    # copyfile, not copy2: Wine has no CopyFile2, which copy2 calls on Windows.
+    shutil.copytree(here, copy, ignore=shutil.ignore_patterns("Lib", "__pycache__", "*._pth"),
+                    copy_function=shutil.copyfile)
     pth = path_file()
     assert pth is not None
     (copy / pth.name).write_text("\n".join([*pth.read_text().split(), "import site"]) + "\n")
