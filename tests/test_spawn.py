@@ -64,8 +64,9 @@ def test_the_worker_executable_can_be_set_before_the_first_worker_only(tmp_path)
 
 def test_a_vendored_snworker_runs_its_worker_from_where_it_is(tmp_path):
     vendor = tmp_path / "vendor"
+    # copyfile, not copy2: Wine has no CopyFile2, which copy2 calls on Windows.
     shutil.copytree(ROOT / "snworker", vendor / "snworker",
-                    ignore=shutil.ignore_patterns("__pycache__"))
+                    ignore=shutil.ignore_patterns("__pycache__"), copy_function=shutil.copyfile)
     with StubServiceNow() as sn:
         result = run("""
             import logging, sys
