@@ -2,10 +2,12 @@
 
 from __future__ import annotations
 
+import os
 import socket
 import sys
 import threading
 from collections.abc import Callable, Iterator
+from pathlib import Path
 from typing import Any
 from urllib.parse import parse_qs, urlsplit
 
@@ -16,6 +18,13 @@ from snworker.testing import StubServiceNow, approve
 from snworker.testing.platform import SEED_PASSWORD
 
 ADMIN = ("admin", SEED_PASSWORD)  # the seed's administrator, for stubs that take basic auth
+
+
+def agent_address(directory: Path) -> str:
+    """A fresh agent address: a socket in `directory`, or a named pipe on Windows."""
+    if sys.platform == "win32":
+        return rf"\\.\pipe\snworker-test-{os.getpid()}-{directory.name}"
+    return str(directory / "agent.sock")
 
 
 def browser_command(action: str = "approve") -> str:

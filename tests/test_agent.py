@@ -21,6 +21,7 @@ import pytest
 import snworker
 from snworker import agent as agents
 from snworker.testing import RemoteStub, StubServiceNow, approve
+from tests.conftest import agent_address
 from tests.processes import kill, process_gone
 
 # Agents listen on a Unix socket on POSIX, on a named pipe on Windows: most tests hold for both.
@@ -40,7 +41,7 @@ def sn() -> Iterator[StubServiceNow]:
 def address_in(tmp_path: Path) -> str:
     """A fresh agent address: a socket under `tmp_path`, or a named pipe on Windows."""
     if sys.platform == "win32":
-        return rf"\\.\pipe\snworker-test-{os.getpid()}-{tmp_path.name}"
+        return agent_address(tmp_path)
     return str(tmp_path / "agent" / "agent.sock")
 
 

@@ -266,7 +266,8 @@ def test_a_browser_left_open_does_not_hold_stdout(stub: Stub, tmp_path: Path) ->
 def test_version(env: dict[str, str]) -> None:
     for args in (["--version"], ["request", "--version"]):
         run = snworker_cli(*args, env=env)
-        assert (run.status, run.stdout.decode()) == (0, f"snworker {snworker.__version__}\n")
+        printed = run.stdout.decode().replace("\r\n", "\n")  # a text line, on any OS
+        assert (run.status, printed) == (0, f"snworker {snworker.__version__}\n")
 
 
 # --- failures: one line on stderr and the documented exit status ----------------------------

@@ -36,8 +36,11 @@ APP = textwrap.dedent("""
     import psutil
     worker = psutil.Process(conn.worker_pid)
     pids = [p.pid for p in psutil.Process().children(recursive=True)]
-    report = {"app": os.getpid(), "worker": conn.worker_pid, "workers": pids,
-              "environ": worker.environ(), "cmdline": worker.cmdline(), "cwd": worker.cwd()}
+    report = {"app": os.getpid(), "worker": conn.worker_pid, "workers": pids}
+    try:
+        report.update(environ=worker.environ(), cmdline=worker.cmdline(), cwd=worker.cwd())
+    except psutil.AccessDenied:  # Windows: the worker's DACL keeps this process out
+        report.update(environ=None, cmdline=None, cwd=None)
     conn.disconnect()
     print(json.dumps(report), flush=True)
 """)
@@ -69,6 +72,20 @@ def sn():
         yield stub
 
 
+# The worker's DACL keeps every other process, the application too, from reading its environment
+# and command line on Windows; test_windows checks the DACL.
+reads_the_workers_environment = pytest.mark.skipif(
+    sys.platform == "win32", reason="the worker's DACL keeps its environment unreadable")
+
+
+def path_file() -> Path | None:
+    """The `._pth` file beside this interpreter (an embeddable Windows Python), if any."""
+    return next(iter(sorted(Path(sys.executable).parent.glob("*._pth"))), None)
+
+
+@reads_the_workers_environment
+@pytest.mark.skipif(path_file() is not None,
+                    reason="an embeddable Python's ._pth file ignores PYTHONPATH: no live vector")
 def test_a_sitecustomize_on_pythonpath_never_runs_in_the_worker(sn, tmp_path):
     marker = tmp_path / "marker"
     (tmp_path / "sitecustomize.py").write_text(marker_code(marker))
@@ -102,6 +119,7 @@ def test_a_patched_entry_point_never_runs_in_the_worker(sn, tmp_path):
     assert pids_in(marker) == {report["app"]}
 
 
+@pytest.mark.skipif(sys.platform == "win32", reason="a POSIX shell script as the interpreter")
 def test_multiprocess_set_executable_is_not_the_workers_interpreter(sn, tmp_path):
     marker = tmp_path / "marker"
     fake = tmp_path / "python"
@@ -135,6 +153,7 @@ def test_ld_preload_never_reaches_the_worker(sn, tmp_path):
     assert "LD_PRELOAD" not in report["environ"]
 
 
+@reads_the_workers_environment
 def test_the_worker_gets_an_allow_listed_environment_and_an_isolated_interpreter(sn, tmp_path):
     planted = {
         "SSLKEYLOGFILE": str(tmp_path / "keys"), "REQUESTS_CA_BUNDLE": str(tmp_path / "ca.pem"),
@@ -312,11 +331,6 @@ CHECK = textwrap.dedent("""
 """)
 
 
-def path_file() -> Path | None:
-    """The `._pth` file beside this interpreter (an embeddable Windows Python), if any."""
-    return next(iter(sorted(Path(sys.executable).parent.glob("*._pth"))), None)
-
-
 def check_start(python: str, *flags: str) -> str:
     from snworker.spawn import worker_path
 
@@ -330,9 +344,11 @@ def check_start(python: str, *flags: str) -> str:
 
 def test_the_check_sees_an_interpreter_that_did_not_start_isolated():
     report = check_start(sys.executable)  # no -I -S
-    assert "not started isolated (-I)" in report
-    if path_file() is None:  # an embeddable Python's ._pth decides about site whatever -S says
-        assert "site was imported" in report
+    pth = path_file()
+    if pth is None:
+        assert "not started isolated (-I)" in report and "site was imported" in report
+    else:  # a ._pth file makes the start isolated, and decides about site whatever -S says
+        assert report.startswith(f"overridden by {pth}: sys.path also has "), report
 
 
 def test_the_worker_reports_whether_its_isolated_start_took_effect(sn):

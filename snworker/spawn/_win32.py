@@ -4,7 +4,7 @@ The pipe is a `multiprocess` named-pipe connection: after the worker is created,
 duplicated into the worker, and so is a handle on this process that the worker's watchdog
 waits on. When this process ends, however it ends, the watchdog revokes the grant (within a
 second) and exits, and a thread-pool timer armed at that moment ends the worker a little later
-whatever its Python code is doing (see `snworker.worker.harden._win32.end_within`).
+whatever its Python code is doing (`end_within` in the worker's Windows hardening).
 
 There is no kill-on-close job: Windows would end the worker the moment this process ends,
 before it could revoke, since a process in a job can neither delay nor see
