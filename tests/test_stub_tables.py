@@ -192,7 +192,7 @@ def test_unknown_table_is_refused(client: Client) -> None:
 
 def test_a_parent_table_lists_its_extensions(sn: StubServiceNow, client: Client) -> None:
     classes = {r["sys_class_name"] for r in client.result("/api/now/table/task")}
-    assert classes == {"task", "incident", "problem", "change_request", "sc_request",
+    assert classes == {"task", "incident", "problem", "change_request", "change_task", "sc_request",
                        "sc_req_item", "sn_customerservice_case", "sn_bom_financial_service"}
     cases = client.result("/api/now/table/sn_customerservice_case")
     assert {r["sys_class_name"] for r in cases} == {"sn_customerservice_case",
@@ -423,14 +423,20 @@ def test_a_new_incident_gets_the_platform_defaults(sn: StubServiceNow, client: C
     assert record["opened_at"] == record["sys_created_on"]
     assert record["number"] == record["task_effective_number"] == "INC0010031"
     assert record["caller_id"] == record["closed_at"] == record["comments"] == ""
+    assert (record["incident_state"], record["notify"], record["sys_domain"],
+            record["sys_domain_path"]) == ("1", "1", "global", "/")
+    assert record["business_service"] == record["service_offering"] == ""
     active = client.result("/api/now/table/incident", sysparm_query="active=true^state=1",
                            sysparm_fields="sys_id")
     assert {"sys_id": record["sys_id"]} in active
+    resolved = patched(client, "incident", record["sys_id"], {"state": "6"})
+    assert resolved["incident_state"] == "6"  # it follows state, as the platform keeps them
 
 
 @pytest.mark.parametrize(("table", "number"), [
     ("task", "TASK0010004"), ("incident", "INC0010031"), ("problem", "PRB0040005"),
-    ("change_request", "CHG0030005"), ("sc_request", "REQ0010003"),
+    ("change_request", "CHG0030006"), ("change_task", "CTASK0010005"),
+    ("kb_knowledge", "KB0010008"), ("sc_request", "REQ0010003"),
     ("sc_req_item", "RITM0010005"), ("sn_customerservice_case", "CS0001007"),
     ("sn_bom_financial_service", "FSC0001006"), ("customer_account", "ACC0000004"),
 ])

@@ -179,6 +179,7 @@ def insert(state: StubState, table: str, record: Mapping[str, object]) -> dict[s
             )
     else:
         store.schema.widen(table, record)
+        store.describe(table, state.caller())
     stored = dict(store.insert(table, record, state.caller()))
     for name in store.schema.table(table).hidden:
         stored[name] = ""
@@ -220,12 +221,13 @@ def define_table(
             data[key] = value
     if number_prefix is not None:
         data["number"] = {"prefix": number_prefix, "start": 1}
-    schema = state.store.schema
+    store = state.store
+    schema = store.schema
     try:
         definition = definition_from_data(data)
         if definition.extends is not None and not schema.knows(definition.extends):
             raise DefinitionError(f"{name}: no table {definition.extends!r} to extend")
-        schema.define(definition)
+        store.define(definition, state.caller())
     except DefinitionError as error:
         raise ControlError(str(error)) from error
     return list(schema.table(name).column_names)
@@ -243,13 +245,33 @@ def define_transform(
     """An import set staging table whose rows a field map writes into `target_table`."""
     transform = Transform.build(state.store.schema, staging_table, target_table, field_map,
                                 coalesce, name)
+    state.store.describe(staging_table, state.caller())
     state.transforms[staging_table] = transform
 
 
 @_operation
-def reset(state: StubState) -> None:
-    """Back to a fresh stub: seed data, tables, no tokens, faults, routes; clock as built."""
+def reset(state: StubState, keep_grant: bool = False) -> None:
+    """Back to a fresh stub: seed data, tables, no tokens, faults, routes; clock as built.
+
+    With `keep_grant`, the grant `keep_grant()` chose is then taken back as this fresh stub's
+    one consent: unrevoked, its latest access token valid for the whole lifespan.
+    """
+    kept = state.kept_grant
+    if kept is not None:
+        kept = state.oauth.kept_as_now(kept)  # it may have been refreshed since
     state._start_fresh()
+    state.kept_grant = kept
+    if keep_grant and kept is not None:
+        state.oauth.readmit(kept, state.now())
+
+
+@_operation
+def keep_grant(state: StubState) -> None:
+    """The newest grant is the one `reset(keep_grant=True)` takes back from now on."""
+    kept = state.oauth.newest_grant()
+    if kept is None:
+        raise ControlError("no grant to keep: nobody has consented since the last reset")
+    state.kept_grant = kept
 
 
 @_operation

@@ -13,12 +13,13 @@ import itertools
 import json
 import signal
 import socket
+import ssl
 import subprocess
 import sys
 import threading
 from collections.abc import Mapping, Sequence
 from types import TracebackType
-from typing import TYPE_CHECKING, Any, NoReturn
+from typing import TYPE_CHECKING, Any, Literal, NoReturn
 
 import waitress
 from waitress import wasyncore
@@ -31,6 +32,7 @@ from snworker.testing.oauth import ConsentMode
 from snworker.testing.remote import RemoteStub
 from snworker.testing.scripted_api import Handler
 from snworker.testing.state import DEFAULT_THREADS, StubConfig, StubState
+from snworker.testing.tls import LocalAuthority, TlsFront
 
 if TYPE_CHECKING:
     from _typeshed.wsgi import WSGIEnvironment
@@ -68,14 +70,45 @@ class OnDemandDispatcher(ThreadedTaskDispatcher):  # type: ignore[misc]
             self.queue_cv.notify()
 
 
-class StubServer:
-    """A waitress server for one application, run by a background thread."""
+class PlainHttpChannel(HTTPChannel):  # type: ignore[misc]
+    """Waitress's channel, answering a TLS handshake at once instead of waiting for a line.
 
-    def __init__(self, state: StubState) -> None:
+    A client that takes the stub's http:// URL for https:// sends a TLS ClientHello, which holds
+    no line end: waitress would wait for the rest of a request line until the client's deadline,
+    and the client would report a timeout. Like nginx and Apache, the stub answers a plain 400 at
+    once; the client's TLS layer then names the real cause (the server does not speak TLS).
+    """
+
+    _spoken = False
+
+    def received(self, data: bytes) -> bool:
+        first, self._spoken = not self._spoken, True
+        if first and data[:1] == _TLS_HANDSHAKE_RECORD:
+            self.write_soon(_NOT_TLS_ANSWER)
+            self.close_when_flushed = True
+            return False
+        return bool(super().received(data))
+
+
+_TLS_HANDSHAKE_RECORD = b"\x16"
+_NOT_TLS_BODY = b"This stub speaks plain HTTP: use its http:// URL.\n"
+_NOT_TLS_ANSWER = (b"HTTP/1.1 400 Bad Request\r\nContent-Type: text/plain\r\nConnection: close\r\n"
+                   b"Content-Length: %d\r\n\r\n%s" % (len(_NOT_TLS_BODY), _NOT_TLS_BODY))
+
+
+class StubServer:
+    """A waitress server for one application, run by a background thread.
+
+    With a TLS context, clients connect to a `TlsFront` on the configured port, which relays
+    to the waitress server on a free loopback port.
+    """
+
+    def __init__(self, state: StubState, tls: ssl.SSLContext | None = None) -> None:
         self._server: Any = waitress.create_server(
             StubApplication(state, self._drop),
             host=state.config.host,
-            port=state.config.port,
+            port=0 if tls is not None else state.config.port,
+            url_scheme="https" if tls is not None else "http",
             _dispatcher=OnDemandDispatcher(state.config.threads),
             connection_limit=200,
             channel_timeout=120,
@@ -85,7 +118,17 @@ class StubServer:
             clear_untrusted_proxy_headers=False,
             ident="ServiceNow",
         )
+        self._server.channel_class = PlainHttpChannel
         self.port: int = int(self._server.effective_port)
+        self._front: TlsFront | None = None
+        if tls is not None:
+            try:
+                self._front = TlsFront(tls, state.config.host, state.config.port,
+                                       (str(self._server.effective_host), self.port))
+            except BaseException:
+                self._server.close()
+                raise
+            self.port = self._front.port
         self._thread = threading.Thread(
             target=self._server.run, name=f"stub-servicenow-{self.port}", daemon=True
         )
@@ -93,11 +136,15 @@ class StubServer:
     def start(self) -> None:
         """Serve; the socket already listens, so clients may connect at once."""
         self._thread.start()
+        if self._front is not None:
+            self._front.start()
 
     def stop(self) -> None:
         """Close the listening socket and every connection, then the worker threads."""
         server = self._server
         trigger = server.trigger
+        if self._front is not None:
+            self._front.stop(STOP_TIMEOUT)
 
         def close_connections() -> None:
             # Runs on the loop thread: the socket map is only safe to change there.
@@ -158,6 +205,12 @@ class StubServiceNow(StubControls):
             ES*), or shared key (HS*), for the "jwt" (JWT bearer) sign-in method.
         jwt_user_field: the sys_user field an assertion's `sub` names: user_name, email or
             sys_id.
+        queries: "strict" refuses a query naming a field the table lacks or a term the stub
+            does not implement (400); "lenient" ignores such terms, as the platform does an
+            unknown field.
+        tls: serve https with a certificate from a local certificate authority (`ca_file`).
+        users: (user name, password) pairs: users who sign in with that password (a seed
+            user's password is replaced), there again after `reset()`.
     """
 
     def __init__(
@@ -179,6 +232,9 @@ class StubServiceNow(StubControls):
         application_user: str | None = "admin",
         jwt_verifiers: Mapping[str, str] | None = None,
         jwt_user_field: str = "user_name",
+        queries: Literal["strict", "lenient"] = "strict",
+        tls: bool = False,
+        users: Sequence[tuple[str, str]] = (),
     ) -> None:
         self.config = StubConfig(
             host=host,
@@ -198,11 +254,20 @@ class StubServiceNow(StubControls):
             application_user=application_user,
             jwt_verifiers=dict(jwt_verifiers or {}),
             jwt_user_field=jwt_user_field,
+            queries=queries,
+            tls=tls,
+            users=tuple((name, password) for name, password in users),
         )
         self.client_id = client_id
         self.redirect_uri = redirect_uri
+        self._authority = LocalAuthority() if tls else None
         self._state = StubState(self.config)
         self._server: StubServer | None = None
+
+    @property
+    def ca_file(self) -> str | None:
+        """With `tls=True`, the PEM file of the certificate authority to trust; else None."""
+        return None if self._authority is None else self._authority.ca_file
 
     def route(
         self, path: str, handler: Handler, methods: Sequence[str] = ("GET",)
@@ -222,17 +287,19 @@ class StubServiceNow(StubControls):
 
     @property
     def url(self) -> str:
-        """The instance URL, `http://127.0.0.1:<port>`."""
+        """The instance URL, `http://127.0.0.1:<port>` (`https://` with `tls=True`)."""
         if self._server is None:
             raise RuntimeError("the stub is not started")
         host = self.config.host
         host = f"[{host}]" if ":" in host else host
-        return f"http://{host}:{self._server.port}"
+        scheme = "https" if self._authority is not None else "http"
+        return f"{scheme}://{host}:{self._server.port}"
 
     def start(self) -> StubServiceNow:
         """Listen and serve; returns once clients can connect."""
         if self._server is None:
-            server = StubServer(self._state)
+            context = None if self._authority is None else self._authority.context
+            server = StubServer(self._state, context)
             server.start()
             self._server = server
         return self
@@ -258,13 +325,44 @@ class StubServiceNow(StubControls):
         self.stop()
 
     @classmethod
-    def start_process(cls, **settings: Any) -> RemoteStub:
+    def start_process(
+        cls,
+        *,
+        host: str = "127.0.0.1",
+        port: int = 0,
+        client_id: str = "snworker-test",
+        redirect_uri: str = "http://127.0.0.1:0/callback",
+        app_name: str = "snworker test app",
+        access_lifespan: float = 1800,
+        refresh_lifespan: float = 8_640_000,
+        pkce_required: bool = True,
+        consent: ConsentMode = "ask",
+        strict_redirect: bool = False,
+        seed: bool = True,
+        auth: Sequence[AuthMethod] = ("code",),
+        client_secret: str | None = None,
+        threads: int = DEFAULT_THREADS,
+        application_user: str | None = "admin",
+        jwt_verifiers: Mapping[str, str] | None = None,
+        jwt_user_field: str = "user_name",
+        queries: Literal["strict", "lenient"] = "strict",
+        tls: bool = False,
+        users: Sequence[tuple[str, str]] = (),
+    ) -> RemoteStub:
         """Start the same stub in a child process; returns once it serves.
 
-        Takes the constructor's keyword arguments. The child exits when the returned
+        Takes the constructor's arguments, as keywords. The child exits when the returned
         `RemoteStub` is closed, or when this process dies.
         """
-        config = StubConfig(**settings)
+        config = StubConfig(
+            host=host, port=port, client_id=client_id, redirect_uri=redirect_uri,
+            app_name=app_name, access_lifespan=access_lifespan,
+            refresh_lifespan=refresh_lifespan, pkce_required=pkce_required, consent=consent,
+            strict_redirect=strict_redirect, seed=seed, auth=tuple(auth),
+            client_secret=client_secret, threads=threads, application_user=application_user,
+            jwt_verifiers=dict(jwt_verifiers or {}), jwt_user_field=jwt_user_field,
+            queries=queries, tls=tls, users=tuple((name, password) for name, password in users),
+        )
         process = subprocess.Popen(
             [
                 sys.executable,
@@ -278,8 +376,8 @@ class StubServiceNow(StubControls):
             stdout=subprocess.PIPE,
         )
         try:
-            url = _read_ready_line(process, PROCESS_START_TIMEOUT)["url"]
-            return RemoteStub(url, process)
+            ready = _read_ready_line(process, PROCESS_START_TIMEOUT)
+            return RemoteStub(ready["url"], process, ca_file=ready.get("ca_file"))
         except BaseException:
             process.kill()
             process.wait()
@@ -305,10 +403,11 @@ def _read_ready_line(process: subprocess.Popen[bytes], timeout: float) -> dict[s
 
 
 def _ready_line(stub: StubServiceNow) -> str:
-    return (
+    line = (
         f"{READY_PREFIX}url={stub.url} client_id={stub.client_id}"
         f" redirect_uri={stub.redirect_uri}"
     )
+    return line if stub.ca_file is None else f"{line} ca_file={stub.ca_file}"
 
 
 def _serve(stub: StubServiceNow, exit_with_stdin: bool) -> None:
@@ -332,10 +431,14 @@ def _serve(stub: StubServiceNow, exit_with_stdin: bool) -> None:
 
 
 def run_foreground(
-    host: str = "127.0.0.1", port: int = 0, client_id: str = "snworker-test"
+    host: str = "127.0.0.1", port: int = 0, client_id: str = "snworker-test", **settings: Any
 ) -> None:
-    """Serve a stub in the foreground until Ctrl-C; the first line printed gives its URL."""
-    _serve(StubServiceNow(host=host, port=port, client_id=client_id), exit_with_stdin=False)
+    """Serve a stub in the foreground until Ctrl-C; the first line printed gives its URL.
+
+    `settings` are the constructor's other keyword arguments.
+    """
+    _serve(StubServiceNow(host=host, port=port, client_id=client_id, **settings),
+           exit_with_stdin=False)
 
 
 def main(argv: Sequence[str] | None = None) -> None:
