@@ -17,6 +17,7 @@ import ssl
 import subprocess
 import sys
 import threading
+import time
 from collections.abc import Mapping, Sequence
 from types import TracebackType
 from typing import TYPE_CHECKING, Any, Literal, NoReturn
@@ -40,6 +41,7 @@ if TYPE_CHECKING:
 # Bodies up to this size stay in memory instead of being spooled to a temporary file.
 MEMORY_BUFFER = 64 * 1024 * 1024
 STOP_TIMEOUT = 5.0
+CONNECTION_LIMIT = 500
 PROCESS_START_TIMEOUT = 20.0
 READY_PREFIX = "snworker stub: "
 
@@ -105,12 +107,13 @@ class StubServer:
 
     def __init__(self, state: StubState, tls: ssl.SSLContext | None = None) -> None:
         self._server: Any = waitress.create_server(
-            StubApplication(state, self._drop),
+            StubApplication(state, self._drop, self._client_gone),
             host=state.config.host,
             port=0 if tls is not None else state.config.port,
             url_scheme="https" if tls is not None else "http",
             _dispatcher=OnDemandDispatcher(state.config.threads),
-            connection_limit=200,
+            # Room for a few hundred clients at once (keep-alive holds their connections).
+            connection_limit=CONNECTION_LIMIT,
             channel_timeout=120,
             asyncore_use_poll=True,
             inbuf_overflow=MEMORY_BUFFER,
@@ -166,14 +169,52 @@ class StubServer:
 
     def _drop(self, environ: WSGIEnvironment) -> NoReturn:
         """Close the client's connection without an answer."""
-        peer = (environ.get("REMOTE_ADDR"), int(environ.get("REMOTE_PORT") or 0))
-        for channel in list(self._server._map.values()):
-            if isinstance(channel, HTTPChannel) and tuple(channel.addr[:2]) == peer:
-                try:
-                    channel.socket.shutdown(socket.SHUT_RDWR)
-                except OSError:
-                    pass
+        channel = self._channel_of(environ)
+        if channel is not None:
+            try:
+                channel.socket.shutdown(socket.SHUT_RDWR)
+            except OSError:
+                pass
         raise ClientDisconnected
+
+    def _client_gone(self, environ: WSGIEnvironment, seconds: float) -> bool:
+        """Wait `seconds`; True as soon as the client closes the connection the request came on.
+
+        While a request is served, waitress reads nothing more from its connection, so the
+        end of the client's stream waits there to be seen: one wait on the socket, no polling.
+        """
+        end = time.monotonic() + seconds
+        channel = self._channel_of(environ)
+        if channel is None:
+            time.sleep(seconds)
+            return False
+        sock = channel.socket
+        try:
+            with selectors.DefaultSelector() as selector:
+                selector.register(sock, selectors.EVENT_READ)
+                while (left := end - time.monotonic()) > 0:
+                    if not selector.select(left):
+                        return False
+                    if not sock.recv(1, socket.MSG_PEEK):
+                        return True
+                    time.sleep(left)  # the next request, pipelined: it waits its turn
+                    return False
+        except (OSError, ValueError):
+            return True
+        return False
+
+    def _channel_of(self, environ: WSGIEnvironment) -> Any:
+        peer = (environ.get("REMOTE_ADDR"), int(environ.get("REMOTE_PORT") or 0))
+        for _ in range(3):  # the loop thread may change the map while it is read
+            try:
+                channels = list(self._server._map.values())
+            except RuntimeError:
+                continue
+            for channel in channels:
+                if isinstance(channel, HTTPChannel) and tuple(channel.addr[:2]) == peer:
+                    return channel
+            return None
+        return None
 
 
 class StubServiceNow(StubControls):
