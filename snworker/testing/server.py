@@ -11,6 +11,7 @@ from __future__ import annotations
 import argparse
 import itertools
 import json
+import selectors
 import signal
 import socket
 import ssl
