@@ -22,6 +22,8 @@ def _under_wine() -> bool:
 
 
 UNDER_WINE = _under_wine()
+# What cryptography (and so trustme, the stub's TLS authority and JWT keys) and mypy meet there.
+NO_CRYPTOGRAPHY = "bcryptprimitives.dll is missing, which cryptography's Rust extension loads"
 
 
 def wine_limit(reason: str) -> pytest.MarkDecorator:

@@ -22,7 +22,7 @@ import pytest
 from snworker import agent as agents
 from snworker.testing import StubServiceNow, approve
 from tests.conftest import agent_address, browser_command
-from tests.processes import UNDER_WINE
+from tests.processes import NO_CRYPTOGRAPHY, UNDER_WINE
 
 ROOT = Path(__file__).resolve().parent.parent
 SKIP = re.compile(r"<!-- README test: not run \((.*)\) -->")
@@ -122,9 +122,8 @@ def for_the_stub(code: str, stub: object) -> str:
 def test_a_readme_example_runs(line, code, skip, instance, tmp_path):
     if skip:
         pytest.skip(f"{line}: {skip}")
-    if UNDER_WINE and "key.pem" in code:
-        pytest.skip("Wine limit: bcryptprimitives.dll is missing, which cryptography's Rust "
-                    "extension loads (the example's key.pem cannot be made)")
+    if UNDER_WINE and ("key.pem" in code or "tls=True" in code):
+        pytest.skip(f"Wine limit: {NO_CRYPTOGRAPHY} (the example's key or TLS authority)")
     stub, agent = instance
     for name, content in SECRET_FILES.items():
         (tmp_path / name).write_bytes(content)

@@ -25,12 +25,11 @@ import requests
 
 import snworker
 from snworker.testing import StubServiceNow, platform
-from tests.processes import UNDER_WINE, linux_only
+from tests.processes import NO_CRYPTOGRAPHY, UNDER_WINE, linux_only
 
 pytest.importorskip("cryptography")
 if UNDER_WINE:
-    pytest.skip("Wine limit: bcryptprimitives.dll is missing, which cryptography's Rust "
-                "extension loads", allow_module_level=True)
+    pytest.skip(f"Wine limit: {NO_CRYPTOGRAPHY}", allow_module_level=True)
 
 from cryptography.hazmat.primitives import serialization
 from cryptography.hazmat.primitives.asymmetric import ec, rsa
