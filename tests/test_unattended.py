@@ -430,12 +430,31 @@ def test_a_systemd_credential(cc_stub, tmp_path, monkeypatch):
 
 
 @pytest.mark.timeout(60)
-def test_the_keyring_without_a_desktop_session_is_named(cc_stub):
+def test_a_keyring_entry(cc_stub, tmp_path, monkeypatch):
+    # A keyring backend that needs no desktop session (a file): the worker reads the entry
+    # with the keyring package, as it reads the desktop's keyring on a desktop.
+    keyring = pytest.importorskip("keyring")
+    pytest.importorskip("keyrings.alt")
+    monkeypatch.setenv("HOME", str(tmp_path))  # the worker's keyring configuration is here
+    configuration = tmp_path / ".config" / "python_keyring"
+    configuration.mkdir(parents=True)
+    (configuration / "keyringrc.cfg").write_text(
+        "[backend]\ndefault-keyring=keyrings.alt.file.PlaintextKeyring\n")
+    from keyrings.alt.file import PlaintextKeyring
+
+    backend = PlaintextKeyring()
+    backend.file_path = str(tmp_path / ".local" / "share" / "python_keyring" /
+                            "keyring_pass.cfg")
+    keyring.set_keyring(backend)
+    keyring.set_password("snworker-test", "svc", CLIENT_SECRET)
     grant = snworker.ClientCredentials(secret=snworker.Secret.keyring("snworker-test", "svc"))
+    with connect(cc_stub, grant) as conn:
+        assert conn.execute_api_request(INCIDENTS, params={"sysparm_limit": 1}).status == 200
+    missing = snworker.ClientCredentials(secret=snworker.Secret.keyring("snworker-test", "x"))
     with pytest.raises(snworker.AuthorizationError) as caught:
-        connect(cc_stub, grant)
+        connect(cc_stub, missing)
     assert caught.value.reason == "secret_unreadable"
-    assert "keyring" in str(caught.value)
+    assert "keyring has no entry" in str(caught.value)
 
 
 # --- the application's memory ----------------------------------------------------------------
