@@ -273,6 +273,11 @@ def rows(results: Results) -> list[Row]:
         fresh = stub["fresh_per_test"]
         add("  stub per test: fresh vs shared§", f"reset {_ms(fresh['reference'])}",
             f"start+stop {_ms(fresh['snworker'])}", f"{fresh['latency_ratio']:.2f}")
+        fixture = stub.get("connection_per_test")
+        if fixture is not None:
+            add("  servicenow_connection per test: new vs kept§",
+                f"kept {_ms(fixture['reference'])}", f"new {_ms(fixture['snworker'])}",
+                f"{fixture['latency_ratio']:.2f}")
     return table
 
 
@@ -347,7 +352,9 @@ def render(results: Results) -> str:
             "§ stub: in this process, both sides one request to a stub of its own; list: the"
             " Table API listing every column of 1,000 incidents, against the same bytes"
             " downloaded as an attachment of that stub; per test: a stub started, asked once"
-            " and stopped, against one shared stub reset and asked once"
+            " and stopped, against one shared stub reset and asked once; servicenow_connection:"
+            " a new connection (consent, GET, disconnect) per test, against the fixture's"
+            " connection kept across resets (reset, its check, GET)"
         )
     legend = [textwrap.fill(text, width=max(100, len(rule)), subsequent_indent="    ")
               for text in lines]

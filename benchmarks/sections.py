@@ -72,6 +72,8 @@ class Scale:
     # Section 9: lists of 1,000 records, and stubs started and stopped, per block and side.
     stub_list_per_block: int = 2
     stub_starts_per_block: int = 10
+    # and tests with the connection fixture, per block and side (a new connection is a consent)
+    fixture_tests_per_block: int = 2
 
 
 FULL = Scale(
@@ -86,6 +88,7 @@ FULL = Scale(
     redact_get_per_block={"small": 100, "1MB": 4},
     stub_list_per_block=10,
     stub_starts_per_block=50,
+    fixture_tests_per_block=6,
 )
 QUICK = Scale(
     blocks=4,

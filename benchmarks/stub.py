@@ -8,7 +8,11 @@ the stub's own work adds:
   downloaded as an attachment of the same stub: same socket, same authentication, no query,
   no rendering, no JSON;
 - a fresh stub per test (start, one request, stop) against one shared stub reset between tests
-  (`reset()`, one request), what the `servicenow` fixture does.
+  (`reset()`, one request), what the `servicenow` fixture does;
+- the `servicenow_connection` fixture per test: the session's connection kept across resets
+  (`reset(keep_grant=True)`, the fixture's check that the connection still works, one GET
+  through the worker) against a new connection per test (`reset()`, `connect()` with a consent
+  by the approve stand-in, one GET, `disconnect()`), what the fixture did before.
 """
 
 from __future__ import annotations
@@ -19,10 +23,12 @@ from typing import Any
 
 import requests
 
+import snworker
 from benchmarks import baseline
 from benchmarks.measure import Block, alternate, timed_loop
 from benchmarks.sections import Bench, comparison
-from snworker.testing import StubServiceNow
+from snworker.testing import StubServiceNow, approve
+from snworker.testing.plugin import SharedConnection
 
 LIST_RECORDS = 1000
 LIST_PATH = f"/api/now/table/incident?sysparm_limit={LIST_RECORDS}"
@@ -108,6 +114,47 @@ def _lifecycle_figures(bench: Bench) -> dict[str, Any]:
     return comparison(blocks_a, blocks_b)
 
 
+def _get_one(conn: snworker.ServiceNowConnection) -> None:
+    status = conn.execute_api_request(PROBE_PATH.split("?")[0], params={"sysparm_limit": 1}).status
+    if status != 200:
+        raise RuntimeError(f"the stub answered {status}, not 200")
+
+
+def _kept_connection_test(sn: StubServiceNow, shared: SharedConnection) -> None:
+    sn.reset(keep_grant=True)  # what servicenow_stub does for a test with the connection
+    _get_one(shared.for_test(sn))
+
+
+def _new_connection_test(sn: StubServiceNow) -> None:
+    sn.reset()
+    conn = snworker.connect(sn.url, sn.client_id, redirect_uri=sn.redirect_uri,
+                            open_browser=approve)
+    try:
+        _get_one(conn)
+    finally:
+        conn.disconnect()
+
+
+def _fixture_figures(bench: Bench) -> dict[str, Any]:
+    """A test with `servicenow_connection`: the kept connection against a new one per test."""
+    count = bench.scale.fixture_tests_per_block
+    with StubServiceNow() as sn:
+        shared = SharedConnection()
+        try:
+            reference: Callable[[], Block] = partial(
+                timed_loop, partial(_kept_connection_test, sn, shared), count)
+            ours: Callable[[], Block] = partial(
+                timed_loop, partial(_new_connection_test, sn), count)
+            reference()
+            ours()
+            blocks_a, blocks_b = alternate(bench.scale.blocks, reference, ours)
+        finally:
+            shared.close()
+    return comparison(blocks_a, blocks_b)
+
+
 def stub(bench: Bench) -> dict[str, Any]:
-    """Section 9: listing 1,000 records, and a fresh stub per test, each against its reference."""
-    return {"list_1000": _list_figures(bench), "fresh_per_test": _lifecycle_figures(bench)}
+    """Section 9: listing 1,000 records, a fresh stub per test, and the connection fixture's
+    cost per test, each against its reference."""
+    return {"list_1000": _list_figures(bench), "fresh_per_test": _lifecycle_figures(bench),
+            "connection_per_test": _fixture_figures(bench)}

@@ -19,7 +19,12 @@ from typing import NoReturn
 
 import snworker
 from snworker.cli_agent import NoAgentError, add_agent_commands
-from snworker.cli_arguments import UsageError, add_request_arguments, plan_request
+from snworker.cli_arguments import (
+    ENV_REDIRECT_URI,
+    UsageError,
+    add_request_arguments,
+    plan_request,
+)
 from snworker.cli_demo import run_demo
 from snworker.cli_request import PagingError, run_request
 
@@ -57,6 +62,8 @@ class _Parser(argparse.ArgumentParser):
     """An argument parser whose errors are one line, with exit status 2."""
 
     def error(self, message: str) -> NoReturn:
+        if message.endswith(("required: COMMAND", "required: ACTION")):
+            self.print_help(sys.stderr)  # a bare `snworker` (or `snworker agent`): what there is
         raise UsageError(f"{message} (see '{self.prog} --help')")
 
 
@@ -134,8 +141,18 @@ def _fail(exc: Exception, debug: bool) -> int:
     return status
 
 
+# Advice written for a program, and what a command-line user does instead.
+_COMMAND_LINE_WORDS = (
+    ("pass them all as redirect_uri=[...]",
+     f"give each with --redirect-uri (repeated), or all in ${ENV_REDIRECT_URI}, comma-separated"),
+    ("; call conn.reconnect()", "; run the command again to sign in again"),
+)
+
+
 def _one_line(exc: Exception) -> str:
     text = " ".join(str(exc).split())
+    for python, command_line in _COMMAND_LINE_WORDS:
+        text = text.replace(python, command_line)
     if isinstance(exc, snworker.ApiRequestError) and exc.detail:
         text += f" ({' '.join(exc.detail.split())})"
     if isinstance(exc, snworker.AuthorizationError):

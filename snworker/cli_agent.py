@@ -21,11 +21,20 @@ from typing import Any
 import snworker
 from snworker import agent as agents
 from snworker.channel import Channel
-from snworker.cli_arguments import ENV_AGENT, ENV_REDIRECT_URI, UsageError, duration, seconds
+from snworker.cli_arguments import (
+    ENV_AGENT,
+    ENV_CLIENT_ID,
+    ENV_INSTANCE,
+    UsageError,
+    add_redirect_uri_argument,
+    duration,
+    redirect_uris,
+    seconds,
+)
 from snworker.cli_grant import GrantUsageError, add_grant_arguments, grant_from_arguments
 from snworker.cli_request import stdout_kept_from_browsers
 from snworker.messages import Cancel
-from snworker.settings import DEFAULT_REDIRECT_URI, normalize_instance_url
+from snworker.settings import normalize_instance_url
 
 # An agent revokes its grant (5 s at most) before it exits.
 STOP_TIMEOUT = 15.0
@@ -48,12 +57,12 @@ def add_agent_commands(commands: Any, common: Callable[[argparse.ArgumentParser]
         "start", help="start an agent: consent once, then print its address for the shell",
         description="Start an agent and ask for consent once. Prints, as ssh-agent does, "
         f"'{ENV_AGENT}=...; export {ENV_AGENT};' for eval \"$(snworker agent start ...)\".")
-    start.add_argument("instance", metavar="INSTANCE",
-                       help="https://<name>.service-now.com or <name>")
-    start.add_argument("client_id", metavar="CLIENT_ID", help="the OAuth client id")
-    start.add_argument("--redirect-uri", action="append", metavar="URL",
-                       help="a registered loopback redirect URL (repeatable: the first free "
-                       f"port is used; default: ${ENV_REDIRECT_URI}, else {DEFAULT_REDIRECT_URI})")
+    start.add_argument("instance", metavar="INSTANCE", nargs="?",
+                       help="https://<name>.service-now.com, <name>.service-now.com or <name> "
+                       f"(default: ${ENV_INSTANCE})")
+    start.add_argument("client_id", metavar="CLIENT_ID", nargs="?",
+                       help=f"the OAuth client id (default: ${ENV_CLIENT_ID})")
+    add_redirect_uri_argument(start)
     start.add_argument("--idle", type=duration, default=agents.DEFAULT_IDLE, metavar="DURATION",
                        help="stop and revoke after this long with no client: 8h, 30m, 90s or "
                        "seconds (default 8h)")
@@ -93,10 +102,10 @@ def add_agent_commands(commands: Any, common: Callable[[argparse.ArgumentParser]
 
 
 def _start(args: argparse.Namespace) -> int:
-    instance = normalize_instance_url(args.instance)
+    instance = normalize_instance_url(_given(args.instance, ENV_INSTANCE, "instance"))
+    args.client_id = _given(args.client_id, ENV_CLIENT_ID, "client id")
     address = args.address or agents.default_address(instance, args.client_id)
-    redirect_uris = args.redirect_uri or [os.environ.get(ENV_REDIRECT_URI)
-                                          or DEFAULT_REDIRECT_URI]
+    uris = redirect_uris(args.redirect_uri, os.environ)
     if args.foreground:
         if not args.debug:
             snworker.enable_logging("INFO")  # before the start: the agent logs at this level
@@ -114,7 +123,7 @@ def _start(args: argparse.Namespace) -> int:
         policy = snworker.Policy(methods=("GET", "HEAD") if args.read_only else None,
                                  tables=tuple(args.table) or None, apis=tuple(args.api) or None)
     with stdout_kept_from_browsers():
-        info, channel = agents.start(instance, args.client_id, redirect_uri=redirect_uris,
+        info, channel = agents.start(instance, args.client_id, redirect_uri=uris,
                                      authorization_timeout=args.auth_timeout, idle=args.idle,
                                      address=address, foreground=args.foreground, grant=grant,
                                      policy=policy, allow_users=args.allow_user,
@@ -124,6 +133,14 @@ def _start(args: argparse.Namespace) -> int:
         channel.release()
         return 0
     return _follow(info, channel)
+
+
+def _given(value: str | None, variable: str, what: str) -> str:
+    """A positional argument, else its environment variable."""
+    value = value or os.environ.get(variable)
+    if not value:
+        raise UsageError(f"no {what}: give it as an argument or set {variable}")
+    return value
 
 
 def _serving(address: str, instance: str, client_id: str) -> agents.AgentInfo | None:

@@ -19,8 +19,9 @@ from dataclasses import dataclass
 from snworker import checks
 from snworker.agent import ENVIRONMENT
 from snworker.cli_grant import GrantUsageError, add_grant_arguments, grant_from_arguments
+from snworker.errors import InvalidRequestError
 from snworker.grants import Grant
-from snworker.settings import DEFAULT_REDIRECT_URI, normalize_instance_url
+from snworker.settings import DEFAULT_REDIRECT_URI, check_redirect_uri, normalize_instance_url
 
 ENV_AGENT = ENVIRONMENT
 ENV_INSTANCE = "SNWORKER_INSTANCE"
@@ -40,7 +41,7 @@ class RequestPlan:
     instance: str | None  # None only with an agent: then it is the agent's
     client_id: str | None  # likewise
     agent: str | None  # the agent SNWORKER_AGENT names, used when it serves this instance
-    redirect_uri: str
+    redirect_uris: tuple[str, ...]
     method: str
     path: str
     params: dict[str, list[str]]
@@ -65,8 +66,7 @@ def add_request_arguments(parser: argparse.ArgumentParser) -> None:
     target.add_argument("--instance", help=f"https://<name>.service-now.com or <name> "
                         f"(default: ${ENV_INSTANCE})")
     target.add_argument("--client-id", help=f"the OAuth client id (default: ${ENV_CLIENT_ID})")
-    target.add_argument("--redirect-uri", help=f"the registered loopback redirect URL "
-                        f"(default: ${ENV_REDIRECT_URI}, else {DEFAULT_REDIRECT_URI})")
+    add_redirect_uri_argument(target)
     target.add_argument("--auth-timeout", type=seconds, default=300.0, metavar="SECONDS",
                         help="how long the user has to allow access (default 300)")
     target.add_argument("--timeout", type=seconds, default=30.0, metavar="SECONDS",
@@ -117,7 +117,7 @@ def plan_request(args: argparse.Namespace, environ: Mapping[str, str]) -> Reques
         instance=normalize_instance_url(instance) if instance else None,
         client_id=client_id,
         agent=environ.get(ENV_AGENT) or None,
-        redirect_uri=args.redirect_uri or environ.get(ENV_REDIRECT_URI) or DEFAULT_REDIRECT_URI,
+        redirect_uris=redirect_uris(args.redirect_uri, environ),
         method=method,
         path=checks.check_path(path),
         params=_params(args.param),
@@ -131,6 +131,34 @@ def plan_request(args: argparse.Namespace, environ: Mapping[str, str]) -> Reques
         request_timeout=args.timeout,
         grant=grant,
     )
+
+
+def add_redirect_uri_argument(parser: argparse._ActionsContainer) -> None:
+    """`--redirect-uri URL`, repeatable."""
+    parser.add_argument("--redirect-uri", action="append", metavar="URL",
+                        help="a registered loopback redirect URL; repeat it to give several "
+                        "(the first whose port is free is used); default: "
+                        f"${ENV_REDIRECT_URI} (comma-separated), else {DEFAULT_REDIRECT_URI}")
+
+
+def redirect_uris(flags: list[str] | None, environ: Mapping[str, str]) -> tuple[str, ...]:
+    """The --redirect-uri flags, else SNWORKER_REDIRECT_URI, else the default; checked.
+
+    The variable takes several URLs separated by commas, as the OAuth application's form on
+    the instance lists them.
+    """
+    if flags:
+        source, uris = "--redirect-uri", tuple(flags)
+    else:
+        source = ENV_REDIRECT_URI
+        uris = tuple(u.strip() for u in environ.get(ENV_REDIRECT_URI, "").split(",") if u.strip())
+    for uri in uris:
+        try:
+            check_redirect_uri(uri)
+        except InvalidRequestError as exc:
+            raise UsageError(f"{source}: {str(exc).replace('redirect_uri', 'each URL')}") \
+                from None
+    return uris or (DEFAULT_REDIRECT_URI,)
 
 
 def _target(args: argparse.Namespace,

@@ -77,12 +77,13 @@ def run_request(plan: RequestPlan) -> int:
         with stdout_kept_from_browsers():
             conn = _connection(plan)
         with conn:
+            sender = _Sender(conn, plan)
             if plan.every_page:
-                _every_page(conn, plan, output)
+                _every_page(sender, plan, output)
             else:
-                _one(conn, plan, output)
+                _one(sender, plan, output)
     except snworker.ApiRequestError as exc:
-        _report_failure(exc, plan.include)
+        _report_failure(exc, plan.include, one_line=plan.json_lines)
         raise
     finally:
         output.close()
@@ -99,7 +100,7 @@ def _connection(plan: RequestPlan) -> ServiceNowConnection:
         raise UsageError(f"no instance: give --instance or set {ENV_INSTANCE}")
     if plan.client_id is None:
         raise UsageError(f"no client id: give --client-id or set {ENV_CLIENT_ID}")
-    return snworker.connect(plan.instance, plan.client_id, redirect_uri=plan.redirect_uri,
+    return snworker.connect(plan.instance, plan.client_id, redirect_uri=plan.redirect_uris,
                             authorization_timeout=plan.authorization_timeout,
                             request_timeout=plan.request_timeout, grant=plan.grant)
 
@@ -146,9 +147,46 @@ def stdout_kept_from_browsers() -> Iterator[None]:
         os.close(kept)
 
 
-def _one(conn: ServiceNowConnection, plan: RequestPlan, output: Output) -> None:
-    resp = conn.execute_api_request(plan.path, plan.method, plan.body, headers=plan.headers,
-                                    params=plan.params)
+class _Sender:
+    """Sends the command's requests; a grant that ended is asked for again, once.
+
+    A grant revoked at the instance, or an agent's that ran out, raises AuthTokenExpiredError
+    before anything reached the instance with a valid token; as `conn.reconnect()` does in a
+    program, the command then asks for consent once and sends again.
+    """
+
+    def __init__(self, conn: ServiceNowConnection, plan: RequestPlan) -> None:
+        self.conn = conn
+        self._plan = plan
+        self._renewed = False
+
+    def send(self, path: str, method: str, body: bytes | None,
+             params: Mapping[str, list[str]] | None) -> ApiResponse[Any]:
+        try:
+            return self._send(path, method, body, params)
+        except snworker.AuthTokenExpiredError as exc:
+            if self._renewed:
+                raise
+            self._renewed = True
+            print(f"snworker: the grant has ended ({_without_advice(exc)}); asking for consent "
+                  "again", file=sys.stderr, flush=True)
+            with stdout_kept_from_browsers():
+                self.conn.reconnect()
+        return self._send(path, method, body, params)
+
+    def _send(self, path: str, method: str, body: bytes | None,
+              params: Mapping[str, list[str]] | None) -> ApiResponse[Any]:
+        return self.conn.execute_api_request(path, method, body, headers=self._plan.headers,
+                                             params=params)
+
+
+def _without_advice(exc: Exception) -> str:
+    """The error's text without the advice meant for a program ("; call conn.reconnect()")."""
+    return str(exc).split("; call conn.reconnect()")[0]
+
+
+def _one(sender: _Sender, plan: RequestPlan, output: Output) -> None:
+    resp = sender.send(plan.path, plan.method, plan.body, plan.params)
     if plan.include:
         _write_head(resp.status, resp.headers)
     if resp.content:
@@ -169,15 +207,16 @@ def _write_body(content: bytes, output: Output) -> None:
         output.write(content)
 
 
-def _every_page(conn: ServiceNowConnection, plan: RequestPlan, output: Output) -> None:
+def _every_page(sender: _Sender, plan: RequestPlan, output: Output) -> None:
     """Follow the next links from the first page, writing every page's records."""
+    conn = sender.conn
     path: str = plan.path
     params: Mapping[str, list[str]] | None = plan.params
     records: list[Any] = []
     seen = {path}
     progress = _Progress()
     while True:
-        resp = conn.execute_api_request(path, "GET", headers=plan.headers, params=params)
+        resp = sender.send(path, "GET", None, params)
         if plan.include:
             _write_head(resp.status, resp.headers)
         page = _records(resp, progress.pages + 1)
@@ -267,14 +306,17 @@ def _write_head(status: int, headers: Mapping[str, str]) -> None:
     print("\n".join(lines) + "\n", file=sys.stderr, flush=True)
 
 
-def _report_failure(exc: snworker.ApiRequestError, include: bool) -> None:
-    """The platform's error envelope on stdout (and the head with -i), as the instance sent it."""
+def _report_failure(exc: snworker.ApiRequestError, include: bool, *, one_line: bool) -> None:
+    """The platform's error envelope on stdout (and the head with -i), as the instance sent it.
+
+    In a JSON-lines stream (`--all --jsonl`) it is one line, like every record before it.
+    """
     if exc.status is None:
         return
     if include:
         _write_head(exc.status, exc.headers)
     envelope = {"error": {"message": exc.message, "detail": exc.detail}, "status": "failure"}
-    sys.stdout.buffer.write(_pretty(envelope))
+    sys.stdout.buffer.write(_compact(envelope) + b"\n" if one_line else _pretty(envelope))
     sys.stdout.buffer.flush()
 
 

@@ -181,11 +181,12 @@ class ServiceNowConnection:
             ApiRequestError: the instance answered 4xx/5xx (unless raise_for_status=False), or
                 the network failed.
             RequestTimeoutError: the deadline passed.
-            AuthTokenExpiredError: the grant cannot be renewed; call connect() again.
+            AuthTokenExpiredError: the grant cannot be renewed; call conn.reconnect().
             WorkerError: the worker is gone (WorkerCrashedError, ConnectionClosedError).
         """
         if self._closed:
-            raise ConnectionClosedError("the connection is closed; call connect() again")
+            raise ConnectionClosedError(
+                "the connection is closed; call snworker.connect() for a new one")
         if self._expired is not None:
             self._seen.generation = self._generation
             raise AuthTokenExpiredError(str(self._expired))
@@ -239,7 +240,8 @@ class ServiceNowConnection:
             WorkerError: the worker is gone, or the connection is closed.
         """
         if self._closed:
-            raise ConnectionClosedError("the connection is closed; call connect() again")
+            raise ConnectionClosedError(
+                "the connection is closed; call snworker.connect() for a new one")
         with self._reconnect_lock:
             flight = self._reconnecting
             leader = flight is None

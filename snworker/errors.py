@@ -7,7 +7,7 @@
     │                             unattended grants: grant_disabled | no_application_user |
     │                             unknown_key | unknown_subject | bad_signature |
     │                             assertion_expired | assertion_replayed | secret_unreadable
-    ├── AuthTokenExpiredError     the grant is gone: call connect() again
+    ├── AuthTokenExpiredError     the grant is gone: call conn.reconnect()
     ├── ApiRequestError           .status (None for a transport failure), .message, .detail,
     │   │                         .headers
     │   └── RequestTimeoutError   (also a TimeoutError)

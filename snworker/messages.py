@@ -187,12 +187,13 @@ def describe_status(code: int) -> str:
     if code == EXIT_PROTOCOL:
         return ("the snworker worker process stopped: it received a message it could not read "
                 f"(exit code {code}); something in this process wrote to its pipe. Call "
-                "connect() again.")
+                "snworker.connect() for a new connection.")
     if code == EXIT_REFUSED:
         return (f"the snworker worker process refused to start (exit code {code}); its log "
                 "(snworker.enable_logging('DEBUG')) says why.")
     return (f"the snworker worker process exited unexpectedly with code {code}; its log "
-            "(snworker.enable_logging('DEBUG')) may say why. Call connect() again.")
+            "(snworker.enable_logging('DEBUG')) may say why. Call snworker.connect() for a new "
+            "connection.")
 
 
 class ProtocolError(ValueError):

@@ -10,6 +10,7 @@ import ipaddress
 import logging
 import math
 import os
+import re
 import urllib.request
 from collections.abc import Iterable, Sequence
 from urllib.parse import urlsplit
@@ -21,6 +22,8 @@ from snworker.policy import Policy, RetryPolicy
 
 DEFAULT_REDIRECT_URI = "http://127.0.0.1:8765/callback"
 LOOPBACK_HOSTS = frozenset({"localhost", "127.0.0.1", "::1"})
+# A host name with at least one dot, and a port perhaps: "dev12345.service-now.com".
+_HOST_NAME = re.compile(r"[A-Za-z0-9-]+(\.[A-Za-z0-9-]+)+(:\d{1,5})?")
 
 
 def connect_settings(
@@ -54,14 +57,17 @@ def connect_settings(
 
 
 def normalize_instance_url(instance: str) -> str:
-    """"dev12345" or "https://dev12345.service-now.com/" -> "https://dev12345.service-now.com"."""
+    """"dev12345", "dev12345.service-now.com" or "https://dev12345.service-now.com/" ->
+    "https://dev12345.service-now.com"."""
     if not isinstance(instance, str) or not instance.strip():
         raise InvalidRequestError("instance must be an instance name or an https URL")
     text = instance.strip()
     if "://" not in text:
-        if not all(c.isalnum() or c == "-" for c in text):
-            raise InvalidRequestError(f"not an instance name: {text!r}")
-        return f"https://{text.lower()}.service-now.com"
+        if all(c.isalnum() or c == "-" for c in text):
+            return f"https://{text.lower()}.service-now.com"
+        if not _HOST_NAME.fullmatch(text):
+            raise InvalidRequestError(f"not an instance name, host name or https URL: {text!r}")
+        text = f"https://{text.lower()}"  # a host name, as gh and curl take one
     parts = urlsplit(text)
     host = parts.hostname or ""
     if parts.path not in ("", "/") or parts.query or parts.fragment or parts.username:

@@ -1,4 +1,5 @@
-"""Table API conveniences on top of a connection: records by sys_id, and paged iteration."""
+"""Table API conveniences on top of a connection: records by sys_id, paged iteration, and
+the files attached to records."""
 
 from __future__ import annotations
 
@@ -7,6 +8,7 @@ from collections.abc import Iterator, Mapping, Sequence
 from typing import Any, Generic, TypeVar, cast
 
 from snworker.connection import ServiceNowConnection
+from snworker.entities.Core import AttachmentMetadata
 from snworker.errors import ApiRequestError, InvalidRequestError
 
 R = TypeVar("R", bound=Mapping[str, Any])
@@ -57,13 +59,15 @@ class Table(Generic[R]):
              limit: int | None = None, display_value: bool | str = False) -> Iterator[R]:
         """Every record matching the encoded `query`, fetched `page_size` at a time.
 
-        Pages are read by offset; give the query an ORDERBY term (for example
-        "active=true^ORDERBYsys_created_on") so that records written meanwhile do not shift
-        the pages. The first page asks for the count of matches (X-Total-Count), and the pages
-        end there; later pages skip the count, which costs the instance a query each.
+        Pages are read by offset, and offsets only mean something in a fixed order: a query
+        without an ORDERBY term gets `ORDERBYsys_id`, without which the instance may return a
+        record on two pages and skip another. The first page asks for the count of matches
+        (X-Total-Count), and the pages end there; later pages skip the count, which costs the
+        instance a query each.
         """
         if page_size < 1:
             raise InvalidRequestError("page_size must be at least 1")
+        query = ordered(query)
         offset = 0
         total: int | None = None
         while limit is None or offset < limit:
@@ -72,8 +76,7 @@ class Table(Generic[R]):
             params.update(sysparm_limit=size, sysparm_offset=offset)
             if offset:
                 params["sysparm_no_count"] = True
-            if query:
-                params["sysparm_query"] = query
+            params["sysparm_query"] = query
             resp = self._conn.execute_api_request(self.path, "GET", params=params)
             page = cast(list[R], resp.data or [])
             yield from page
@@ -81,6 +84,50 @@ class Table(Generic[R]):
             total = _total_count(resp.headers, total)
             if not _more_pages(resp.headers, total, offset, full=len(page) >= size):
                 return
+
+
+    # --- attachments (the Attachment API, for this table's records) -------------------------
+
+    def add_attachment(self, sys_id: str, file_name: str, content: bytes,
+                       content_type: str = "application/octet-stream") -> AttachmentMetadata:
+        """Attach `content` to the record as `file_name`; the attachment's record.
+
+        Raises:
+            InvalidRequestError: a bad sys_id, file name or content type (nothing sent).
+            ApiRequestError: the instance refused it (no such record, no write access).
+        """
+        _check_sys_id(sys_id)
+        if not isinstance(content, bytes | bytearray):
+            raise InvalidRequestError("an attachment's content is bytes")
+        if not file_name or not file_name.isprintable() or "/" in file_name:
+            raise InvalidRequestError(f"not a file name: {file_name!r}")
+        resp = self._conn.execute_api_request(
+            "/api/now/attachment/file", "POST", bytes(content),
+            headers={"Content-Type": content_type},
+            params={"table_name": self.name, "table_sys_id": sys_id, "file_name": file_name})
+        return cast(AttachmentMetadata, resp.data)
+
+    def attachments(self, sys_id: str) -> list[AttachmentMetadata]:
+        """The records of the files attached to the record, oldest first."""
+        _check_sys_id(sys_id)
+        resp = self._conn.execute_api_request("/api/now/attachment", "GET", params={
+            "sysparm_query": f"table_name={self.name}^table_sys_id={sys_id}"
+                             "^ORDERBYsys_created_on"})
+        return cast(list[AttachmentMetadata], resp.data or [])
+
+    def attachment_content(self, attachment_sys_id: str) -> bytes:
+        """The bytes of an attachment (by the attachment's own sys_id)."""
+        _check_sys_id(attachment_sys_id)
+        return self._conn.execute_api_request(
+            f"/api/now/attachment/{attachment_sys_id}/file", "GET",
+            headers={"Accept": "*/*"}).content
+
+
+def ordered(query: str) -> str:
+    """`query` with `ORDERBYsys_id` added when it has no ORDERBY (or ORDERBYDESC) term."""
+    if any(term.startswith("ORDERBY") for term in query.split("^")):
+        return query
+    return f"{query}^ORDERBYsys_id" if query else "ORDERBYsys_id"
 
 
 def link_targets(header: str) -> dict[str, str]:

@@ -121,6 +121,7 @@ def test_quick_run_writes_every_section(tmp_path: Path) -> None:
     stub = sections["stub"]
     _assert_sides(stub["list_1000"])
     _assert_sides(stub["fresh_per_test"])
+    _assert_sides(stub["connection_per_test"])
     assert stub["list_1000"]["records"] == 1000
     assert stub["list_1000"]["body_bytes"] > 1_000_000  # every column of every record
 

@@ -11,6 +11,7 @@ import os
 import pty
 import selectors
 import signal
+import socket
 import subprocess
 import sys
 import threading
@@ -348,6 +349,95 @@ def test_stub_on_a_busy_port_exits_2_in_one_line(stub: Stub, env: dict[str, str]
     assert run.status == 2
     assert run.stderr.startswith(f"snworker: cannot serve the stub on 127.0.0.1:{port}: ")
     assert run.stderr.count("\n") == 1
+
+
+def test_all_jsonl_writes_an_error_page_as_one_line(stub: Stub, env: dict[str, str]) -> None:
+    table = new_table(stub, 3)
+    stub.remote.inject(status=400, times=1, path_prefix=f"/api/now/table/{table}")
+    run = snworker_cli("request", f"/api/now/table/{table}", "--all", "--jsonl", env=env)
+    assert run.status == 1, run.stderr
+    lines = run.stdout.decode().splitlines(keepends=True)
+    assert len(lines) == 1 and lines[0].endswith("\n"), lines
+    envelope = json.loads(lines[0])
+    assert envelope["status"] == "failure" and envelope["error"]["message"]
+    # Without --jsonl the envelope stays as a person reads it.
+    stub.remote.inject(status=400, times=1, path_prefix=f"/api/now/table/{table}")
+    shown = snworker_cli("request", f"/api/now/table/{table}", "--all", env=env)
+    assert json.loads(shown.stdout) == envelope and shown.stdout.count(b"\n") > 1
+
+
+def busy_port() -> tuple[socket.socket, int]:
+    """A loopback port that is taken, and the socket that takes it."""
+    taken = socket.socket()
+    taken.bind(("127.0.0.1", 0))
+    taken.listen()
+    return taken, taken.getsockname()[1]
+
+
+def test_redirect_uri_repeats_and_the_variable_takes_a_comma_separated_list(
+        stub: Stub, env: dict[str, str]) -> None:
+    taken, port = busy_port()
+    busy = f"http://127.0.0.1:{port}/callback"
+    with taken:
+        flags = snworker_cli("request", "/api/now/table/incident", "-p", "sysparm_limit=1",
+                             "--redirect-uri", busy, "--redirect-uri", stub.redirect_uri,
+                             env=env)
+        assert flags.status == 0, flags.stderr
+        listed = dict(env, SNWORKER_REDIRECT_URI=f"{busy}, {stub.redirect_uri}")
+        variable = snworker_cli("request", "/api/now/table/incident", "-p", "sysparm_limit=1",
+                                env=listed)
+        assert variable.status == 0, variable.stderr
+        only_busy = snworker_cli("request", "/api/now/table/incident", "--redirect-uri", busy,
+                                 env=env)
+    assert only_busy.status == 3
+    assert only_busy.stderr.count("\n") == 1 and only_busy.stderr.endswith("[redirect_busy]\n")
+    assert "--redirect-uri (repeated), or all in $SNWORKER_REDIRECT_URI, comma-separated" \
+        in only_busy.stderr
+    assert "redirect_uri=" not in only_busy.stderr
+    helped = snworker_cli("request", "--help", env=env)
+    assert "repeat it to give several" in " ".join(helped.stdout.decode().split())
+
+
+@pytest.mark.parametrize(("flag", "named"), [
+    (["--redirect-uri", "https://example.com/cb"], "--redirect-uri"),
+    ([], "SNWORKER_REDIRECT_URI"),
+])
+def test_a_bad_redirect_uri_exits_2_before_consent(stub: Stub, env: dict[str, str],
+                                                   flag: list[str], named: str) -> None:
+    mark = stub.mark()
+    bad = dict(env, SNWORKER_REDIRECT_URI=f"{stub.redirect_uri},http://127.0.0.1/no-port")
+    run = snworker_cli("request", "/api/now/table/incident", *flag, env=bad)
+    assert run.status == 2
+    assert run.stderr.startswith(f"snworker: {named}: each URL must be a loopback URL with a "
+                                 "port"), run.stderr
+    assert run.stderr.count("\n") == 1
+    assert stub.seen_since(mark) == []
+
+
+def test_https_to_the_plain_http_stub_names_tls(stub: Stub, env: dict[str, str]) -> None:
+    run = snworker_cli("request", "/api/now/table/incident", "--instance",
+                       stub.url.replace("http://", "https://"), env=env)
+    assert run.status == 3
+    assert run.stderr.count("\n") == 1, run.stderr
+    assert "TLS failed: the server does not speak TLS" in run.stderr
+    assert "deadline" not in run.stderr  # not mistaken for an instance that does not answer
+
+
+def test_a_bad_snworker_io_is_one_line(stub: Stub, env: dict[str, str]) -> None:
+    run = snworker_cli("request", "/api/now/table/incident", env=dict(env, SNWORKER_IO="bogus"))
+    assert (run.status, run.stdout) == (4, b"")
+    assert run.stderr == ("snworker: worker failed: SNWORKER_IO must be one of fd, conn (or "
+                          "unset), not 'bogus'\n")
+
+
+def test_a_bare_snworker_lists_its_commands(env: dict[str, str]) -> None:
+    run = snworker_cli(env=env)
+    assert (run.status, run.stdout) == (2, b"")
+    assert run.stderr.startswith("usage: snworker ")
+    for command in ("request", "agent", "stub", "demo"):
+        assert f"\n    {command} " in run.stderr
+    assert run.last_line == ("snworker: the following arguments are required: COMMAND "
+                             "(see 'snworker --help')")
 
 
 # --- bodies as bytes -------------------------------------------------------------------------

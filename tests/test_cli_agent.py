@@ -144,6 +144,43 @@ def test_a_second_start_reuses_the_running_agent(sn, tmp_path):
         stop_quietly(address, pid)
 
 
+def test_start_takes_the_instance_and_client_id_from_the_environment(sn, tmp_path):
+    address = agent_address(tmp_path)
+    env = environment(sn.url, sn.client_id, sn.redirect_uri)  # SNWORKER_INSTANCE and _CLIENT_ID
+    run = snworker_cli("agent", "start", "--address", address, "--idle", "60", env=env)
+    assert run.status == 0, run.stderr
+    printed = SHELL_LINES.fullmatch(run.stdout.decode())
+    assert printed, run.stdout
+    try:
+        status = agents.control(address, "status")
+        assert (status["instance"], status["client_id"]) == (sn.url, sn.client_id)
+    finally:
+        stop_quietly(address, int(printed[2]))
+    bare = {k: v for k, v in env.items() if k != "SNWORKER_CLIENT_ID"}
+    missing = snworker_cli("agent", "start", "--address", address, env=bare)
+    assert (missing.status, missing.stderr) == (
+        2, "snworker: no client id: give it as an argument or set SNWORKER_CLIENT_ID\n")
+
+
+def test_a_request_through_an_agent_whose_grant_was_revoked_consents_once(sn, tmp_path):
+    _, address, pid = start_agent(sn, agent_address(tmp_path))
+    try:
+        env = dict(environment(sn.url, sn.client_id, sn.redirect_uri), SNWORKER_AGENT=address)
+        sn.revoke_refresh_tokens()
+        run = snworker_cli("request", INCIDENTS, "-p", "sysparm_limit=1", env=env)
+        assert run.status == 0, run.stderr
+        assert len(run.json["result"]) == 1
+        assert run.stderr.startswith("snworker: the grant has ended (")
+        assert run.stderr.endswith("); asking for consent again\n")
+        assert "reconnect" not in run.stderr  # advice for programs, not for this command
+        assert sn.grant_counts["authorization_code"] == 2  # the agent's first, and this one
+        again = snworker_cli("request", INCIDENTS, "-p", "sysparm_limit=1", env=env)
+        assert (again.status, again.stderr) == (0, "")  # the agent holds the new grant
+        assert sn.grant_counts["authorization_code"] == 2
+    finally:
+        stop_quietly(address, pid)
+
+
 def test_request_with_an_agent_for_another_instance_consents_itself(sn, tmp_path):
     with StubServiceNow() as other:
         _, address, pid = start_agent(other, agent_address(tmp_path))

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import socket
 import time
 
 import pytest
@@ -345,3 +346,28 @@ def test_a_user_who_may_not_read_sys_user_connects_with_no_current_user(stub, ca
         root.setLevel(logging.NOTSET)
         for handler in [h for h in root.handlers if getattr(h, "_snworker", False)]:
             root.removeHandler(handler)
+
+
+def test_https_to_a_server_that_does_not_speak_tls_names_tls(stub):
+    # The stub answers a TLS handshake at once, as nginx does: the cause is named, no deadline.
+    with pytest.raises(snworker.AuthorizationError) as caught:
+        snworker.connect(stub.url.replace("http://", "https://"), stub.client_id,
+                         redirect_uri=stub.redirect_uri, open_browser=BrowserRecorder(),
+                         authorization_timeout=300)
+    assert caught.value.reason == "unreachable"
+    assert "TLS failed: the server does not speak TLS" in str(caught.value)
+
+
+def test_https_to_a_server_that_never_answers_the_handshake_says_so():
+    # A server that waits for a request line (as http.server does) never answers a
+    # ClientHello: the probe's deadline ends it, and the message says what did not happen.
+    with socket.socket() as silent:
+        silent.bind(("127.0.0.1", 0))
+        silent.listen()
+        with pytest.raises(snworker.AuthorizationError) as caught:
+            snworker.connect(f"https://127.0.0.1:{silent.getsockname()[1]}", "cid",
+                             redirect_uri="http://127.0.0.1:0/cb", open_browser=BrowserRecorder(),
+                             authorization_timeout=1)
+    assert caught.value.reason == "unreachable"
+    assert "did not complete a TLS handshake" in str(caught.value)
+    assert "the request was sent" not in str(caught.value)

@@ -13,7 +13,8 @@ ENTITIES = {
     Core.Company: "core_company", Core.User: "sys_user", Core.Contact: "customer_contact",
     Core.Group: "sys_user_group", Core.ConfigurationItem: "cmdb_ci", Core.Task: "task",
     Core.Incident: "incident", Core.Problem: "problem", Core.ChangeRequest: "change_request",
-    Core.RequestedItem: "sc_req_item", CSM.Account: "customer_account",
+    Core.RequestedItem: "sc_req_item", Core.Attachment: "sys_attachment",
+    Core.JournalEntry: "sys_journal_field", CSM.Account: "customer_account",
     CSM.Case: "sn_customerservice_case", FSO.FinancialServicesCase: "sn_bom_financial_service",
 }
 

@@ -77,6 +77,8 @@ def test_retry_policy_is_plain_data_that_crosses():
     ("https://dev12345.service-now.com/", "https://dev12345.service-now.com"),
     ("http://127.0.0.1:8080", "http://127.0.0.1:8080"),
     ("http://localhost:1", "http://localhost:1"),
+    ("dev12345.service-now.com", "https://dev12345.service-now.com"),  # a host name, as gh takes
+    ("Dev12345.Service-Now.com:8443", "https://dev12345.service-now.com:8443"),
 ])
 def test_instance_urls_are_normalized(instance, expected):
     from snworker.settings import normalize_instance_url
@@ -87,6 +89,7 @@ def test_instance_urls_are_normalized(instance, expected):
 @pytest.mark.parametrize("instance", [
     "http://dev12345.service-now.com",       # rule 8: https only, but for loopback
     "ftp://x", "https://x.service-now.com/api", "https://user@x.service-now.com", "dev 1", "",
+    "dev12345.service-now.com/api", "user@dev12345.service-now.com", "x..service-now.com",
 ])
 def test_connect_refuses_bad_instances_before_starting_anything(instance):
     with pytest.raises(snworker.InvalidRequestError):

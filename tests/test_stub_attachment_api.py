@@ -119,3 +119,28 @@ def test_uploads_that_name_no_record_are_refused(
 def test_attachments_need_authentication(sn: StubServiceNow) -> None:
     answer = requests.get(f"{sn.url}/api/now/attachment", timeout=5)
     assert answer.status_code == 401
+
+
+@pytest.mark.parametrize("accept, status", [
+    ("application/xml", 406),
+    ("text/xml, application/xhtml+xml", 406),
+    ("application/json", 200),
+    ("application/xml;q=1, application/json;q=0.5", 200),
+    ("*/*", 200),
+    (None, 200),
+])
+def test_an_accept_header_without_json_is_refused_not_answered_in_json(
+        sn: StubServiceNow, accept: str | None, status: int) -> None:
+    for path in ("/api/now/table/incident?sysparm_limit=1", "/api/now/attachment"):
+        answer = requests.get(f"{sn.url}{path}", auth=ADMIN, timeout=5,
+                              headers={"Accept": accept})  # None: no Accept header at all
+        assert answer.status_code == status, (path, answer.text)
+        assert answer.headers["Content-Type"].startswith("application/json")
+        if status == 406:
+            assert answer.json()["error"]["message"] == "Not Acceptable"
+            assert "JSON only" in answer.json()["error"]["detail"]
+    # An attachment's bytes are served whatever the Accept header names.
+    meta = upload(sn, b"plain text").json()["result"]
+    content = call(sn, "GET", f"/api/now/attachment/{meta['sys_id']}/file",
+                   headers={"Accept": "application/xml"})
+    assert (content.status_code, content.content) == (200, b"plain text")

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import inspect
 import json
 import re
 import signal
@@ -149,11 +150,83 @@ USER_SUITE = {
                 assert conn.execute_api_request("/api/now/table/incident").status == 200
             assert servicenow_stub.grant_counts["authorization_code"] == 2
 
-        def test_after():
+        def test_after(servicenow_connection):
             assert len(opened) == 2
-            for conn in opened:
-                with pytest.raises(snworker.ConnectionClosedError):
-                    conn.execute_api_request("/api/now/table/incident")
+            with pytest.raises(snworker.ConnectionClosedError):
+                opened[1].execute_api_request("/api/now/table/incident")
+            # The fixture's connection is the session's: kept, and working.
+            assert servicenow_connection is opened[0]
+            assert servicenow_connection.execute_api_request("/api/now/table/incident").status \
+                == 200
+    """,
+    "fast/test_fast.py": """
+        import pytest
+        import snworker
+
+        workers = []
+
+        def get(conn):
+            return conn.execute_api_request("/api/now/table/incident",
+                                            params={"sysparm_limit": 1}).status
+
+        def fresh(stub):
+            # What a fresh stub and one consent would show: nothing of the tests before.
+            assert stub.grant_counts == {"authorization_code": 1, "refresh_token": 0}
+            assert stub.requests == [] and stub.pending_faults == []
+            assert len(stub.records("incident")) == 30
+
+        def test_first(servicenow_stub, servicenow_connection):
+            workers.append(servicenow_connection.worker_pid)
+            fresh(servicenow_stub)
+            assert get(servicenow_connection) == 200
+            assert [r["path"] for r in servicenow_stub.requests] == ["/api/now/table/incident"]
+            servicenow_stub.insert("incident", {"short_description": "left behind"})
+            servicenow_stub.inject(status=503, times=9)
+
+        def test_revoked_and_met(servicenow_stub, servicenow_connection):
+            workers.append(servicenow_connection.worker_pid)
+            fresh(servicenow_stub)
+            servicenow_stub.revoke_refresh_tokens()
+            with pytest.raises(snworker.AuthTokenExpiredError):
+                get(servicenow_connection)
+
+        def test_after_revoked_and_met(servicenow_stub, servicenow_connection):
+            workers.append(servicenow_connection.worker_pid)
+            fresh(servicenow_stub)
+            assert get(servicenow_connection) == 200
+
+        def test_revoked_unseen_and_clock_moved(servicenow_stub, servicenow_connection):
+            fresh(servicenow_stub)
+            servicenow_stub.revoke_refresh_tokens()
+            servicenow_stub.advance(10 ** 8)
+            servicenow_stub.set_lifespans(access=1, refresh=1)
+
+        def test_expired_and_renewed(servicenow_stub, servicenow_connection):
+            fresh(servicenow_stub)
+            servicenow_stub.expire_access_tokens()
+            assert get(servicenow_connection) == 200
+            assert servicenow_stub.grant_counts["refresh_token"] == 1
+
+        def test_after_renewed(servicenow_stub, servicenow_connection):
+            workers.append(servicenow_connection.worker_pid)
+            fresh(servicenow_stub)
+            assert get(servicenow_connection) == 200
+            secrets = servicenow_stub.issued_secrets()
+            assert len(secrets) >= 4  # the consent's code, verifier and tokens, and the renewal's
+
+        def test_disconnected(servicenow_connection):
+            servicenow_connection.disconnect()
+
+        def test_after_disconnected(servicenow_stub, servicenow_connection):
+            fresh(servicenow_stub)
+            assert get(servicenow_connection) == 200
+
+        def test_no_connection_no_grant(servicenow_stub):
+            assert servicenow_stub.grant_counts["authorization_code"] == 0
+            assert servicenow_stub.issued_secrets() == []
+
+        def test_one_worker_until_a_test_disconnected_it():
+            assert len(workers) == 4 and len(set(workers)) == 1, workers
     """,
 }
 
@@ -206,7 +279,7 @@ def test_settings_for_a_whole_directory_by_overriding_the_fixture(user_suite: Su
 def test_an_unknown_setting_is_an_error(user_suite: SuiteRun) -> None:
     assert outcomes_of(user_suite, "test_unknown_setting") == {"test_unknown_setting": "failed"}
     assert "no_such_setting" in user_suite.output
-    assert len(user_suite.outcomes) == 9
+    assert len(user_suite.outcomes) == 19
 
 
 def test_connections_from_the_factory_are_disconnected_after_the_test(
@@ -216,9 +289,20 @@ def test_connections_from_the_factory_are_disconnected_after_the_test(
         "test_connect": "passed", "test_after": "passed"}, user_suite.output
 
 
+def test_the_connection_survives_each_reset_and_each_test_starts_afresh(
+    user_suite: SuiteRun,
+) -> None:
+    tests = ("test_first", "test_revoked_and_met", "test_after_revoked_and_met",
+             "test_revoked_unseen_and_clock_moved", "test_expired_and_renewed",
+             "test_after_renewed", "test_disconnected", "test_after_disconnected",
+             "test_no_connection_no_grant", "test_one_worker_until_a_test_disconnected_it")
+    assert outcomes_of(user_suite, *tests) == dict.fromkeys(tests, "passed"), user_suite.output
+
+
 def test_the_connection_fixtures_are_typed() -> None:
     # The plugin imports these names for type checkers only; snworker loads them on first use.
-    namespace = {**vars(plugin), "ServiceNowConnection": snworker.ServiceNowConnection}
+    namespace = {**vars(plugin), "ServiceNowConnection": snworker.ServiceNowConnection,
+                 "StubServiceNow": StubServiceNow}
     hints = typing.get_type_hints(plugin.servicenow_connection.__wrapped__, namespace)
     assert hints["return"] is snworker.ServiceNowConnection
     factory = typing.get_type_hints(plugin.ConnectionFactory.__call__, namespace)
@@ -226,6 +310,16 @@ def test_the_connection_fixtures_are_typed() -> None:
     stub = typing.get_type_hints(plugin.servicenow_stub.__wrapped__,
                                  {**namespace, "StubServiceNow": StubServiceNow})
     assert stub["return"] == Iterator[StubServiceNow]
+
+
+def test_the_factory_type_is_exported_and_start_process_takes_the_constructors_arguments(
+) -> None:
+    assert snworker.testing.ConnectionFactory is plugin.ConnectionFactory
+    constructor = list(inspect.signature(StubServiceNow.__init__).parameters.values())[1:]
+    started = list(inspect.signature(StubServiceNow.start_process).parameters.values())
+    assert [(p.name, p.default, p.annotation) for p in started] == [
+        (p.name, p.default, p.annotation) for p in constructor]
+    assert {p.kind for p in started} == {inspect.Parameter.KEYWORD_ONLY}
 
 
 def test_servicenow_connection_reaches_the_stub(

@@ -423,9 +423,14 @@ def test_a_new_incident_gets_the_platform_defaults(sn: StubServiceNow, client: C
     assert record["opened_at"] == record["sys_created_on"]
     assert record["number"] == record["task_effective_number"] == "INC0010031"
     assert record["caller_id"] == record["closed_at"] == record["comments"] == ""
+    assert (record["incident_state"], record["notify"], record["sys_domain"],
+            record["sys_domain_path"]) == ("1", "1", "global", "/")
+    assert record["business_service"] == record["service_offering"] == ""
     active = client.result("/api/now/table/incident", sysparm_query="active=true^state=1",
                            sysparm_fields="sys_id")
     assert {"sys_id": record["sys_id"]} in active
+    resolved = patched(client, "incident", record["sys_id"], {"state": "6"})
+    assert resolved["incident_state"] == "6"  # it follows state, as the platform keeps them
 
 
 @pytest.mark.parametrize(("table", "number"), [

@@ -101,3 +101,58 @@ def test_link_targets_keep_commas_inside_urls():
         "last": "https://x.service-now.com/last",
     }
     assert link_targets("") == {}
+
+
+@pytest.mark.parametrize("query, sent", [
+    ("", "ORDERBYsys_id"),
+    ("active=true", "active=true^ORDERBYsys_id"),
+    ("active=true^ORDERBYDESCnumber", "active=true^ORDERBYDESCnumber"),
+    ("ORDERBYnumber^active=true", "ORDERBYnumber^active=true"),
+])
+def test_iter_pages_in_a_fixed_order_when_the_query_gives_none(conn, stub, query, sent):
+    paged_table(stub, 20)
+    records = list(Table(conn, "u_paged").iter(query, page_size=6))
+    assert {p["query"]["sysparm_query"] for p in page_requests(stub)} == {sent}
+    if "ORDERBY" not in query:
+        # sys_ids are random: in their order, pages cannot repeat or skip a record
+        assert [r["sys_id"] for r in records] == sorted(r["sys_id"] for r in records)
+        assert len({r["sys_id"] for r in records}) == 20
+
+
+def test_attachments_added_listed_and_read_back(conn, stub):
+    incidents = Table[Core.Incident](conn, "incident")
+    incident = incidents.create({"short_description": "with files"})
+    content = bytes(range(256)) * 4
+    added = incidents.add_attachment(incident["sys_id"], "dump.bin", content)
+    assert (added["file_name"], added["table_name"], added["table_sys_id"]) == (
+        "dump.bin", "incident", incident["sys_id"])
+    assert added["size_bytes"] == str(len(content)) and added["download_link"]
+    note = incidents.add_attachment(incident["sys_id"], "notes.txt", b"hello", "text/plain")
+    listed = incidents.attachments(incident["sys_id"])
+    assert [a["sys_id"] for a in listed] == [added["sys_id"], note["sys_id"]]
+    assert listed[1]["content_type"] == "text/plain"
+    assert incidents.attachment_content(added["sys_id"]) == content
+    other = incidents.create({"short_description": "without"})
+    assert incidents.attachments(other["sys_id"]) == []
+
+
+def test_a_bad_attachment_is_refused_before_sending(conn, stub):
+    incidents = Table[Core.Incident](conn, "incident")
+    sys_id = stub.records("incident")[0]["sys_id"]
+    before = len(stub.requests)
+    for name, content in (("../etc/passwd", b"x"), ("", b"x"), ("a.txt", "text")):
+        with pytest.raises(snworker.InvalidRequestError):
+            incidents.add_attachment(sys_id, name, content)  # type: ignore[arg-type]
+    assert len(stub.requests) == before
+
+
+def test_work_notes_and_closing_as_readme_shows_them(conn, stub):
+    incidents = Table[Core.Incident](conn, "incident")
+    sys_id = incidents.create({"short_description": "Printer on fire"})["sys_id"]
+    incidents.update(sys_id, {"work_notes": "Replaced the toner"})
+    notes = Table[Core.JournalEntry](conn, "sys_journal_field")
+    assert [n["value"] for n in notes.iter(f"element_id={sys_id}^element=work_notes")] == [
+        "Replaced the toner"]
+    closed = incidents.update(sys_id, {"state": "7", "close_code": "Solution provided",
+                                       "close_notes": "Toner replaced"})
+    assert (closed["active"], closed["incident_state"]) == ("false", "7")

@@ -9,6 +9,7 @@ from __future__ import annotations
 import snworker
 from snworker.entities import Core
 from snworker.table import Table
+from snworker.testing import ConnectionFactory, StubServiceNow
 
 
 def read_and_write(conn: snworker.ServiceNowConnection) -> None:
@@ -64,5 +65,15 @@ def connecting() -> None:
 def mistakes_the_types_catch(conn: snworker.ServiceNowConnection) -> None:
     incidents = Table[Core.Incident](conn, "incident")
     incidents.create({"short_descriptoin": "a typo"})  # type: ignore[typeddict-unknown-key]
+    print(incidents.add_attachment("0" * 32, "a.txt", "text"))  # type: ignore[arg-type]
     print(conn.current_user["name"])  # type: ignore[index]
     incidents.update("0" * 32, {"state": 2})  # type: ignore[typeddict-item]
+
+
+def test_a_typed_test(servicenow_stub: StubServiceNow,
+                      servicenow_connect: ConnectionFactory) -> None:
+    conn = servicenow_connect(request_timeout=5)
+    assert conn.execute_api_request("/api/now/table/incident").status == 200
+    with StubServiceNow.start_process(access_lifespan=60, seed=False) as remote:
+        print(remote.url)
+    StubServiceNow.start_process(acces_lifespan=60)  # type: ignore[call-arg]

@@ -190,6 +190,9 @@ class Task(BaseEntity, total=False):
     additional_assignee_list: str
     correlation_id: str
     correlation_display: str
+    location: Reference | str
+    sys_domain: Reference | str
+    sys_domain_path: str
 
 
 class Incident(Task, total=False):
@@ -211,6 +214,13 @@ class Incident(Task, total=False):
     child_incidents: str
     business_stc: str
     calendar_stc: str
+    incident_state: str
+    notify: str
+    business_service: Reference | str
+    service_offering: Reference | str
+    business_impact: str
+    origin_table: str
+    origin_id: str
 
 
 class Problem(Task, total=False):
@@ -263,3 +273,37 @@ class RequestedItem(Task, total=False):
     stage: str
     backordered: str
     estimated_delivery: str
+
+
+class Attachment(BaseEntity, total=False):
+    """sys_attachment: a file's record (its bytes come from the Attachment API)."""
+
+    file_name: str
+    content_type: str
+    size_bytes: str
+    size_compressed: str
+    compressed: str
+    hash: str
+    table_name: str
+    table_sys_id: str
+    state: str
+    image_width: str
+    image_height: str
+    average_image_color: str
+    chunk_size_bytes: str
+    encryption_context: str
+
+
+class AttachmentMetadata(Attachment, total=False):
+    """An attachment as the Attachment API answers: its record and where to download it."""
+
+    download_link: str
+
+
+class JournalEntry(BaseEntity, total=False):
+    """sys_journal_field: one work note or comment on a record (`element_id`, a sys_id)."""
+
+    element_id: str
+    name: str
+    element: str
+    value: str

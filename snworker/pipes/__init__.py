@@ -17,6 +17,7 @@ import os
 import sys
 from typing import Literal, Protocol
 
+from snworker.errors import WorkerStartError
 from snworker.messages import Message
 
 IoMode = Literal["fd", "conn"]
@@ -61,12 +62,14 @@ class Waiter(Protocol):
 
 
 def default_io() -> IoMode:
-    """The framing for this platform, unless `SNWORKER_IO` names another."""
+    """The framing for this platform, unless `SNWORKER_IO` names another (else WorkerStartError)."""
     chosen = os.environ.get("SNWORKER_IO", "").strip().lower()
     if chosen in IO_MODES:
         if chosen == "fd" and sys.platform == "win32":
-            raise ValueError("SNWORKER_IO=fd needs POSIX file descriptors; use conn on Windows")
+            raise WorkerStartError("SNWORKER_IO=fd needs POSIX file descriptors; use conn on "
+                                   "Windows, or leave SNWORKER_IO unset")
         return chosen
     if chosen:
-        raise ValueError(f"SNWORKER_IO must be one of {', '.join(IO_MODES)}, not {chosen!r}")
+        raise WorkerStartError(f"SNWORKER_IO must be one of {', '.join(IO_MODES)} (or unset), "
+                               f"not {chosen!r}")
     return "conn" if sys.platform == "win32" else "fd"

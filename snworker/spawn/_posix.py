@@ -120,6 +120,6 @@ def describe_exit(code: int | None) -> str:
         return (
             f"the snworker worker process was killed by {name} (exit code {code}); this usually "
             "means something outside snworker ended it (the OOM killer, a kill command, or a "
-            "supervisor). Call connect() again."
+            "supervisor). Call snworker.connect() for a new connection."
         )
     return describe_status(code)

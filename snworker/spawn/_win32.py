@@ -177,11 +177,11 @@ def describe_exit(code: int | None) -> str:
     status = code & 0xFFFFFFFF
     if status in _STATUSES:
         return (f"the snworker worker process ended with {_STATUSES[status]} "
-                f"(exit code 0x{status:08X}). Call connect() again.")
+                f"(exit code 0x{status:08X}). Call snworker.connect() for a new connection.")
     if status >= 0xC0000000:
-        return (f"the snworker worker process crashed (NTSTATUS 0x{status:08X}). Call connect() "
-                "again.")
+        return (f"the snworker worker process crashed (NTSTATUS 0x{status:08X}). Call "
+                "snworker.connect() for a new connection.")
     if status == 1:
         return ("the snworker worker process was terminated (exit code 1); something outside "
-                "snworker may have ended it. Call connect() again.")
+                "snworker may have ended it. Call snworker.connect() for a new connection.")
     return describe_status(status)

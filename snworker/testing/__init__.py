@@ -18,12 +18,14 @@ from typing import TYPE_CHECKING, Any
 
 if TYPE_CHECKING:
     from snworker.testing.browser import approve, deny, ignore
+    from snworker.testing.plugin import ConnectionFactory
     from snworker.testing.remote import RemoteStub, StubControlError
     from snworker.testing.schema import table_columns
     from snworker.testing.scripted_api import ScriptedRequest, ScriptedResponse
     from snworker.testing.server import StubServiceNow
 
 __all__ = [
+    "ConnectionFactory",
     "RemoteStub",
     "ScriptedRequest",
     "ScriptedResponse",
@@ -36,6 +38,7 @@ __all__ = [
 ]
 
 _HOMES = {
+    "ConnectionFactory": "snworker.testing.plugin",
     "RemoteStub": "snworker.testing.remote",
     "ScriptedRequest": "snworker.testing.scripted_api",
     "ScriptedResponse": "snworker.testing.scripted_api",

@@ -219,6 +219,9 @@ class StubApplication:
         if scripted is not None:
             return answer(call, *scripted)
         endpoint, arguments = self.rest_routes.match(request.path, request.method)
+        if endpoint not in platform.ANY_ACCEPT_ENDPOINTS and request.headers.get("Accept") \
+                and request.accept_mimetypes.best_match(platform.SERVED_TYPES) is None:
+            return error_response(406, *platform.NOT_ACCEPTABLE)
         return self.apis[endpoint.split(".", 1)[0]].handle(call, endpoint, arguments)
 
     def _authenticated_user(self, request: Request) -> str | None:

@@ -192,10 +192,20 @@ class StubControls(ABC):
                       target_table=target_table, field_map=dict(field_map),
                       coalesce=coalesce, name=name)
 
-    def reset(self) -> None:
+    def reset(self, *, keep_grant: bool = False) -> None:
         """Back to the fresh state: seed data and tables, no tokens, faults, rate limit, routes
-        or transforms, clock and settings as built."""
-        self._control("reset")
+        or transforms, clock and settings as built.
+
+        With `keep_grant=True`, the grant chosen by `keep_grant()` is then taken back as the
+        fresh stub's one consent (`grant_counts["authorization_code"]` is 1): unrevoked, its
+        refresh token and latest access token valid for their whole lifespans, whatever the
+        test before did to them. A connection that holds it goes on working.
+        """
+        self._control("reset", keep_grant=keep_grant)
+
+    def keep_grant(self) -> None:
+        """Choose the newest grant (the last consent) as the one `reset(keep_grant=True)` keeps."""
+        self._control("keep_grant")
 
     def register_client(
         self,

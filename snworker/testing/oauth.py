@@ -60,6 +60,17 @@ class Grant:
     revoked: bool = False
 
 
+@dataclass(frozen=True, slots=True)
+class KeptGrant:
+    """A grant that outlives a reset: what it was issued with, and the secrets of its consent."""
+
+    client_id: str
+    user_sys_id: str
+    refresh_token: str = field(repr=False)
+    access_token: str | None = field(repr=False)  # the latest issued from it
+    secrets: tuple[str, ...] = field(repr=False)  # its code, verifier and tokens
+
+
 @dataclass(slots=True)
 class AccessToken:
     """An access token and the grant it belongs to."""
@@ -408,6 +419,42 @@ class AuthorizationServer:
         """Revoke every grant, and so every token issued from it."""
         for grant in self._grants.values():
             grant.revoked = True
+
+    # --- a grant kept across resets ----------------------------------------------------------
+
+    def newest_grant(self) -> KeptGrant | None:
+        """The grant issued last (with every secret issued so far), or None."""
+        if not self._grants:
+            return None
+        grant = next(reversed(self._grants.values()))
+        return KeptGrant(grant.client_id, grant.user_sys_id, grant.refresh_token,
+                         self._latest_access_token(grant), tuple(self.issued_secrets))
+
+    def kept_as_now(self, kept: KeptGrant) -> KeptGrant:
+        """`kept` with the latest access token issued from its grant here, if any."""
+        grant = self._grants.get(kept.refresh_token)
+        latest = self._latest_access_token(grant) if grant is not None else None
+        if latest is None or latest == kept.access_token:
+            return kept
+        return KeptGrant(kept.client_id, kept.user_sys_id, kept.refresh_token, latest,
+                         (*kept.secrets, latest))
+
+    def readmit(self, kept: KeptGrant, now: float) -> None:
+        """Take `kept` back as a fresh consent: unrevoked, its tokens valid for their lifespans."""
+        grant = Grant(kept.client_id, kept.user_sys_id, kept.refresh_token,
+                      now + self.refresh_lifespan)
+        self._grants[grant.refresh_token] = grant
+        if kept.access_token is not None:
+            self._access_tokens[kept.access_token] = AccessToken(
+                kept.access_token, grant, now + self.access_lifespan)
+        for secret in kept.secrets:
+            if secret not in self.issued_secrets:
+                self.issued_secrets.append(secret)
+        self.grant_counts["authorization_code"] += 1
+
+    def _latest_access_token(self, grant: Grant) -> str | None:
+        return next((access.token for access in reversed(self._access_tokens.values())
+                     if access.grant is grant), None)
 
 
 def _verifier_fits(code: AuthorizationCode, verifier: str) -> bool:

@@ -247,9 +247,28 @@ def define_transform(
 
 
 @_operation
-def reset(state: StubState) -> None:
-    """Back to a fresh stub: seed data, tables, no tokens, faults, routes; clock as built."""
+def reset(state: StubState, keep_grant: bool = False) -> None:
+    """Back to a fresh stub: seed data, tables, no tokens, faults, routes; clock as built.
+
+    With `keep_grant`, the grant `keep_grant()` chose is then taken back as this fresh stub's
+    one consent: unrevoked, its latest access token valid for the whole lifespan.
+    """
+    kept = state.kept_grant
+    if kept is not None:
+        kept = state.oauth.kept_as_now(kept)  # it may have been refreshed since
     state._start_fresh()
+    state.kept_grant = kept
+    if keep_grant and kept is not None:
+        state.oauth.readmit(kept, state.now())
+
+
+@_operation
+def keep_grant(state: StubState) -> None:
+    """The newest grant is the one `reset(keep_grant=True)` takes back from now on."""
+    kept = state.oauth.newest_grant()
+    if kept is None:
+        raise ControlError("no grant to keep: nobody has consented since the last reset")
+    state.kept_grant = kept
 
 
 @_operation

@@ -106,6 +106,18 @@ INJECTED_DETAIL: Final = "Fault injected by the stub instance"
 SCRIPT_FAILED: Final = ("Script Evaluation Exception", "The scripted REST handler raised {error}")
 
 JSON_TYPE: Final = "application/json;charset=UTF-8"
+# Choice: the stub answers the REST APIs in JSON only. The platform also serves XML
+# (`Accept: application/xml`); rather than answer such a client in JSON without a word, the
+# stub refuses an Accept header that admits no JSON with 406 and this message, so a client
+# that depends on XML finds out in its tests. An attachment's content is served whatever the
+# Accept header says, as the platform does.
+SERVED_TYPES: Final = ("application/json",)
+NOT_ACCEPTABLE: Final = (
+    "Not Acceptable",
+    "The stub instance answers in JSON only (application/json); the platform would answer "
+    "this Accept header in XML",
+)
+ANY_ACCEPT_ENDPOINTS: Final = frozenset({"attachment.content"})
 
 
 def error_body(message: str, detail: str | None) -> bytes:

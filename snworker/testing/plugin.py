@@ -6,7 +6,9 @@
                             override the fixture to set them for a module or a directory
     servicenow_connect      connect(**kwargs) -> a connection to the stub, consent given by a
                             stand-in user; every connection it made is disconnected after the test
-    servicenow_connection   one such connection
+    servicenow_connection   a connection to the stub: on the shared stub, one for the whole
+                            session, whose grant every reset takes back (a test costs no
+                            worker start and no consent); else a new one, as the factory's
     servicenow_shared_stub  the session's stub, started on first use (not reset)
 
 Registered through the `pytest11` entry point. The stub's server (and snworker's connection
@@ -63,6 +65,77 @@ def servicenow_settings(request: pytest.FixtureRequest) -> dict[str, Any]:
     return dict(marker.kwargs)
 
 
+class SharedConnection:
+    """The session's connection to the shared stub, made on first use, renewed when broken."""
+
+    def __init__(self) -> None:
+        self.connection: ServiceNowConnection | None = None
+
+    def for_test(self, stub: StubServiceNow) -> ServiceNowConnection:
+        """The connection, working, on a stub just reset with its grant taken back.
+
+        A test may have broken it for the next one: disconnected it, met
+        AuthTokenExpiredError (the worker then wiped its tokens), or ended its worker. An
+        invalid path finds out without sending anything: the worker refuses it after the
+        connection's own checks pass, so only a working connection answers InvalidRequestError.
+        """
+        import snworker
+
+        if self.connection is not None:
+            try:
+                self.connection.execute_api_request("not a path")
+            except snworker.InvalidRequestError:
+                return self.connection
+            except snworker.AuthTokenExpiredError:
+                self.connection.reconnect()
+                return self._kept(stub, self.connection)
+            except snworker.ServiceNowError:
+                self.connection.disconnect()
+        self.connection = _connect(stub)
+        return self._kept(stub, self.connection)
+
+    @staticmethod
+    def _kept(stub: StubServiceNow, connection: ServiceNowConnection) -> ServiceNowConnection:
+        # Its consent is the newest grant; every test then starts from the same state.
+        stub.keep_grant()
+        stub.reset(keep_grant=True)
+        return connection
+
+    def close(self) -> None:
+        """Disconnect the connection (it revokes its grant)."""
+        if self.connection is not None:
+            self.connection.disconnect()
+
+
+def _connect(stub: StubServiceNow, **settings: Any) -> ServiceNowConnection:
+    import snworker
+    from snworker.testing.browser import approve
+
+    client_id = settings.pop("client_id", stub.client_id)
+    settings.setdefault("redirect_uri", stub.redirect_uri)
+    settings.setdefault("open_browser", approve)
+    return snworker.connect(stub.url, client_id, **settings)
+
+
+@pytest.fixture(scope="session")
+def servicenow_shared_connection(
+    servicenow_shared_stub: StubServiceNow,
+) -> Iterator[SharedConnection]:
+    """The session's connection to the shared stub (through `servicenow_connection`)."""
+    shared = SharedConnection()
+    try:
+        yield shared
+    finally:
+        shared.close()
+
+
+def _shares(settings: dict[str, Any]) -> bool:
+    """True when a test with these settings gets the session's shared stub."""
+    from snworker.testing.state import StubConfig
+
+    return StubConfig(**settings) == StubConfig()
+
+
 @pytest.fixture
 def servicenow_stub(
     request: pytest.FixtureRequest, servicenow_settings: dict[str, Any]
@@ -70,14 +143,14 @@ def servicenow_stub(
     """A stub in the state its constructor makes, serving for the test.
 
     With the default settings it is the session's stub, reset; with others, a stub of its own,
-    stopped after the test.
+    stopped after the test. A test that uses `servicenow_connection` finds that connection's
+    grant in the reset stub, as its one consent.
     """
     from snworker.testing.server import StubServiceNow
-    from snworker.testing.state import StubConfig
 
-    if StubConfig(**servicenow_settings) == StubConfig():
+    if _shares(servicenow_settings):
         shared: StubServiceNow = request.getfixturevalue("servicenow_shared_stub")
-        shared.reset()
+        shared.reset(keep_grant="servicenow_connection" in request.fixturenames)
         yield shared
         return
     with StubServiceNow(**servicenow_settings) as stub:
@@ -87,16 +160,10 @@ def servicenow_stub(
 @pytest.fixture
 def servicenow_connect(servicenow_stub: StubServiceNow) -> Iterator[ConnectionFactory]:
     """`connect(**kwargs)`: a connection to the stub; each is disconnected after the test."""
-    import snworker
-    from snworker.testing.browser import approve
-
     opened: list[ServiceNowConnection] = []
 
     def connect(**settings: Any) -> ServiceNowConnection:
-        client_id = settings.pop("client_id", servicenow_stub.client_id)
-        settings.setdefault("redirect_uri", servicenow_stub.redirect_uri)
-        settings.setdefault("open_browser", approve)
-        connection = snworker.connect(servicenow_stub.url, client_id, **settings)
+        connection = _connect(servicenow_stub, **settings)
         opened.append(connection)
         return connection
 
@@ -108,6 +175,18 @@ def servicenow_connect(servicenow_stub: StubServiceNow) -> Iterator[ConnectionFa
 
 
 @pytest.fixture
-def servicenow_connection(servicenow_connect: ConnectionFactory) -> ServiceNowConnection:
-    """A connection to `servicenow_stub`, consent given by a stand-in user; disconnected after."""
-    return servicenow_connect()
+def servicenow_connection(
+    request: pytest.FixtureRequest, servicenow_settings: dict[str, Any],
+    servicenow_stub: StubServiceNow, servicenow_connect: ConnectionFactory,
+) -> ServiceNowConnection:
+    """A connection to `servicenow_stub`, consent given by a stand-in user.
+
+    On the session's shared stub it is one connection for the whole session: each reset takes
+    its grant back, so a test pays neither a worker start nor a consent, and whatever a test
+    did to the tokens, the clock or the connection is undone for the next. On a stub of the
+    test's own, it is a new connection, disconnected after the test.
+    """
+    if not _shares(servicenow_settings):
+        return servicenow_connect()
+    holder: SharedConnection = request.getfixturevalue("servicenow_shared_connection")
+    return holder.for_test(servicenow_stub)

@@ -69,6 +69,32 @@ class OnDemandDispatcher(ThreadedTaskDispatcher):  # type: ignore[misc]
             self.queue_cv.notify()
 
 
+class PlainHttpChannel(HTTPChannel):  # type: ignore[misc]
+    """Waitress's channel, answering a TLS handshake at once instead of waiting for a line.
+
+    A client that takes the stub's http:// URL for https:// sends a TLS ClientHello, which holds
+    no line end: waitress would wait for the rest of a request line until the client's deadline,
+    and the client would report a timeout. Like nginx and Apache, the stub answers a plain 400 at
+    once; the client's TLS layer then names the real cause (the server does not speak TLS).
+    """
+
+    _spoken = False
+
+    def received(self, data: bytes) -> bool:
+        first, self._spoken = not self._spoken, True
+        if first and data[:1] == _TLS_HANDSHAKE_RECORD:
+            self.write_soon(_NOT_TLS_ANSWER)
+            self.close_when_flushed = True
+            return False
+        return bool(super().received(data))
+
+
+_TLS_HANDSHAKE_RECORD = b"\x16"
+_NOT_TLS_BODY = b"This stub speaks plain HTTP: use its http:// URL.\n"
+_NOT_TLS_ANSWER = (b"HTTP/1.1 400 Bad Request\r\nContent-Type: text/plain\r\nConnection: close\r\n"
+                   b"Content-Length: %d\r\n\r\n%s" % (len(_NOT_TLS_BODY), _NOT_TLS_BODY))
+
+
 class StubServer:
     """A waitress server for one application, run by a background thread."""
 
@@ -86,6 +112,7 @@ class StubServer:
             clear_untrusted_proxy_headers=False,
             ident="ServiceNow",
         )
+        self._server.channel_class = PlainHttpChannel
         self.port: int = int(self._server.effective_port)
         self._thread = threading.Thread(
             target=self._server.run, name=f"stub-servicenow-{self.port}", daemon=True
@@ -259,13 +286,40 @@ class StubServiceNow(StubControls):
         self.stop()
 
     @classmethod
-    def start_process(cls, **settings: Any) -> RemoteStub:
+    def start_process(
+        cls,
+        *,
+        host: str = "127.0.0.1",
+        port: int = 0,
+        client_id: str = "snworker-test",
+        redirect_uri: str = "http://127.0.0.1:0/callback",
+        app_name: str = "snworker test app",
+        access_lifespan: float = 1800,
+        refresh_lifespan: float = 8_640_000,
+        pkce_required: bool = True,
+        consent: ConsentMode = "ask",
+        strict_redirect: bool = False,
+        seed: bool = True,
+        auth: Sequence[AuthMethod] = ("code",),
+        client_secret: str | None = None,
+        threads: int = DEFAULT_THREADS,
+        application_user: str | None = "admin",
+        jwt_verifiers: Mapping[str, str] | None = None,
+        jwt_user_field: str = "user_name",
+    ) -> RemoteStub:
         """Start the same stub in a child process; returns once it serves.
 
-        Takes the constructor's keyword arguments. The child exits when the returned
+        Takes the constructor's arguments, as keywords. The child exits when the returned
         `RemoteStub` is closed, or when this process dies.
         """
-        config = StubConfig(**settings)
+        config = StubConfig(
+            host=host, port=port, client_id=client_id, redirect_uri=redirect_uri,
+            app_name=app_name, access_lifespan=access_lifespan,
+            refresh_lifespan=refresh_lifespan, pkce_required=pkce_required, consent=consent,
+            strict_redirect=strict_redirect, seed=seed, auth=tuple(auth),
+            client_secret=client_secret, threads=threads, application_user=application_user,
+            jwt_verifiers=dict(jwt_verifiers or {}), jwt_user_field=jwt_user_field,
+        )
         process = subprocess.Popen(
             [
                 sys.executable,

@@ -16,7 +16,7 @@ from typing import TYPE_CHECKING, Any, Final
 from snworker.testing import platform
 from snworker.testing.assertions import AssertionChecker
 from snworker.testing.faults import FaultPlan
-from snworker.testing.oauth import AuthorizationServer, Client, ConsentMode
+from snworker.testing.oauth import AuthorizationServer, Client, ConsentMode, KeptGrant
 from snworker.testing.schema import Schema
 from snworker.testing.scripted_api import ScriptedRoutes
 from snworker.testing.seed import seed_snapshot, user_sys_id
@@ -89,6 +89,7 @@ class StubState:
         self.user_sys_id = user_sys_id(platform.SIGNED_IN_USER_NAME)
         self.routes = ScriptedRoutes()
         self.transforms: dict[str, Transform] = {}
+        self.kept_grant: KeptGrant | None = None  # what reset(keep_grant=True) readmits
         self._start_fresh()
 
     def _start_fresh(self) -> None:

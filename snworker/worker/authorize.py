@@ -17,7 +17,7 @@ from http.server import BaseHTTPRequestHandler, HTTPServer
 from typing import Any
 from urllib.parse import parse_qs, urlencode, urlsplit, urlunsplit
 
-from snworker.worker.failures import AuthorizationFailed, Failure, TokenExpired
+from snworker.worker.failures import AuthorizationFailed, Failure, TlsFailure, TokenExpired
 from snworker.worker.redact import Redactor
 from snworker.worker.tokens import TokenGrant
 from snworker.worker.transport import Transport
@@ -249,7 +249,7 @@ class TokenEndpoint:
         if status in (400, 401, 403):
             raise TokenExpired(
                 f"the instance refused to renew the access token ({_oauth_error(body)}); "
-                "call connect() again")
+                "call conn.reconnect()")
         if status != 200:
             raise TokenRefreshFailed(f"could not renew the access token: HTTP {status}", status)
         try:
@@ -321,6 +321,9 @@ def probe_authorization(transport: Transport, client_id: str, redirect_uri: str,
                         Pkce.new().challenge, scopes)
     try:
         answer = transport.get_page(url, timeout)
+    except TlsFailure as exc:
+        raise AuthorizationFailed(f"cannot talk to the instance at {transport.origin}: "
+                                  f"{exc.message}", "unreachable") from None
     except Failure as exc:
         raise AuthorizationFailed(
             f"the instance at {transport.origin} does not answer: {exc.message}; check the "

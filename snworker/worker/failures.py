@@ -23,6 +23,10 @@ class ApiFailure(Failure):
     """An error status from the instance, or a transport failure (status None)."""
 
 
+class TlsFailure(ApiFailure):
+    """TLS with the instance failed: the instance answered, so it is not the network."""
+
+
 class Timeout(Failure):
     """The request's deadline passed in the worker."""
 
@@ -36,7 +40,7 @@ class InvalidRequest(Failure):
 
 
 class TokenExpired(Failure):
-    """The grant is gone; only a new connect() helps."""
+    """The grant is gone; only a new consent (reconnect()) helps."""
 
     kind = errors.KIND_TOKEN_EXPIRED
 

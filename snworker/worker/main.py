@@ -356,7 +356,7 @@ class Worker:
         if response.status == 401:
             tokens.expire("the instance refused a freshly renewed access token")
             raise TokenExpired("the instance refused a freshly renewed access token; "
-                               "call connect() again")
+                               "call conn.reconnect()")
         return response
 
     def _transport_send(self, checked: Checked, token: str, remaining: float) -> Answer:

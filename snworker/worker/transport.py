@@ -16,7 +16,7 @@ import re
 import ssl
 import threading
 import time
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Iterator, Mapping
 from dataclasses import dataclass
 from typing import Any
 from urllib.parse import urlencode, urlsplit
@@ -41,7 +41,14 @@ from snworker.checks import IDEMPOTENT
 from snworker.errors import InvalidRequestError
 from snworker.messages import Pairs, Request
 from snworker.policy import RetryPolicy
-from snworker.worker.failures import ApiFailure, Cancelled, Failure, InvalidRequest, Timeout
+from snworker.worker.failures import (
+    ApiFailure,
+    Cancelled,
+    Failure,
+    InvalidRequest,
+    Timeout,
+    TlsFailure,
+)
 
 logger = logging.getLogger("snworker.worker")
 
@@ -493,11 +500,55 @@ def _transport_failure(exc: Exception) -> Failure:
     if isinstance(exc, requests.ConnectTimeout):
         return Timeout("the request was not sent: the instance accepted no connection before "
                        "the deadline")
+    if isinstance(exc, requests.Timeout) and any(
+            "handshake operation timed out" in str(cause) for cause in _causes(exc)):
+        return Timeout("the request was not sent: the server took the connection but did not "
+                       "complete a TLS handshake before the deadline (a server that does not "
+                       "speak TLS, such as an http:// one, may wait like this)")
     if isinstance(exc, requests.Timeout):
         return Timeout("the request was sent, but the instance did not answer before the "
                        "deadline")
     if isinstance(exc, requests.exceptions.SSLError):
-        return ApiFailure("TLS failure talking to the instance (certificate or protocol)")
+        return _tls_failure(exc)
     if isinstance(exc, requests.ConnectionError):
         return ApiFailure("could not reach the instance (connection failed or was dropped)")
     return ApiFailure(f"the request failed: {type(exc).__name__}")
+
+
+# OpenSSL's reasons for a server whose first answer is not a TLS record: it speaks plain HTTP.
+_NOT_TLS = frozenset({"WRONG_VERSION_NUMBER", "RECORD_LAYER_FAILURE", "HTTP_REQUEST",
+                      "PACKET_LENGTH_TOO_LONG", "UNKNOWN_PROTOCOL"})
+
+
+def _tls_failure(exc: requests.exceptions.SSLError) -> TlsFailure:
+    """A TLS failure, its cause named from OpenSSL's reason."""
+    reason = _ssl_reason(exc)
+    if reason in _NOT_TLS:
+        return TlsFailure("TLS failed: the server does not speak TLS (it answered in plain text; "
+                          "is it an http:// server, such as a local stub?)")
+    if reason == "CERTIFICATE_VERIFY_FAILED":
+        return TlsFailure("TLS failed: the instance's certificate is not trusted (a proxy that "
+                          "inspects TLS needs its CA in the system's store, or ca_bundle=)")
+    return TlsFailure(f"TLS failed talking to the instance ({reason or 'certificate or protocol'})")
+
+
+def _ssl_reason(exc: BaseException) -> str | None:
+    """OpenSSL's reason (such as WRONG_VERSION_NUMBER) from the ssl.SSLError under `exc`."""
+    for cause in _causes(exc):
+        if isinstance(cause, ssl.SSLError):
+            return str(cause.reason) if cause.reason else None
+    return None
+
+
+def _causes(exc: BaseException) -> Iterator[BaseException]:
+    """`exc` and the exceptions it wraps (requests and urllib3 wrap in args and `reason`)."""
+    seen: set[int] = set()
+    pending: list[object] = [exc]
+    while pending:
+        current = pending.pop()
+        if not isinstance(current, BaseException) or id(current) in seen:
+            continue
+        seen.add(id(current))
+        yield current
+        pending += [*current.args, getattr(current, "reason", None), current.__cause__,
+                    current.__context__]

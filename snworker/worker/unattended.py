@@ -174,7 +174,7 @@ class UnattendedGrant:
         except AuthorizationFailed as exc:
             if exc.detail == "unreachable":
                 raise Failure(exc.message) from None  # for now: the store keeps its token
-            raise TokenExpired(f"{exc.message}; call connect() again") from None
+            raise TokenExpired(f"{exc.message}; call conn.reconnect()") from None
 
     def wipe(self) -> None:
         """Forget the secrets (what Python lets us overwrite is overwritten)."""
