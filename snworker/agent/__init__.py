@@ -131,11 +131,15 @@ def attach(
     address = resolve(agent)
     opener = open_browser if open_browser is not None else _open_system_browser
     channel = Channel.over(open_agent(address), _browser_runner(opener), AGENT_IO)
-    # An attach names no instance: the agent's own settings apply to any consent it runs.
-    message = Connect(channel.next_id(), "", "", (), (),
-                      seconds(authorization_timeout, "authorization_timeout"),
-                      seconds(request_timeout, "request_timeout"), RetryPolicy().to_wire(), 0)
-    return open_connection(channel, message)
+    return open_connection(channel, attach_message(channel.next_id(), authorization_timeout,
+                                                   request_timeout))
+
+
+def attach_message(ident: int, authorization_timeout: float, request_timeout: float) -> Connect:
+    """The Connect of an attach: it names no instance, so the agent's own settings apply to
+    any consent it runs."""
+    return Connect(ident, "", "", (), (), seconds(authorization_timeout, "authorization_timeout"),
+                   seconds(request_timeout, "request_timeout"), RetryPolicy().to_wire(), 0)
 
 
 def _allowed_ids(users: Sequence[str | int], groups: Sequence[str | int]) -> dict[str, list[int]]:

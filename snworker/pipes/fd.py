@@ -16,9 +16,13 @@ import os
 import select
 import selectors
 from collections.abc import Callable
+from typing import TYPE_CHECKING
 
 from snworker.messages import PREFIX, Message, ProtocolError, build, encode, read_head, sizes
-from snworker.pipes import Waiter
+from snworker.pipes import Ended, Received, Waiter
+
+if TYPE_CHECKING:
+    import asyncio
 
 # Below this, prefix, head and body are joined and written at once; above it the copy would
 # cost more than a second write.
@@ -74,6 +78,16 @@ class FdPipe:
             return _EpollWaiter(self._fd, sentinel)
         return _SelectorWaiter(self._fd, sentinel)
 
+    def watch(self, loop: asyncio.AbstractEventLoop, sentinel: int | None,
+              received: Received, ended: Ended) -> _LoopReader:
+        """Read on `loop` whenever the descriptor is readable (`add_reader`): no thread."""
+        reader = _LoopReader(self._fd, loop, sentinel, received, ended)
+        if self.buffered:  # read ahead by a blocking reader earlier: decode it first
+            reader.decoder.feed(bytes(self._buffer[self._start:]))
+            self._buffer.clear()
+            self._start = 0
+        return reader
+
     def close(self) -> None:
         """Close the descriptor."""
         self._close()
@@ -113,6 +127,104 @@ class FdPipe:
             filled += count
         view.release()
         return bytes(out)
+
+
+class FrameDecoder:
+    """Frames to messages, from bytes fed in pieces of any size (no I/O)."""
+
+    __slots__ = ("_buffer",)
+
+    def __init__(self) -> None:
+        self._buffer = bytearray()
+
+    def feed(self, data: bytes) -> list[Message]:
+        """The messages complete once `data` is added; ProtocolError for a malformed frame."""
+        buffer = self._buffer
+        buffer += data
+        messages: list[Message] = []
+        start, size = 0, len(buffer)
+        while size - start >= PREFIX.size:
+            head_size, body_size = sizes(bytes(buffer[start:start + PREFIX.size]))
+            head_end = start + PREFIX.size + head_size
+            end = head_end + body_size
+            if size < end:
+                break
+            values = read_head(bytes(buffer[start + PREFIX.size:head_end]))
+            if not values[1] and body_size:
+                raise ProtocolError("a body where the head says none")
+            messages.append(build(values, bytes(buffer[head_end:end]) if values[1] else None))
+            start = end
+        if start:
+            del buffer[:start]
+        return messages
+
+
+class _LoopReader:
+    """Reads the pipe on an event loop's thread when it is readable; never blocks the loop.
+
+    A readable descriptor answers a read at once with what it holds, so the descriptor stays
+    blocking (sends from other threads rely on that) and each readiness costs one read.
+    """
+
+    def __init__(self, fd: int, loop: asyncio.AbstractEventLoop, sentinel: int | None,
+                 received: Received, ended: Ended) -> None:
+        self._fd = fd
+        self._loop = loop
+        self._sentinel = sentinel
+        self._received = received
+        self._ended = ended
+        self._open = True
+        self.decoder = FrameDecoder()
+        loop.add_reader(fd, self._readable)
+        if sentinel is not None:
+            loop.add_reader(sentinel, self._exited)
+
+    def _readable(self) -> None:
+        try:
+            data = os.read(self._fd, _LOOP_READ_SIZE)
+        except BlockingIOError:
+            return
+        except OSError:
+            data = b""
+        if not data:
+            self._end(None)
+            return
+        try:
+            messages = self.decoder.feed(data)
+        except ProtocolError as exc:
+            self._end(exc)
+            return
+        if messages:
+            self._received(messages)
+
+    def _exited(self) -> None:
+        # The worker exited. Whatever it wrote before is still in the pipe: read it out first
+        # (a process the worker started could hold the pipe open, so no EOF may come).
+        self._loop.remove_reader(self._sentinel)  # type: ignore[arg-type]
+        self._sentinel = None
+        while self._open and select.select([self._fd], [], [], 0)[0]:
+            self._readable()
+        self._end(None)
+
+    def _end(self, error: Exception | None) -> None:
+        if self._open:
+            self.close()
+            self._ended(error)
+
+    def close(self) -> None:
+        """Stop reading (the descriptor stays open)."""
+        if not self._open:
+            return
+        self._open = False
+        try:
+            self._loop.remove_reader(self._fd)
+            if self._sentinel is not None:
+                self._loop.remove_reader(self._sentinel)
+        except (RuntimeError, ValueError, OSError):  # the loop is closed already
+            pass
+
+
+_LOOP_READ_SIZE = 1 << 18
 
 
 def _write_all(fd: int, buffers: list[bytes]) -> None:

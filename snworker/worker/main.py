@@ -38,8 +38,10 @@ from snworker.pipes import Pipe
 from snworker.policy import RetryPolicy
 from snworker.worker.access import AccessPolicy
 from snworker.worker.authorize import TokenEndpoint, run_flow
+from snworker.worker.exchange import Cancellation, Exchange
 from snworker.worker.failures import (
     ApiFailure,
+    Cancelled,
     Failure,
     InvalidRequest,
     TokenExpired,
@@ -308,8 +310,10 @@ class Worker:
         started = time.monotonic()
         deadline = started + min(checked.timeout, transport.policy.total_timeout)
 
+        exchange = cancelled.exchange if isinstance(cancelled, Cancellation) else Exchange()
+
         def attempt(remaining: float) -> Answer:
-            answer = self._send_authorized(checked, tokens, remaining)
+            answer = self._send_authorized(checked, tokens, remaining, exchange)
             return transport.classify(method, answer) if checked.retry else answer
 
         # Without `retry` the caller's client retries as it sees fit (a requests Retry, say):
@@ -343,25 +347,30 @@ class Worker:
         return table
 
     def _send_authorized(self, checked: Checked, tokens: TokenStore,
-                         remaining: float) -> Answer:
+                         remaining: float, exchange: Exchange) -> Answer:
         """Send with the current token; after a 401, renew once and resend once."""
         token = tokens.access_token()
         started = time.monotonic()
-        response = self._transport_send(checked, token, remaining)
+        response = self._transport_send(checked, token, remaining, exchange)
         if response.status != 401:
             return response
         renewed = tokens.renew_after_unauthorized(token)
         response = self._transport_send(checked, renewed,
-                                        remaining - (time.monotonic() - started))
+                                        remaining - (time.monotonic() - started), exchange)
         if response.status == 401:
             tokens.expire("the instance refused a freshly renewed access token")
             raise TokenExpired("the instance refused a freshly renewed access token; "
                                "call conn.reconnect()")
         return response
 
-    def _transport_send(self, checked: Checked, token: str, remaining: float) -> Answer:
+    def _transport_send(self, checked: Checked, token: str, remaining: float,
+                        exchange: Exchange) -> Answer:
         assert self._transport is not None
-        return self._transport.send(checked, "Bearer " + token, max(remaining, 0.001))
+        # Token renewals stay outside the exchange: other requests may be waiting for them.
+        with exchange.current():
+            if exchange.aborted:
+                raise Cancelled("cancelled by the caller")
+            return self._transport.send(checked, "Bearer " + token, max(remaining, 0.001))
 
     # --- disconnecting --------------------------------------------------------------------
 

@@ -31,10 +31,13 @@ from snworker.messages import (
     Result,
 )
 from snworker.pipes import Pipe
+from snworker.worker.exchange import Cancellation
 
 logger = logging.getLogger("snworker.worker")
 
-_MAX_REQUEST_THREADS = 64
+# Threads start only when a request finds none idle. An asyncio caller sends a couple of
+# hundred requests at once as a matter of course; each waits on the network, not the CPU.
+_MAX_REQUEST_THREADS = 256
 
 
 class Service(Protocol):
@@ -138,7 +141,7 @@ class Peer:
                     return
                 if type(message) is Request:
                     # Registered before the next read, so a Cancel for it cannot be missed.
-                    cancelled = self._cancelled[message.id] = threading.Event()
+                    cancelled = self._cancelled[message.id] = Cancellation()
                     # Leave a thread at the pipe before carrying the request out.
                     with self._pool_lock:
                         waiting = self._threads - self._busy - 1
