@@ -47,7 +47,7 @@ from snworker.worker.failures import (
     TokenExpired,
 )
 from snworker.worker.harden import Report
-from snworker.worker.peer import Peer
+from snworker.worker.peer import Budget, Peer
 from snworker.worker.redact import Redactor
 from snworker.worker.tokens import TokenGrant, TokenStore
 from snworker.worker.transport import (
@@ -112,9 +112,11 @@ class Worker:
             self._wipe("the connection is closed")
             self._forget_secrets()
 
-    def add_peer(self, pipe: Pipe, name: str, own_user: bool = True) -> Peer:
-        """Start answering on `pipe` (`own_user`: False for another user's process)."""
-        peer = Peer(pipe, self, name)
+    def add_peer(self, pipe: Pipe, name: str, own_user: bool = True,
+                 budget: Budget | None = None) -> Peer:
+        """Start answering on `pipe` (`own_user`: False for another user's process; its
+        messages hold bytes from `budget`, if any)."""
+        peer = Peer(pipe, self, name, budget)
         peer.own_user = own_user
         with self._peers_lock:
             self._peers.add(peer)
@@ -511,8 +513,9 @@ def _check_connect(message: Connect) -> None:
         raise InvalidRequest("the redirect URIs must be a tuple of loopback http URLs")
     for uri in uris:
         redirect = urlsplit(uri)
-        if redirect.scheme != "http" or redirect.hostname not in ("127.0.0.1", "localhost"):
-            raise InvalidRequest("the redirect URI must be a loopback http URL")
+        if redirect.scheme != "http" or redirect.hostname != "127.0.0.1":
+            # Not localhost: a browser may resolve it to ::1, where the listener is not.
+            raise InvalidRequest("the redirect URI must be an http URL on 127.0.0.1")
     if message.proxy is not None:
         proxy = urlsplit(message.proxy)
         if proxy.scheme not in ("http", "https") or not proxy.hostname:
