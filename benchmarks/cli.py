@@ -11,7 +11,17 @@ from collections.abc import Callable, Sequence
 from typing import Any
 
 import snworker
-from benchmarks import adapters, agent, baseline, redaction, report, sections, startup, stub
+from benchmarks import (
+    adapters,
+    agent,
+    aio,
+    baseline,
+    redaction,
+    report,
+    sections,
+    startup,
+    stub,
+)
 from snworker.testing import StubServiceNow
 
 DEFAULT_JSON = os.path.join(os.path.dirname(os.path.abspath(__file__)), "results", "latest.json")
@@ -28,6 +38,7 @@ SECTIONS: tuple[tuple[str, Callable[[sections.Bench], dict[str, Any]]], ...] = (
     ("adapters", adapters.adapters),  # needs section 4's 1 MB record
     ("refresh_storm", sections.refresh_storm),  # it expires every token at the stub
     ("stub", stub.stub),  # stubs of its own, in this process
+    ("aio", aio.aio),  # a stub process and connections of its own
 )
 
 

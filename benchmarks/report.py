@@ -96,6 +96,9 @@ TARGETS = (
            ("adapters", "1MB", "adapter", "latency_ratio"), 1.05),
     Target("requests adapter 4 threads / execute_api_request",
            ("adapters", "threads_4", "adapter", "per_request_ratio"), 1.05),
+    Target("200 async requests: rate / httpx.AsyncClient", ("aio", "concurrent",
+                                                             "throughput_ratio"), 1.0,
+           at_most=False),
 )
 
 
@@ -252,14 +255,14 @@ def rows(results: Results) -> list[Row]:
                     continue
                 target = ("adapters", label, side, "latency_ratio") if side == "adapter" else ()
                 head = f"{title} ({adapters[label]['body_bytes']} B)" if first else "  "
-                add(f"{head} {side}¶", _us(figures["reference"]) if first else "",
+                add(f"{head} {side}◊", _us(figures["reference"]) if first else "",
                     _us(figures["snworker"]), f"{figures['latency_ratio']:.2f} "
                     f"(CPU {figures['cpu_ratio']:.2f})", target)
                 first = False
         for side, figures in adapters["threads_4"].items():
             target = ("adapters", "threads_4", side, "per_request_ratio") \
                 if side == "adapter" else ()
-            add(f"   {adapters['threads']} threads: {side}, req/s¶",
+            add(f"   {adapters['threads']} threads: {side}, req/s◊",
                 f"{figures['reference']['ops_per_s']:.0f}",
                 f"{figures['snworker']['ops_per_s']:.0f}",
                 f"{figures['per_request_ratio']:.2f} (CPU {figures['cpu_ratio']:.2f})", target)
@@ -278,6 +281,20 @@ def rows(results: Results) -> list[Row]:
             add("  servicenow_connection per test: new vs kept§",
                 f"kept {_ms(fixture['reference'])}", f"new {_ms(fixture['snworker'])}",
                 f"{fixture['latency_ratio']:.2f}")
+    aio = sections.get("aio")
+    if aio is not None:
+        burst = aio["concurrent"]
+        add(f"11 asyncio: {burst['requests']} at once, {burst['delay_ms']:.0f} ms each: req/s¶",
+            f"{burst['reference_per_s']:.0f} ({burst['reference_share_of_ideal']:.0%} of ideal)",
+            f"{burst['snworker_per_s']:.0f} ({burst['snworker_share_of_ideal']:.0%} of ideal)",
+            f"{burst['throughput_ratio']:.2f}", ("aio", "concurrent", "throughput_ratio"))
+        cancel = aio["cancel"]
+        add("  cancel -> connection closed at the stub",
+            f"{cancel['reference_ms']} ms (max {cancel['reference_max_ms']})",
+            f"{cancel['snworker_ms']} ms (max {cancel['snworker_max_ms']})")
+        overhead = aio["overhead"]
+        add("  small GET: sync driver (A) vs async (B)", _us(overhead["reference"]),
+            _us(overhead["snworker"]), f"{overhead['latency_ratio']:.2f}")
     return table
 
 
@@ -341,7 +358,7 @@ def render(results: Results) -> str:
         )
     if sections.get("adapters") is not None:
         lines.append(
-            "¶ adapters: A is execute_api_request(path).data; adapter: WorkerAdapter.send of a"
+            "◊ adapters: A is execute_api_request(path).data; adapter: WorkerAdapter.send of a"
             " request requests prepared, .json() (what requests_session adds); session:"
             " session.get(url).json(), all of requests included; httpx: httpx.Client.get with"
             " httpx_transport, all of httpx included; threads: wall time per request, B/A;"
@@ -355,6 +372,13 @@ def render(results: Results) -> str:
             " and stopped, against one shared stub reset and asked once; servicenow_connection:"
             " a new connection (consent, GET, disconnect) per test, against the fixture's"
             " connection kept across resets (reset, its check, GET)"
+        )
+    if sections.get("aio") is not None:
+        lines.append(
+            "¶ asyncio: a stub process of its own; A is httpx.AsyncClient in this process with"
+            " a token and 200 connections allowed, B `snworker.aio`; ideal = every request"
+            " answered after its delay, all at once; cancel: task.cancel() of a request the stub"
+            " holds, to the stub seeing its connection closed (medians)"
         )
     legend = [textwrap.fill(text, width=max(100, len(rule)), subsequent_indent="    ")
               for text in lines]

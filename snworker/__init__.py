@@ -8,15 +8,12 @@ import importlib as _importlib
 import typing as _typing
 
 if _typing.TYPE_CHECKING:
-    from snworker import entities
+    from snworker import aio, entities
     from snworker.adapters.for_httpx import httpx_transport
     from snworker.adapters.for_requests import requests_session
     from snworker.agent import attach
-    from snworker.connection import (
-        ServiceNowConnection,
-        WorkerHardening,
-        connect,
-    )
+    from snworker.connection import ServiceNowConnection, connect
+    from snworker.core import WorkerHardening
     from snworker.errors import (
         ApiRequestError,
         AuthorizationError,
@@ -56,6 +53,7 @@ __all__ = [
     "WorkerError",
     "WorkerHardening",
     "WorkerStartError",
+    "aio",
     "attach",
     "connect",
     "enable_logging",
@@ -83,7 +81,7 @@ _HOMES = {
     "ServiceNowError": "snworker.errors",
     "WorkerCrashedError": "snworker.errors",
     "WorkerError": "snworker.errors",
-    "WorkerHardening": "snworker.connection",
+    "WorkerHardening": "snworker.core",
     "WorkerStartError": "snworker.errors",
     "attach": "snworker.agent",
     "connect": "snworker.connection",
@@ -96,8 +94,8 @@ _HOMES = {
 
 
 def __getattr__(name: str) -> _typing.Any:
-    if name == "entities":
-        return _importlib.import_module("snworker.entities")
+    if name in ("aio", "entities"):
+        return _importlib.import_module(f"snworker.{name}")
     home = _HOMES.get(name)
     if home is None:
         raise AttributeError(f"module {__name__!r} has no attribute {name!r}")

@@ -4,7 +4,7 @@ Data flow:
 
     caller threads --(send lock)--> pipe --> worker
          ^
-         | every call is parked in `_pending` by its integer id until its answer comes
+         | every call is parked in `_calls` by its integer id until its answer comes
          |
     the reading caller <-- pipe <-- worker     (waits on the pipe and the worker's sentinel
                                                 together: a dead worker is seen at once)
@@ -12,7 +12,7 @@ Data flow:
 There is no reader thread. A caller that waits for an answer reads the pipe itself when nobody
 else does (leader/followers): it delivers other callers' answers as they come, and when its own
 has come it hands the pipe to one of the callers still waiting. The answer of a single caller
-thus costs no thread wake-up in this process. Whoever pops a call from `_pending` owns its
+thus costs no thread wake-up in this process. Whoever pops a call from `_calls` owns its
 outcome: the reading caller (an answer arrived), the call's own thread (its deadline passed
 first) or the crash handler. A late answer finds no entry and is dropped.
 """
@@ -28,25 +28,14 @@ import weakref
 from collections.abc import Callable
 
 from snworker import spawn
+from snworker.core import Calls, route, worker_failure
 from snworker.errors import (
     ConnectionClosedError,
     RequestTimeoutError,
     ServiceNowError,
-    WorkerCrashedError,
     WorkerError,
-    WorkerStartError,
 )
-from snworker.messages import (
-    Cancel,
-    Connected,
-    Error,
-    FromWorker,
-    Log,
-    Message,
-    OpenBrowser,
-    Result,
-    ToWorker,
-)
+from snworker.messages import Cancel, FromWorker, Log, ToWorker
 from snworker.pipes import IoMode, Pipe, default_io
 from snworker.spawn import WorkerProcess
 
@@ -75,14 +64,12 @@ class Channel:
         self.on_open_browser = on_open_browser
         self._ids = itertools.count(1)
         self._send_lock = threading.Lock()
-        # Guards _pending, _followers, _reading and _broken; held only briefly, never for I/O.
+        # Guards _calls, _followers and _reading; held only briefly, never for I/O.
         self._lock = threading.Lock()
-        self._pending: dict[int, _Call] = {}
+        self._calls: Calls[_Call] = Calls()
         self._followers: list[_Call] = []
         self._reading = False
-        self._broken: WorkerError | None = None
         self._closing = False
-        self._heard = False  # a first message came: the worker started
         self._owner_pid = os.getpid()
         self.io = io
         self._pipe, self._process = pipe, process
@@ -126,19 +113,26 @@ class Channel:
         return next(self._ids)
 
     def call(self, message: ToWorker, timeout: float | None) -> FromWorker:
-        """Send `message` and wait up to `timeout` seconds for the answer with its id."""
+        """Send `message` and wait up to `timeout` seconds for the answer with its id.
+
+        A caller interrupted while it waits (Ctrl-C, a
+        KeyboardInterrupt) cancels the call in the worker before the interruption goes on.
+        """
         call = _Call(message.id)
         with self._lock:
-            if self._broken is not None:
-                raise self._broken
-            self._pending[call.ident] = call
+            self._calls.add(call.ident, call)
         try:
             with self._send_lock:
                 self._pipe.send(message)
         except (OSError, ValueError):
             pass  # the worker is gone: reading the pipe shows it and fails this call
         deadline = None if timeout is None else time.monotonic() + max(timeout, 0.0)
-        self._wait(call, deadline)
+        try:
+            self._wait(call, deadline)
+        except BaseException:
+            self._abandon(call)
+            self._send_quietly(Cancel(call.ident))
+            raise
         outcome = call.outcome
         if outcome is None:
             self._send_quietly(Cancel(call.ident))
@@ -149,8 +143,9 @@ class Channel:
 
     def send(self, message: ToWorker) -> None:
         """Send `message` without waiting for an answer."""
-        if self._broken is not None:
-            raise self._broken
+        broken = self._calls.broken
+        if broken is not None:
+            raise broken
         with self._send_lock:
             self._pipe.send(message)
 
@@ -181,7 +176,7 @@ class Channel:
                     self._hand_over()
                 with self._lock:
                     if call.outcome is None:  # the deadline passed: give the call up
-                        self._pending.pop(call.ident, None)
+                        self._calls.pop(call.ident)
                 return
             remaining = None if deadline is None else max(deadline - time.monotonic(), 0.0)
             if not call.wake.acquire(timeout=-1 if remaining is None else remaining):
@@ -189,13 +184,29 @@ class Channel:
                     if call.waiting:  # nobody is about to wake us: give the call up
                         call.waiting = False
                         self._followers.remove(call)
-                        self._pending.pop(call.ident, None)
+                        self._calls.pop(call.ident)
                         return
                 call.wake.acquire()  # a wake-up was on its way: take it
             if call.promoted:
                 call.promoted = False
                 continue
             return
+
+    def _abandon(self, call: _Call) -> None:
+        """Give up `call` after an exception in its wait: nobody may be left without a reader.
+
+        A leader's exception already handed the pipe over (`_read_until`'s finally). A follower
+        may have been interrupted just as it was woken to lead: it passes the pipe on.
+        """
+        with self._lock:
+            self._calls.pop(call.ident)
+            if call.waiting:
+                call.waiting = False
+                self._followers.remove(call)
+                return
+            promoted, call.promoted = call.promoted, False
+        if promoted:
+            self._hand_over()
 
     def _hand_over(self) -> None:
         """Give up reading the pipe; wake a waiting caller to read it instead."""
@@ -234,31 +245,15 @@ class Channel:
                 logger.exception("snworker: unreadable message from the worker")
                 self._fail_all(self._failure())
                 return
-            self._heard = True
-            self._dispatch(message)
+            self._calls.heard = True
+            route(message, self)
 
-    def _dispatch(self, message: Message) -> None:
-        match message:
-            case Error(id=0):  # the worker refused to start
-                self._fail_all(WorkerStartError(message.message))
-            case Connected():
-                self._worker_pid = message.pid or self._worker_pid
-                self._deliver(message.id, message)
-            case Result() | Error():
-                self._deliver(message.id, message)
-            case OpenBrowser():
-                threading.Thread(
-                    target=self.on_open_browser, args=(message.url,),
-                    name="snworker-browser", daemon=True,
-                ).start()
-            case Log():
-                logging.getLogger(message.logger).log(message.level, "%s", message.message)
-            case _:  # a parent-bound stream never carries parent-to-worker messages
-                logger.warning("snworker: unexpected message %s", type(message).__name__)
+    # --- what the worker's messages ask for (core.Sink) ----------------------------------
 
-    def _deliver(self, ident: int, outcome: FromWorker) -> None:
+    def deliver(self, ident: int, outcome: FromWorker) -> None:
+        """Wake the caller waiting for `ident` with its answer; drop a late one."""
         with self._lock:
-            call = self._pending.pop(ident, None)
+            call = self._calls.pop(ident)
             if call is None:
                 return  # its caller gave up: drop the late answer
             call.outcome = outcome
@@ -269,24 +264,29 @@ class Channel:
         if wake:
             call.wake.release()
 
+    def open_browser(self, url: str) -> None:
+        """Show the consent page in a thread of its own: the pipe's reader reads on."""
+        threading.Thread(target=self.on_open_browser, args=(url,), name="snworker-browser",
+                         daemon=True).start()
+
+    def refused(self, error: WorkerError) -> None:
+        """The worker refused to start."""
+        self._fail_all(error)
+
+    def worker_pid(self, pid: int) -> None:
+        """The process that holds the tokens, as the worker reports it."""
+        self._worker_pid = pid
+
     def _failure(self) -> WorkerError:
-        if self._closing:
-            return ConnectionClosedError("the connection is closed")
-        if self._process is None:
-            return WorkerCrashedError("the snworker agent is gone (its socket closed); start "
-                                      "it again, or connect() without it")
-        self._process.join(1.0)  # the pipe can close a moment before the exit status is known
-        code = self._process.exitcode
-        if not self._heard:
-            return WorkerStartError(f"the worker did not start: {spawn.describe_exit(code)}")
-        return WorkerCrashedError(spawn.describe_exit(code), code)
+        process = self._process
+        if process is not None and not self._closing:
+            process.join(1.0)  # the pipe can close a moment before the exit status is known
+        return worker_failure(self._closing, process is None, self._calls.heard,
+                              None if process is None else process.exitcode)
 
     def _fail_all(self, error: WorkerError) -> None:
         with self._lock:
-            if self._broken is None:
-                self._broken = error
-            calls = list(self._pending.values())
-            self._pending.clear()
+            calls = self._calls.fail_all(error)
             self._followers.clear()
             woken = []
             for call in calls:
@@ -337,7 +337,7 @@ class Channel:
             while self._pipe.buffered or self._waiter.wait(0)[0]:
                 message = self._pipe.receive()
                 if isinstance(message, Log):
-                    self._dispatch(message)
+                    route(message, self)
         except Exception:
             pass
 
@@ -350,7 +350,7 @@ _channels: weakref.WeakSet[Channel] = weakref.WeakSet()
 
 def _disown_after_fork() -> None:
     for channel in list(_channels):
-        channel._broken = WorkerError(
+        channel._calls.broken = WorkerError(
             f"this connection belongs to process {channel._owner_pid}; a forked child must "
             "call connect() itself")
         channel._lock = threading.Lock()  # the parent may have held it at the fork

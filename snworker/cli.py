@@ -108,6 +108,20 @@ def _parser() -> argparse.ArgumentParser:
     stub.add_argument("--host", default="127.0.0.1")
     stub.add_argument("--port", type=int, default=0)
     stub.add_argument("--client-id", default="snworker-test")
+    stub.add_argument("--auth", default="code", metavar="METHODS",
+                      help="how clients may sign in, comma-separated: code, basic, password, "
+                           "client-credentials, ... as StubServiceNow's auth= (default: code)")
+    stub.add_argument("--client-secret", default=None, metavar="SECRET",
+                      help="the client's secret (for the password and client-credentials grants)")
+    stub.add_argument("--user", action="append", default=[], metavar="NAME:PASSWORD",
+                      help="a user who signs in with this password (repeatable)")
+    stub.add_argument("--access-lifespan", type=float, default=1800, metavar="SECONDS")
+    stub.add_argument("--consent", choices=("ask", "allow", "deny"), default="ask")
+    stub.add_argument("--no-seed", dest="seed", action="store_false",
+                      help="start without the seed records")
+    stub.add_argument("--tls", action="store_true",
+                      help="serve https with a certificate from a local authority; the ready "
+                           "line gives the authority's PEM file as ca_file=")
     _add_common(stub)
     stub.set_defaults(run=_stub)
 
@@ -166,8 +180,23 @@ def _stub(args: argparse.Namespace) -> int:
     except ImportError as exc:
         raise UsageError("snworker stub needs the testing extra: "
                          f"pip install 'snworker[testing]' ({exc})") from None
+    users = []
+    for entry in args.user:
+        name, colon, password = entry.partition(":")
+        if not (name and colon and password):
+            raise UsageError(f"--user takes NAME:PASSWORD, not {entry!r}")
+        users.append((name, password))
+    settings = {
+        "host": args.host, "port": args.port, "client_id": args.client_id,
+        "auth": tuple(m.strip().replace("-", "_") for m in args.auth.split(",") if m.strip()),
+        "client_secret": args.client_secret, "users": tuple(users),
+        "access_lifespan": args.access_lifespan, "consent": args.consent, "seed": args.seed,
+        "tls": args.tls,
+    }
     try:
-        run_foreground(args.host, args.port, args.client_id)
+        run_foreground(**settings)
+    except ValueError as exc:
+        raise UsageError(f"snworker stub: {exc}") from None
     except OSError as exc:
         raise UsageError(f"cannot serve the stub on {args.host}:{args.port}: "
                          f"{exc.strerror or exc}") from None

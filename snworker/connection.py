@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import atexit
-import json
 import logging
 import os
 import sys
@@ -12,24 +11,34 @@ import weakref
 import webbrowser
 from collections.abc import Callable, Iterable, Mapping, Sequence
 from concurrent.futures import Future
-from dataclasses import dataclass, replace
+from dataclasses import replace
 from types import TracebackType
 from typing import Any, TypeVar, overload
 
 from snworker.channel import Channel
-from snworker.entities.Core import CurrentUser
+from snworker.core import (
+    CLOSED,
+    CONNECT_GRACE,
+    DEADLINE_GRACE,
+    ConnectionFacts,
+    GrantState,
+    WorkerHardening,
+    conclude,
+    consent_deadline,
+    consented,
+    interrupted_note,
+    prepare,
+    timed_out,
+)
 from snworker.errors import (
-    AuthorizationError,
     AuthTokenExpiredError,
     ConnectionClosedError,
-    InvalidRequestError,
     RequestTimeoutError,
     ServiceNowError,
     WorkerError,
-    from_error_fields,
 )
 from snworker.grants import Grant
-from snworker.messages import Connect, Connected, Disconnect, Error, Pairs, Request, Result
+from snworker.messages import Connect, Connected, Disconnect, FromWorker
 from snworker.policy import Policy, RetryPolicy
 from snworker.response import ApiResponse
 from snworker.settings import DEFAULT_REDIRECT_URI, connect_settings, seconds
@@ -38,35 +47,13 @@ T = TypeVar("T")
 
 logger = logging.getLogger("snworker")
 
-# Beyond `authorization_timeout`, connect() allows this long for start-up, the code exchange and
-# reading the current user.
-_CONNECT_GRACE = 30.0
-# The worker's own deadline answers first when it can: it knows whether the network or the
-# instance was slow.
-_DEADLINE_GRACE = 0.25
 _DISCONNECT_TIMEOUT = 5.0
 
 
-@dataclass(frozen=True, slots=True)
-class WorkerHardening:
-    """What the worker's OS hardening applied, and what it could not, with the reason."""
-
-    platform: str
-    applied: tuple[str, ...]
-    not_applied: tuple[tuple[str, str], ...]
-
-    @classmethod
-    def from_report(cls, report: Pairs) -> WorkerHardening:
-        """From the (protection, "" or reason) pairs the worker sends."""
-        return cls(sys.platform, tuple(name for name, why in report if not why),
-                   tuple((name, why) for name, why in report if why))
-
-    def __contains__(self, protection: object) -> bool:
-        return protection in self.applied
-
-
-class ServiceNowConnection:
+class ServiceNowConnection(ConnectionFacts):
     """A connection to one instance through a worker process that holds the tokens."""
+
+    _channel: Channel
 
     def __init__(self, channel: Channel, settings: Connect, answer: Connected) -> None:
         self._channel = channel
@@ -74,14 +61,12 @@ class ServiceNowConnection:
         self._instance_url = answer.instance_url
         self._client_id = settings.client_id
         self._request_timeout = settings.request_timeout
-        self._current_user = answer.user
         self._hardening = WorkerHardening.from_report(answer.hardening)
-        self._expired: AuthTokenExpiredError | None = None
+        self._state = GrantState(answer.user)
         # reconnect() is single-flight: callers during one wait for its outcome, and a caller
         # whose AuthTokenExpiredError came before the last reconnect() finished needs none.
         self._reconnect_lock = threading.Lock()
         self._reconnecting: Future[None] | None = None
-        self._generation = 0
         self._seen = threading.local()  # the generation at this thread's last expired grant
         self._closed = False
         self._close_lock = threading.Lock()
@@ -89,40 +74,6 @@ class ServiceNowConnection:
         # (this may run inside garbage collection). Interpreter exit is _disconnect_all's job.
         self._abandoned = weakref.finalize(self, _abandon, channel)
         self._abandoned.atexit = False
-
-    @property
-    def instance_url(self) -> str:
-        """The instance's origin, e.g. "https://dev12345.service-now.com"."""
-        return self._instance_url
-
-    @property
-    def client_id(self) -> str:
-        """The OAuth client id the connection was authorized for."""
-        return self._client_id
-
-    @property
-    def current_user(self) -> CurrentUser | None:
-        """The signed-in user's sys_id, user_name and name; None if the instance hid them."""
-        user = self._current_user
-        if user is None:
-            return None
-        return CurrentUser(sys_id=user.get("sys_id", ""), user_name=user.get("user_name", ""),
-                           name=user.get("name", ""))
-
-    @property
-    def worker_pid(self) -> int | None:
-        """The worker process's id (for monitoring; it cannot be attached to)."""
-        return self._channel.pid
-
-    @property
-    def worker_hardening(self) -> WorkerHardening:
-        """What the worker's OS hardening applied and could not."""
-        return self._hardening
-
-    @property
-    def closed(self) -> bool:
-        """True once `disconnect()` has been called."""
-        return self._closed
 
     @overload
     def execute_api_request(
@@ -185,41 +136,27 @@ class ServiceNowConnection:
             WorkerError: the worker is gone (WorkerCrashedError, ConnectionClosedError).
         """
         if self._closed:
-            raise ConnectionClosedError(
-                "the connection is closed; call snworker.connect() for a new one")
-        if self._expired is not None:
-            self._seen.generation = self._generation
-            raise AuthTokenExpiredError(str(self._expired))
+            raise ConnectionClosedError(CLOSED)
+        state = self._state
+        if state.expired is not None:
+            self._seen.generation = state.generation
+            state.check()
         deadline = self._request_timeout if timeout is None else seconds(timeout, "timeout")
         channel = self._channel
-        request = Request(
-            channel.next_id(),
-            http_method.upper() if isinstance(http_method, str) else _bad_method(http_method),
-            path if isinstance(path, str) else _bad_path(path),
-            _param_pairs(params),
-            _header_pairs(headers),
-            bool(suppress_response_body),
-            deadline,
-            bool(raise_for_status),
-            bool(retry),
-            _encode_body(data),
-        )
+        request = prepare(channel.next_id(), path, http_method, data, suppress_response_body,
+                          headers, params, deadline, raise_for_status, retry)
         try:
-            answer = channel.call(request, deadline + _DEADLINE_GRACE)
+            answer = channel.call(request, deadline + DEADLINE_GRACE)
         except RequestTimeoutError:
-            raise RequestTimeoutError(f"{request.method} {_short(path)} took longer than "
-                                      f"{deadline:g} s") from None
-        if type(answer) is Result:
-            return ApiResponse(answer.status, answer.headers, answer.body or b"")
-        if type(answer) is Error:
-            error = from_error_fields(
-                answer.kind, answer.message, answer.status, answer.detail, dict(answer.headers)
-            )
-            if isinstance(error, AuthTokenExpiredError):
-                self._seen.generation = self._generation
-                self._expired = error
-            raise error
-        raise ServiceNowError(f"unexpected answer from the worker: {type(answer).__name__}")
+            raise timed_out(request) from None
+        except KeyboardInterrupt as exc:  # the worker was told to abort it: say what it means
+            exc.add_note(interrupted_note(request))
+            raise
+        try:
+            return conclude(request, answer, state)
+        except AuthTokenExpiredError:
+            self._seen.generation = state.generation
+            raise
 
     def reconnect(self, *, open_browser: Callable[[str], Any] | None = None,
                   authorization_timeout: float | None = None) -> None:
@@ -240,21 +177,19 @@ class ServiceNowConnection:
             WorkerError: the worker is gone, or the connection is closed.
         """
         if self._closed:
-            raise ConnectionClosedError(
-                "the connection is closed; call snworker.connect() for a new one")
+            raise ConnectionClosedError(CLOSED)
         with self._reconnect_lock:
             flight = self._reconnecting
             leader = flight is None
             if flight is None:
-                seen = getattr(self._seen, "generation", None)
-                if seen is not None and seen < self._generation and self._expired is None:
+                if self._state.renewed_since(getattr(self._seen, "generation", None)):
                     return  # reconnected since this thread met the expired grant
                 flight = self._reconnecting = Future()
         settings = self._settings
         timeout = settings.authorization_timeout if authorization_timeout is None else \
             seconds(authorization_timeout, "authorization_timeout")
         if not leader:
-            flight.result(timeout + settings.request_timeout + _CONNECT_GRACE)
+            flight.result(timeout + settings.request_timeout + CONNECT_GRACE)
             return
         try:
             if open_browser is not None:
@@ -263,9 +198,7 @@ class ServiceNowConnection:
             answer = _authorize(channel, replace(settings, id=channel.next_id(),
                                                  authorization_timeout=timeout))
             with self._reconnect_lock:
-                self._current_user = answer.user
-                self._expired = None
-                self._generation += 1
+                self._state.renew(answer)
         except BaseException as exc:
             flight.set_exception(exc)
             raise
@@ -406,18 +339,10 @@ def authorize_new(channel: Channel, message: Connect) -> Connected:
 def _authorize(channel: Channel, message: Connect) -> Connected:
     """Run one consent in the worker; the answer, or the error it ended with."""
     try:
-        answer = channel.call(message, message.authorization_timeout + message.request_timeout
-                              + _CONNECT_GRACE)
+        answer: FromWorker | None = channel.call(message, consent_deadline(message))
     except RequestTimeoutError:
-        raise AuthorizationError(
-            f"the worker did not finish authorization within "
-            f"{message.authorization_timeout:g} s", "timeout") from None
-    if type(answer) is Error:
-        raise from_error_fields(answer.kind, answer.message, answer.status, answer.detail,
-                                dict(answer.headers))
-    if type(answer) is not Connected:
-        raise ServiceNowError(f"unexpected answer from the worker: {type(answer).__name__}")
-    return answer
+        answer = None
+    return consented(message, answer)
 
 
 def _abandon(channel: Channel) -> None:
@@ -435,66 +360,6 @@ def _stop_worker(channel: Channel) -> None:
     except (ServiceNowError, OSError, ValueError):
         pass
     channel.close(1.0)
-
-
-def _bad_method(method: object) -> str:
-    raise InvalidRequestError(f"http_method must be a string, not {type(method).__name__}")
-
-
-def _bad_path(path: object) -> str:
-    raise InvalidRequestError(f"path must be a string, not {type(path).__name__}")
-
-
-def _short(path: str) -> str:
-    return path if len(path) <= 80 else path[:77] + "..."
-
-
-def _param_pairs(params: Mapping[str, Any] | None) -> Pairs:
-    if not params:
-        return ()
-    if not isinstance(params, Mapping):
-        raise InvalidRequestError("params must be a mapping")
-    pairs: list[tuple[str, str]] = []
-    for key, value in params.items():
-        if not isinstance(key, str):
-            raise InvalidRequestError(f"parameter names must be strings, not {key!r}")
-        values = value if isinstance(value, list | tuple) else (value,)
-        for item in values:
-            if item is None:
-                continue
-            if isinstance(item, bool):
-                pairs.append((key, "true" if item else "false"))
-            elif isinstance(item, str | int | float):
-                pairs.append((key, str(item)))
-            else:
-                raise InvalidRequestError(
-                    f"parameter {key!r} must be a string, number or boolean, not "
-                    f"{type(item).__name__}"
-                )
-    return tuple(pairs)
-
-
-def _header_pairs(headers: Mapping[str, str] | None) -> Pairs:
-    if not headers:
-        return ()
-    if not isinstance(headers, Mapping):
-        raise InvalidRequestError("headers must be a mapping of strings")
-    pairs = tuple(headers.items())
-    for key, value in pairs:
-        if not isinstance(key, str) or not isinstance(value, str):
-            raise InvalidRequestError(f"header {key!r} must be a string with a string value")
-    return pairs
-
-
-def _encode_body(data: Any) -> bytes | None:
-    if data is None:
-        return None
-    if isinstance(data, bytes | bytearray | memoryview):
-        return bytes(data)
-    try:
-        return json.dumps(data, separators=(",", ":"), allow_nan=False).encode()
-    except (TypeError, ValueError) as exc:
-        raise InvalidRequestError(f"the request body is not JSON-serialisable: {exc}") from None
 
 
 def _browser_runner(opener: Callable[[str], Any]) -> Callable[[str], None]:

@@ -10,6 +10,7 @@ from typing import Any, Generic, TypeVar, cast
 from snworker.connection import ServiceNowConnection
 from snworker.entities.Core import AttachmentMetadata
 from snworker.errors import ApiRequestError, InvalidRequestError
+from snworker.response import ApiResponse
 
 R = TypeVar("R", bound=Mapping[str, Any])
 
@@ -21,11 +22,9 @@ class Table(Generic[R]):
     """
 
     def __init__(self, conn: ServiceNowConnection, name: str) -> None:
-        if not name or not all(c.isalnum() or c == "_" for c in name):
-            raise InvalidRequestError(f"not a table name: {name!r}")
         self._conn = conn
         self.name = name
-        self.path = f"/api/now/v2/table/{name}"
+        self.path = table_path(name)
 
     def get(self, sys_id: str, *, fields: Sequence[str] = (),
             display_value: bool | str = False) -> R | None:
@@ -65,26 +64,10 @@ class Table(Generic[R]):
         (X-Total-Count), and the pages end there; later pages skip the count, which costs the
         instance a query each.
         """
-        if page_size < 1:
-            raise InvalidRequestError("page_size must be at least 1")
-        query = ordered(query)
-        offset = 0
-        total: int | None = None
-        while limit is None or offset < limit:
-            size = page_size if limit is None else min(page_size, limit - offset)
-            params = _params(fields, display_value)
-            params.update(sysparm_limit=size, sysparm_offset=offset)
-            if offset:
-                params["sysparm_no_count"] = True
-            params["sysparm_query"] = query
+        pages = Pages(query, fields, page_size, limit, display_value)
+        while (params := pages.next_params()) is not None:
             resp = self._conn.execute_api_request(self.path, "GET", params=params)
-            page = cast(list[R], resp.data or [])
-            yield from page
-            offset += size
-            total = _total_count(resp.headers, total)
-            if not _more_pages(resp.headers, total, offset, full=len(page) >= size):
-                return
-
+            yield from cast(list[R], pages.read(resp))
 
     # --- attachments (the Attachment API, for this table's records) -------------------------
 
@@ -121,6 +104,57 @@ class Table(Generic[R]):
         return self._conn.execute_api_request(
             f"/api/now/attachment/{attachment_sys_id}/file", "GET",
             headers={"Accept": "*/*"}).content
+
+
+class Pages:
+    """The pages of one paged read: what to ask for next and when to stop (no I/O).
+
+    The sync `Table.iter` and the async one drive the same pages.
+    """
+
+    def __init__(self, query: str, fields: Sequence[str], page_size: int, limit: int | None,
+                 display_value: bool | str) -> None:
+        if page_size < 1:
+            raise InvalidRequestError("page_size must be at least 1")
+        self._query = ordered(query)
+        self._fields = fields
+        self._page_size = page_size
+        self._limit = limit
+        self._display_value = display_value
+        self._offset = 0
+        self._size = 0
+        self._total: int | None = None
+        self._done = False
+
+    def next_params(self) -> dict[str, Any] | None:
+        """The query parameters of the next page; None when the pages have ended."""
+        limit, offset = self._limit, self._offset
+        if self._done or (limit is not None and offset >= limit):
+            return None
+        size = self._size = self._page_size if limit is None else min(self._page_size,
+                                                                      limit - offset)
+        params = _params(self._fields, self._display_value)
+        params.update(sysparm_limit=size, sysparm_offset=offset)
+        if offset:
+            params["sysparm_no_count"] = True
+        params["sysparm_query"] = self._query
+        return params
+
+    def read(self, resp: ApiResponse[Any]) -> list[Any]:
+        """The records of the page `resp` answered; notes whether another page follows."""
+        page: list[Any] = resp.data or []
+        self._offset += self._size
+        self._total = _total_count(resp.headers, self._total)
+        self._done = not _more_pages(resp.headers, self._total, self._offset,
+                                     full=len(page) >= self._size)
+        return page
+
+
+def table_path(name: str) -> str:
+    """The v2 Table API's path for table `name`; InvalidRequestError for a malformed name."""
+    if not isinstance(name, str) or not name or not all(c.isalnum() or c == "_" for c in name):
+        raise InvalidRequestError(f"not a table name: {name!r}")
+    return f"/api/now/v2/table/{name}"
 
 
 def ordered(query: str) -> str:

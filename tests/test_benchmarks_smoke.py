@@ -15,7 +15,7 @@ import pytest
 
 ROOT = Path(__file__).resolve().parent.parent
 SECTIONS = ("floor", "small_get", "caller_threads", "response_sizes", "redaction", "startup",
-            "agent", "adapters", "refresh_storm", "stub")
+            "agent", "adapters", "refresh_storm", "stub", "aio")
 SIDE_FIGURES = ("median_us", "p99_us", "ops_per_s", "cpu_us_per_op")
 FRAMINGS = ("conn",) if sys.platform == "win32" else ("fd", "conn")
 
@@ -125,6 +125,15 @@ def test_quick_run_writes_every_section(tmp_path: Path) -> None:
     assert stub["list_1000"]["records"] == 1000
     assert stub["list_1000"]["body_bytes"] > 1_000_000  # every column of every record
 
+    aio = sections["aio"]
+    assert aio["concurrent"]["requests"] == 200
+    for key in ("reference_per_s", "snworker_per_s", "throughput_ratio",
+                "snworker_share_of_ideal"):
+        assert isinstance(aio["concurrent"][key], int | float), key
+    assert aio["cancel"]["snworker_not_seen"] == 0  # every cancel closed the connection
+    assert isinstance(aio["cancel"]["snworker_ms"], int | float)
+    _assert_sides(aio["overhead"])
+
     targets = {target["name"]: target for target in results["targets"]}
     assert targets["1 MB redaction / 1 MB GET"]["target"] == "<= 5 %"
     assert {target["verdict"] for target in results["targets"]} <= {"PASS", "MISS"}
@@ -133,6 +142,7 @@ def test_quick_run_writes_every_section(tmp_path: Path) -> None:
     assert "8 agent: small GET" in finished.stdout
     assert "9 stub: list 1000 records" in finished.stdout
     assert "10 small GET" in finished.stdout
+    assert "11 asyncio: 200 at once" in finished.stdout
 
 
 def test_rotation_puts_every_side_in_every_position() -> None:

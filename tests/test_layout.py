@@ -34,7 +34,7 @@ def test_the_worker_never_imports_the_parent_side_or_the_stub():
     # The worker needs no dill-based `multiprocess`: its end of a connection is the standard
     # library's, which frames the same bytes.
     forbidden = ("snworker.connection", "snworker.channel", "snworker.testing", "snworker.table",
-                 "snworker.spawn", "multiprocess.")
+                 "snworker.spawn", "snworker.core", "snworker.aio", "multiprocess.")
     for path in modules(PACKAGE / "worker"):
         names = [n + "." for n in imports(path)]
         assert not [n for n in names if n.startswith(forbidden)], path

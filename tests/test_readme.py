@@ -106,6 +106,9 @@ def for_the_stub(code: str, stub: object) -> str:
         # pysnc takes only https:// URLs; the stub serves plain HTTP on loopback.
         prelude += ["import pysnc.client",
                     "pysnc.client.get_instance = lambda instance: instance.rstrip('/')"]
+    if "pysnc.asyncio" in code:  # its client imported the check by name
+        prelude += ["import pysnc.asyncio.client",
+                    "pysnc.asyncio.client.get_instance = pysnc.client.get_instance"]
     if re.search(r"\bconn\b", code) and not re.search(r"\bconn\s*(=|:|\))|as conn\b", code):
         prelude.append(f"conn = snworker.connect({url!r}, {client_id!r}, "
                        f"redirect_uri={redirect!r})")

@@ -7,6 +7,7 @@ import logging
 import os
 import secrets
 import shutil
+import socket
 import subprocess
 import sys
 import textwrap
@@ -361,6 +362,62 @@ def test_the_listener_binds_loopback_only_and_accepts_one_callback(stub):
         assert port_is_free(port)  # one callback, then the port is released
         with pytest.raises(requests.ConnectionError):
             requests.get(recorder.query["redirect_uri"] + "?code=x&state=y", timeout=2)
+
+
+def test_a_localhost_redirect_uri_is_refused_so_no_other_socket_can_take_the_code(
+        monkeypatch):
+    # RFC 8252 8.3. The listener binds 127.0.0.1; another user binds [::1] on the same port, and
+    # a browser that resolves localhost to ::1 delivers the code to it. Refused, with a hint.
+    squatter = socket.socket(socket.AF_INET6)
+    squatter.bind(("::1", 0))
+    squatter.listen(1)
+    squatter.settimeout(8)
+    port = squatter.getsockname()[1]
+    redirect = f"http://localhost:{port}/callback"
+    received: list[bytes] = []
+
+    def squat() -> None:
+        try:
+            taken, _ = squatter.accept()
+        except OSError:
+            return
+        with taken:
+            taken.settimeout(5)
+            received.append(taken.recv(4096))
+
+    real = socket.getaddrinfo
+
+    def browser_resolver(host: Any, *args: Any, **kwargs: Any) -> Any:
+        # This process's lookups stand for the browser's, which prefers ::1 for localhost.
+        return real("::1" if host == "localhost" else host, *args, **kwargs)
+
+    monkeypatch.setattr(socket, "getaddrinfo", browser_resolver)
+    thief = threading.Thread(target=squat, daemon=True)
+    thief.start()
+    try:
+        with StubServiceNow(redirect_uri=redirect) as sn:
+            with pytest.raises(snworker.InvalidRequestError,
+                               match=r"not localhost.*http://127\.0\.0\.1:" + str(port)):
+                snworker.connect(sn.url, sn.client_id, redirect_uri=redirect,
+                                 open_browser=approve, authorization_timeout=5)
+            assert sn.requests == []  # refused before any consent page was asked for
+    finally:
+        squatter.close()
+        thief.join(10)
+    assert not any(b"code=" in data for data in received)
+
+
+def test_the_worker_itself_refuses_a_localhost_redirect_uri():
+    channel = Channel.start(lambda url: None)
+    try:
+        answer = channel.call(Connect(channel.next_id(), "https://dev12345.service-now.com", "c",
+                                      ("http://localhost:8765/callback",), (), 5.0, 5.0,
+                                      RetryPolicy().to_wire(), 30), 10.0)
+    finally:
+        channel.send(messages.Disconnect(channel.next_id(), 0.1))
+        channel.close(2.0)
+    assert isinstance(answer, Error) and answer.kind == "invalid_request"
+    assert "127.0.0.1" in answer.message
 
 
 @linux_only

@@ -211,6 +211,20 @@ def numbers(sn: StubServiceNow, table: str, query: str, **params: str) -> list[s
     return [r["number"] for r in listed(sn, table, query, sysparm_fields="number", **params)]
 
 
+def refused(sn: StubServiceNow, table: str, query: str, **params: str) -> str:
+    """What the stub says it does not support in the query (its 400 names it)."""
+    answer = requests.get(f"{sn.url}/api/now/table/{table}", auth=ADMIN, timeout=5,
+                          params={"sysparm_query": query, **params})
+    assert answer.status_code == 400, answer.text
+    error = answer.json()["error"]
+    assert error["message"] == "Query not supported by the stub"
+    assert error["detail"].startswith("The stub does not support ")
+    problem, _, rest = error["detail"][len("The stub does not support "):].partition(
+        " in a query on ")
+    assert rest.startswith(table)
+    return problem
+
+
 def user(sn: StubServiceNow, user_name: str) -> str:
     return next(u["sys_id"] for u in sn.users if u["user_name"] == user_name)
 
@@ -230,7 +244,14 @@ def test_queries_over_http(sn: StubServiceNow) -> None:
     assert numbers(sn, "incident", "assigned_toISEMPTY") == unassigned
     assert numbers(sn, "incident", "assigned_to.user_name=fred.luddy") == [
         r["number"] for r in incidents if r["assigned_to"] == user(sn, "fred.luddy")]
+    assert refused(sn, "incident", "no_such_field=1^number=INC0010001") == (
+        "the field 'no_such_field'")
+
+
+@pytest.mark.servicenow(auth=("code", "basic"), queries="lenient")
+def test_a_lenient_stub_ignores_an_unknown_field_as_the_platform_does(sn: StubServiceNow) -> None:
     assert numbers(sn, "incident", "no_such_field=1^number=INC0010001") == ["INC0010001"]
+    assert numbers(sn, "incident", "", no_such_field="x") == numbers(sn, "incident", "")
 
 
 def test_not_like_is_spelled_with_a_space(sn: StubServiceNow) -> None:
@@ -239,8 +260,9 @@ def test_not_like_is_spelled_with_a_space(sn: StubServiceNow) -> None:
     assert vpn and len(vpn) < len(everything)
     assert numbers(sn, "incident", "short_descriptionNOT LIKEvpn") == [
         n for n in everything if n not in vpn]
-    # Not an operator: the term is ignored, as the platform ignores what it cannot read.
-    assert numbers(sn, "incident", "short_descriptionNOTLIKEvpn") == everything
+    # Not an operator: refused rather than ignored (which would answer with every incident).
+    assert refused(sn, "incident", "short_descriptionNOTLIKEvpn") == (
+        "the query term 'short_descriptionNOTLIKEvpn'")
 
 
 def test_equality_and_lists_ignore_case(sn: StubServiceNow) -> None:
@@ -333,10 +355,16 @@ def test_name_value_parameters_filter_like_query_terms(sn: StubServiceNow) -> No
     assert numbers(sn, "incident", "", active="true", priority="1") == expected
     assert numbers(sn, "incident", "active=true^priority=1") == expected
     assert numbers(sn, "incident", "priority=1", active="TRUE") == expected
-    assert numbers(sn, "incident", "", no_such_field="x") == numbers(sn, "incident", "")
+    assert refused(sn, "incident", "", no_such_field="x") == "the field 'no_such_field'"
 
 
-def test_scripts_the_stub_cannot_run_are_ignored(sn: StubServiceNow) -> None:
+def test_scripts_the_stub_cannot_run_are_refused(sn: StubServiceNow) -> None:
+    assert refused(sn, "incident", "sys_idINjavascript:new MyUtil().ids()") == (
+        "the query term 'sys_idINjavascript:new MyUtil().ids()'")
+
+
+@pytest.mark.servicenow(auth=("code", "basic"), queries="lenient")
+def test_a_lenient_stub_ignores_scripts_it_cannot_run(sn: StubServiceNow) -> None:
     everything = numbers(sn, "incident", "")
     assert numbers(sn, "incident", "sys_idINjavascript:new MyUtil().ids()") == everything
     assert numbers(sn, "incident", "number=INC0010003^sys_id=javascript:nope()") == [
@@ -373,12 +401,17 @@ def test_dot_walking_through_two_references(sn: StubServiceNow) -> None:
     "sys_created_on>javascript:gs.dateGenerate('x','y')", "sys_created_on>javascript:gs.daysAgo(1",
     "numberBETWEENjavascript:gs.nope()@x", "number>javascript:getMyGroups()",
 ])
-def test_instance_terms_that_cannot_be_read_are_ignored(sn: StubServiceNow, term: str) -> None:
-    answer = requests.get(f"{sn.url}/api/now/table/incident", auth=ADMIN, timeout=5,
-                          params={"sysparm_query": f"{term}^ORDERBYnumber",
-                                  "sysparm_fields": "number"})
-    assert answer.status_code == 200
-    assert [r["number"] for r in answer.json()["result"]] == [
+def test_instance_terms_that_cannot_be_read_are_refused(sn: StubServiceNow, term: str) -> None:
+    problem = refused(sn, "incident", f"{term}^ORDERBYnumber")
+    assert problem in (f"the query term {term!r}", f"the field {term.partition('SAMEAS')[2]!r}")
+
+
+@pytest.mark.servicenow(auth=("code", "basic"), queries="lenient")
+@pytest.mark.parametrize("term", ["sys_created_onON@", "assigned_toDYNAMICabc",
+                                  "caller_idSAMEASno_such_field", "number>javascript:nope()",
+                                  "numberNOTLIKEx", "123TEXTQUERY321=email"])
+def test_a_lenient_stub_ignores_terms_it_cannot_read(sn: StubServiceNow, term: str) -> None:
+    assert numbers(sn, "incident", f"{term}^ORDERBYnumber") == [
         f"INC{n:07d}" for n in range(10001, 10031)]
 
 
@@ -391,5 +424,8 @@ def test_any_query_text_is_answered_without_a_server_error(
 ) -> None:
     answer = requests.get(f"{sn.url}/api/now/table/incident", auth=ADMIN, timeout=5,
                           params={"sysparm_query": text, "sysparm_fields": "number"})
-    assert answer.status_code == 200
-    assert isinstance(answer.json()["result"], list)
+    if answer.status_code == 400:
+        assert answer.json()["error"]["message"] == "Query not supported by the stub"
+    else:
+        assert answer.status_code == 200
+        assert isinstance(answer.json()["result"], list)

@@ -192,7 +192,7 @@ def test_unknown_table_is_refused(client: Client) -> None:
 
 def test_a_parent_table_lists_its_extensions(sn: StubServiceNow, client: Client) -> None:
     classes = {r["sys_class_name"] for r in client.result("/api/now/table/task")}
-    assert classes == {"task", "incident", "problem", "change_request", "sc_request",
+    assert classes == {"task", "incident", "problem", "change_request", "change_task", "sc_request",
                        "sc_req_item", "sn_customerservice_case", "sn_bom_financial_service"}
     cases = client.result("/api/now/table/sn_customerservice_case")
     assert {r["sys_class_name"] for r in cases} == {"sn_customerservice_case",
@@ -435,7 +435,8 @@ def test_a_new_incident_gets_the_platform_defaults(sn: StubServiceNow, client: C
 
 @pytest.mark.parametrize(("table", "number"), [
     ("task", "TASK0010004"), ("incident", "INC0010031"), ("problem", "PRB0040005"),
-    ("change_request", "CHG0030005"), ("sc_request", "REQ0010003"),
+    ("change_request", "CHG0030006"), ("change_task", "CTASK0010005"),
+    ("kb_knowledge", "KB0010008"), ("sc_request", "REQ0010003"),
     ("sc_req_item", "RITM0010005"), ("sn_customerservice_case", "CS0001007"),
     ("sn_bom_financial_service", "FSC0001006"), ("customer_account", "ACC0000004"),
 ])

@@ -54,7 +54,7 @@ def test_bad_sys_ids_are_refused_before_sending(conn, stub):
 
 def paged_table(stub, records):
     for n in range(records):
-        stub.insert("u_paged", {"number": f"P{n:03d}"})
+        stub.insert("u_paged", {"number": f"P{n:03d}", "active": "true"})
     return [f"P{n:03d}" for n in range(records)]
 
 

@@ -15,10 +15,14 @@ from __future__ import annotations
 
 import os
 import sys
-from typing import Literal, Protocol
+from collections.abc import Callable
+from typing import TYPE_CHECKING, Literal, Protocol
 
 from snworker.errors import WorkerStartError
 from snworker.messages import Message
+
+if TYPE_CHECKING:
+    import asyncio
 
 IoMode = Literal["fd", "conn"]
 IO_MODES: tuple[IoMode, ...] = ("fd", "conn")
@@ -44,8 +48,31 @@ class Pipe(Protocol):
         """Something that waits for this pipe and `sentinel` (a process sentinel) together."""
         ...
 
+    def watch(self, loop: asyncio.AbstractEventLoop, sentinel: int | None,
+              received: Received, ended: Ended) -> Watch:
+        """Read on for an event loop: `received` gets the messages read, in order, and
+        `ended` is called once when the pipe ends, the sentinel fires, or a frame is
+        malformed (with that error). Both are called on the loop's thread."""
+        ...
+
     def close(self) -> None:
         """Close this end."""
+        ...
+
+    def hang_up(self) -> None:
+        """Stop the traffic both ways, so that a thread reading this end wakes to its end."""
+        ...
+
+
+Received = Callable[[list[Message]], None]
+Ended = Callable[[Exception | None], None]
+
+
+class Watch(Protocol):
+    """Reading for an event loop; `close()` stops it (the pipe stays open)."""
+
+    def close(self) -> None:
+        """Stop reading."""
         ...
 
 

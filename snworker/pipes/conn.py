@@ -7,8 +7,9 @@ the most it accepts, so a frame that claims more is refused before anything is a
 
 from __future__ import annotations
 
+import threading
 from collections.abc import Callable, Sequence
-from typing import Any, Protocol
+from typing import TYPE_CHECKING, Any, Protocol
 
 from snworker.messages import (
     MAX_BODY,
@@ -21,6 +22,10 @@ from snworker.messages import (
     read_head,
     sizes,
 )
+from snworker.pipes import Ended, Received
+
+if TYPE_CHECKING:
+    import asyncio
 
 _JOIN_LIMIT = 1 << 16
 _MAX_FIRST = PREFIX.size + MAX_HEAD + _JOIN_LIMIT
@@ -96,9 +101,77 @@ class ConnPipe:
             raise RuntimeError("this end of the pipe was opened without a wait function")
         return _ConnWaiter(self._conn, sentinel, self._wait)
 
+    def watch(self, loop: asyncio.AbstractEventLoop, sentinel: int | None,
+              received: Received, ended: Ended) -> _ThreadReader:
+        """Read in a thread of its own and hand what it reads to `loop`.
+
+        A named pipe's handle cannot be waited on by an event loop's selector, so a thread
+        reads and passes each batch of messages on with `call_soon_threadsafe`.
+        """
+        return _ThreadReader(self, loop, sentinel, received, ended)
+
     def close(self) -> None:
         """Close the connection."""
         self._conn.close()
+
+    def hang_up(self) -> None:
+        """Nothing: a connection's writes have no deadline here, so none is left hanging."""
+
+
+class _ThreadReader:
+    """A thread that reads the pipe for an event loop."""
+
+    _BATCH = 64  # at most this many messages per hand-over to the loop
+
+    def __init__(self, pipe: ConnPipe, loop: asyncio.AbstractEventLoop, sentinel: int | None,
+                 received: Received, ended: Ended) -> None:
+        self._pipe = pipe
+        self._loop = loop
+        self._received = received
+        self._ended = ended
+        self._closed = False  # by close(): hand nothing more to the loop
+        self._waiter = pipe.waiter(sentinel) if pipe._wait is not None else None
+        threading.Thread(target=self._run, name="snworker-aio-reader", daemon=True).start()
+
+    def _run(self) -> None:
+        waiter, pipe = self._waiter, self._pipe
+        error: Exception | None = None
+        try:
+            while not self._closed:
+                if waiter is not None:
+                    readable, exited = waiter.wait(None)
+                    if not readable:
+                        if exited:
+                            break
+                        continue
+                batch: list[Message] = [pipe.receive()]
+                while len(batch) < self._BATCH and (waiter is None or waiter.wait(0)[0]):
+                    if waiter is None:
+                        break
+                    batch.append(pipe.receive())
+                self._hand(self._received, batch)
+        except (EOFError, OSError):
+            pass
+        except Exception as exc:  # a malformed frame: the stream can no longer be trusted
+            error = exc
+        finally:
+            if waiter is not None:
+                waiter.close()
+        self._hand(self._ended, error)
+
+    def _hand(self, callback: Callable[[Any], None], value: Any) -> None:
+        try:
+            self._loop.call_soon_threadsafe(self._deliver, callback, value)
+        except RuntimeError:  # the loop is closed: nobody waits any more
+            self._closed = True
+
+    def _deliver(self, callback: Callable[[Any], None], value: Any) -> None:
+        if not self._closed:
+            callback(value)
+
+    def close(self) -> None:
+        """Stop handing messages to the loop; the thread ends with the pipe."""
+        self._closed = True
 
 
 class _ConnWaiter:

@@ -4,6 +4,10 @@ A frame is PREFIX (head length, body length), the head, then the raw body. A sma
 costs one write and usually one read: reads take whatever the pipe holds, kept in a buffer for
 the next call. A connection's own send_bytes/recv_bytes would cost two reads per frame and two
 frames per message with a body.
+
+A large frame grows as its bytes arrive, never from the length its prefix announces: a peer
+that announces a gigabyte and stalls holds only what it sent. An agent's client pipe also has
+a budget (what the client may hold in flight) and a read deadline once a frame has begun.
 """
 
 from __future__ import annotations
@@ -15,27 +19,55 @@ assert sys.platform != "win32"  # file descriptors frame the pipe on POSIX only
 import os
 import select
 import selectors
+import socket
 from collections.abc import Callable
+from typing import TYPE_CHECKING, Protocol
 
 from snworker.messages import PREFIX, Message, ProtocolError, build, encode, read_head, sizes
-from snworker.pipes import Waiter
+from snworker.pipes import Ended, Received, Waiter
+
+if TYPE_CHECKING:
+    import asyncio
 
 # Below this, prefix, head and body are joined and written at once; above it the copy would
 # cost more than a second write.
 _JOIN_LIMIT = 1 << 16
 _READ_SIZE = 1 << 16
+# A large frame's first piece; each next one is as large as what has arrived so far.
+_FIRST_PIECE = 1 << 20
+
+
+class FrameBudget(Protocol):
+    """What one peer may hold in frames being read (an agent's client)."""
+
+    stall: float  # seconds a begun frame may go without a byte arriving
+    most: int  # the largest frame the peer may send
+
+    def take(self, size: int) -> bool:
+        """Reserve `size` bytes more, waiting up to `stall` seconds; False when refused."""
+        ...
+
+
+class FrameStalled(ProtocolError):
+    """A frame that began and then stopped arriving for longer than its deadline."""
+
+
+class FrameRefused(ProtocolError):
+    """A frame larger than what its peer may hold in flight."""
 
 
 class FdPipe:
     """One end of the pipe, framed on its file descriptor. One thread reads at a time."""
 
     def __init__(self, fd: int, close: Callable[[], None] | None = None,
-                 read_ahead: bool = True) -> None:
+                 read_ahead: bool = True, budget: FrameBudget | None = None) -> None:
         self._fd = fd
         self._close = close if close is not None else (lambda: os.close(fd))
         self._read_ahead = read_ahead
         self._buffer = bytearray()
         self._start = 0
+        self._budget = budget
+        self._begun = False  # a byte of the frame being read has arrived
 
     def fileno(self) -> int:
         """The descriptor the frames travel on."""
@@ -62,6 +94,7 @@ class FdPipe:
 
     def receive(self) -> Message:
         """The next message; EOFError when the peer is gone."""
+        self._begun = self.buffered
         head_size, body_size = sizes(self._take(PREFIX.size))
         values = read_head(self._take(head_size))
         if not values[1] and body_size:
@@ -74,9 +107,32 @@ class FdPipe:
             return _EpollWaiter(self._fd, sentinel)
         return _SelectorWaiter(self._fd, sentinel)
 
+    def watch(self, loop: asyncio.AbstractEventLoop, sentinel: int | None,
+              received: Received, ended: Ended) -> _LoopReader:
+        """Read on `loop` whenever the descriptor is readable (`add_reader`): no thread."""
+        reader = _LoopReader(self._fd, loop, sentinel, received, ended)
+        if self.buffered:  # read ahead by a blocking reader earlier: decode it first
+            reader.decoder.feed(bytes(self._buffer[self._start:]))
+            self._buffer.clear()
+            self._start = 0
+        return reader
+
     def close(self) -> None:
         """Close the descriptor."""
         self._close()
+
+    def hang_up(self) -> None:
+        """End a socket's traffic both ways: its reader wakes to EOF. (Not for a pipe.)"""
+        try:
+            sock = socket.socket(fileno=self._fd)
+        except OSError:
+            return
+        try:
+            sock.shutdown(socket.SHUT_RDWR)
+        except OSError:
+            pass
+        finally:
+            sock.detach()
 
     def _take(self, size: int) -> bytes:
         buffer = self._buffer
@@ -85,9 +141,11 @@ class FdPipe:
             if missing > _READ_SIZE:
                 return self._take_large(size)
             while missing > 0:
+                self._wait_for_bytes()
                 data = os.read(self._fd, _READ_SIZE if self._read_ahead else missing)
                 if not data:
                     raise EOFError
+                self._begun = True
                 buffer += data
                 missing -= len(data)
         start = self._start
@@ -99,20 +157,146 @@ class FdPipe:
         return chunk
 
     def _take_large(self, size: int) -> bytes:
-        # Read straight into one buffer of the right size: no growing, no re-copying.
-        out = bytearray(size)
-        view = memoryview(out)
-        filled = len(self._buffer) - self._start
-        view[:filled] = self._buffer[self._start:]
-        self._buffer.clear()
-        self._start = 0
+        # Read into pieces that grow with what has arrived (each as large as all before it),
+        # then join them once: a few pieces for any size, and never more held than twice
+        # what the peer really sent. The first piece starts with what the buffer holds.
+        budget = self._budget
+        if budget is not None and size > budget.most:
+            raise FrameRefused(f"a frame of {size} bytes is more than this peer may hold in "
+                               f"flight ({budget.most})")
+        pieces: list[bytearray] = []
+        filled = 0
         while filled < size:
-            count = os.readv(self._fd, [view[filled:]])
-            if not count:
-                raise EOFError
-            filled += count
-        view.release()
-        return bytes(out)
+            piece = min(size - filled, max(_FIRST_PIECE, filled))
+            if budget is not None and not budget.take(piece):
+                raise FrameRefused(f"a frame of {size} bytes is more than this peer may hold "
+                                   "in flight")
+            out = bytearray(piece)
+            view = memoryview(out)
+            got = 0
+            if not pieces:
+                got = len(self._buffer) - self._start
+                view[:got] = self._buffer[self._start:]
+                self._buffer.clear()
+                self._start = 0
+            while got < piece:
+                self._wait_for_bytes()
+                count = os.readv(self._fd, [view[got:]])
+                if not count:
+                    raise EOFError
+                self._begun = True
+                got += count
+            view.release()
+            pieces.append(out)
+            filled += piece
+        return bytes(pieces[0]) if len(pieces) == 1 else b"".join(pieces)
+
+    def _wait_for_bytes(self) -> None:
+        """Within a begun frame, wait for bytes no longer than the budget's deadline allows."""
+        if self._budget is None or not self._begun:
+            return
+        poll = select.poll()
+        poll.register(self._fd, select.POLLIN)
+        if not poll.poll(self._budget.stall * 1000):
+            raise FrameStalled(f"a frame stopped arriving for {self._budget.stall:g} s")
+
+
+class FrameDecoder:
+    """Frames to messages, from bytes fed in pieces of any size (no I/O)."""
+
+    __slots__ = ("_buffer",)
+
+    def __init__(self) -> None:
+        self._buffer = bytearray()
+
+    def feed(self, data: bytes) -> list[Message]:
+        """The messages complete once `data` is added; ProtocolError for a malformed frame."""
+        buffer = self._buffer
+        buffer += data
+        messages: list[Message] = []
+        start, size = 0, len(buffer)
+        while size - start >= PREFIX.size:
+            head_size, body_size = sizes(bytes(buffer[start:start + PREFIX.size]))
+            head_end = start + PREFIX.size + head_size
+            end = head_end + body_size
+            if size < end:
+                break
+            values = read_head(bytes(buffer[start + PREFIX.size:head_end]))
+            if not values[1] and body_size:
+                raise ProtocolError("a body where the head says none")
+            messages.append(build(values, bytes(buffer[head_end:end]) if values[1] else None))
+            start = end
+        if start:
+            del buffer[:start]
+        return messages
+
+
+class _LoopReader:
+    """Reads the pipe on an event loop's thread when it is readable; never blocks the loop.
+
+    A readable descriptor answers a read at once with what it holds, so the descriptor stays
+    blocking (sends from other threads rely on that) and each readiness costs one read.
+    """
+
+    def __init__(self, fd: int, loop: asyncio.AbstractEventLoop, sentinel: int | None,
+                 received: Received, ended: Ended) -> None:
+        self._fd = fd
+        self._loop = loop
+        self._sentinel = sentinel
+        self._received = received
+        self._ended = ended
+        self._open = True
+        self.decoder = FrameDecoder()
+        loop.add_reader(fd, self._readable)
+        if sentinel is not None:
+            loop.add_reader(sentinel, self._exited)
+
+    def _readable(self) -> None:
+        try:
+            data = os.read(self._fd, _LOOP_READ_SIZE)
+        except BlockingIOError:
+            return
+        except OSError:
+            data = b""
+        if not data:
+            self._end(None)
+            return
+        try:
+            messages = self.decoder.feed(data)
+        except ProtocolError as exc:
+            self._end(exc)
+            return
+        if messages:
+            self._received(messages)
+
+    def _exited(self) -> None:
+        # The worker exited. Whatever it wrote before is still in the pipe: read it out first
+        # (a process the worker started could hold the pipe open, so no EOF may come).
+        self._loop.remove_reader(self._sentinel)  # type: ignore[arg-type]
+        self._sentinel = None
+        while self._open and select.select([self._fd], [], [], 0)[0]:
+            self._readable()
+        self._end(None)
+
+    def _end(self, error: Exception | None) -> None:
+        if self._open:
+            self.close()
+            self._ended(error)
+
+    def close(self) -> None:
+        """Stop reading (the descriptor stays open)."""
+        if not self._open:
+            return
+        self._open = False
+        try:
+            self._loop.remove_reader(self._fd)
+            if self._sentinel is not None:
+                self._loop.remove_reader(self._sentinel)
+        except (RuntimeError, ValueError, OSError):  # the loop is closed already
+            pass
+
+
+_LOOP_READ_SIZE = 1 << 18
 
 
 def _write_all(fd: int, buffers: list[bytes]) -> None:

@@ -43,6 +43,11 @@ MASKED: Final = "***"
 CONTROL_PREFIX: Final = "/_stub/"
 
 DropConnection = Callable[["WSGIEnvironment"], None]
+ClientGone = Callable[["WSGIEnvironment", float], bool]
+# Logged as the status of a request whose client closed its connection during an injected delay
+# (nginx's "client closed request"): the client gave up, nothing was answered.
+CLIENT_CLOSED = 499
+
 
 _OAUTH_ROUTES: Final = (
     Route(platform.AUTHORIZE_PATH, "oauth.authorize", ("GET", "POST")),
@@ -125,9 +130,11 @@ def _consent_page(consent: ConsentPage) -> Response:
 class StubApplication:
     """The WSGI application of one stub instance."""
 
-    def __init__(self, state: StubState, drop_connection: DropConnection) -> None:
+    def __init__(self, state: StubState, drop_connection: DropConnection,
+                 client_gone: ClientGone | None = None) -> None:
         self.state = state
         self.drop_connection = drop_connection
+        self.client_gone = client_gone
         self.apis: dict[str, RestApi] = {
             "table": TableApi(state),
             "attachment": AttachmentApi(state),
@@ -146,8 +153,10 @@ class StubApplication:
             return self._control(request)(environ, start_response)
         with self.state.lock:
             fault = self.state.faults.fault_for(request.method, request.path, self.state.now())
-        if fault is not None and fault.delay > 0:
-            time.sleep(fault.delay)
+        if fault is not None and fault.delay > 0 and self._gone_during(environ, fault.delay):
+            self._log(request, CLIENT_CLOSED)
+            self.drop_connection(environ)
+            return []
         if fault is not None and fault.drop:
             self._log(request, 0)
             self.drop_connection(environ)
@@ -160,6 +169,13 @@ class StubApplication:
                 response.headers.update(fault.headers)
         self._log(request, response.status_code)
         return response(environ, start_response)
+
+    def _gone_during(self, environ: WSGIEnvironment, seconds: float) -> bool:
+        """Wait `seconds`; True as soon as the client closes its connection meanwhile."""
+        if self.client_gone is None:
+            time.sleep(seconds)
+            return False
+        return self.client_gone(environ, seconds)
 
     def _log(self, request: Request, status: int) -> None:
         entry: dict[str, object] = {

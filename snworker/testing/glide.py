@@ -3,6 +3,7 @@
     javascript:gs.getUserID()                    the signed-in user's sys_id
     javascript:gs.daysAgoStart(1)                yesterday, 00:00:00
     javascript:gs.dateGenerate('2024-01-31','end')
+    javascript:gs.dateGenerate('2024-01-31 12:00:00')
     javascript:getNextObjNumberPadded();         a column default: the table's next number
 
 Only these known expressions are evaluated, on the stub's clock (so `advance()` moves them);
@@ -134,6 +135,9 @@ def _date_time(name: str, args: list[str], now: datetime) -> datetime | None:
 
 
 def _date_generate(args: list[str]) -> str | None:
+    """`dateGenerate('2024-01-31', 'end')`, or one date-time (`'2024-01-31 12:00:00'`)."""
+    if len(args) == 1 and re.fullmatch(r"\d{4}-\d\d-\d\d \d\d:\d\d:\d\d", args[0]):
+        return args[0]
     if len(args) != 2 or not re.fullmatch(r"\d{4}-\d\d-\d\d", args[0]):
         return None
     time = {"start": "00:00:00", "end": "23:59:59"}.get(args[1], args[1])

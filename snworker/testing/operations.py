@@ -179,6 +179,7 @@ def insert(state: StubState, table: str, record: Mapping[str, object]) -> dict[s
             )
     else:
         store.schema.widen(table, record)
+        store.describe(table, state.caller())
     stored = dict(store.insert(table, record, state.caller()))
     for name in store.schema.table(table).hidden:
         stored[name] = ""
@@ -220,12 +221,13 @@ def define_table(
             data[key] = value
     if number_prefix is not None:
         data["number"] = {"prefix": number_prefix, "start": 1}
-    schema = state.store.schema
+    store = state.store
+    schema = store.schema
     try:
         definition = definition_from_data(data)
         if definition.extends is not None and not schema.knows(definition.extends):
             raise DefinitionError(f"{name}: no table {definition.extends!r} to extend")
-        schema.define(definition)
+        store.define(definition, state.caller())
     except DefinitionError as error:
         raise ControlError(str(error)) from error
     return list(schema.table(name).column_names)
@@ -243,6 +245,7 @@ def define_transform(
     """An import set staging table whose rows a field map writes into `target_table`."""
     transform = Transform.build(state.store.schema, staging_table, target_table, field_map,
                                 coalesce, name)
+    state.store.describe(staging_table, state.caller())
     state.transforms[staging_table] = transform
 
 

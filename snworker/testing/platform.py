@@ -163,9 +163,28 @@ CLOSE_STAMPS: Final = {"closed_at": "javascript:gs.nowDateTime()",
                        "closed_by": "javascript:gs.getUserID()"}
 RESOLVE_STAMPS: Final = {"resolved_at": "javascript:gs.nowDateTime()",
                          "resolved_by": "javascript:gs.getUserID()"}
+# Choice: the max_length a column's sys_dictionary row gives when its definition gives none, by
+# type (the platform's defaults for new columns of these types); others 40.
+MAX_LENGTHS: Final[Mapping[str, str]] = {
+    "GUID": "32", "reference": "32", "sys_class_name": "80", "table_name": "80",
+    "string": "255", "email": "100", "url": "1024", "document_id": "32", "glide_list": "4000",
+    "journal_input": "4000", "journal": "4000", "journal_list": "4000", "html": "65000",
+    "xml": "65000", "script": "65000", "conditions": "4000", "password": "255",
+    "password2": "255",
+}
+
+
+def max_length(kind: str) -> str:
+    """The max_length of a column of this type whose definition gives none."""
+    return MAX_LENGTHS.get(kind, "40")
+
+
 # Choice: with sysparm_input_display_value, a reference is matched on its target's display
 # column (case-insensitively), then taken as a sys_id; a value matching neither is left empty.
 # A choice label is matched case-insensitively; an unknown one is kept as given.
+# Choice: a record entering its approval state asks every member of its assignment group (the
+# group's manager when it has no members, the caller when there is no group); the first answer
+# decides (a rejected change goes back to New), as the "anyone approves" policy does.
 SIGNED_IN_USER_NAME: Final = "admin"
 SCRIPT_PREFIX: Final = "javascript:"
 CURRENT_USER_EXPRESSION: Final = "javascript:gs.getUserID()"
@@ -183,8 +202,20 @@ DYNAMIC_FILTERS: Final[Mapping[str, str]] = {
     "90d1921e5f510100a9ad2572f2b477fe": "javascript:gs.getUserID()",
     "d6435e965f510100a9ad2572f2b47744": "javascript:getMyGroups()",
 }
-# Choice: a condition whose `javascript:` value the stub cannot evaluate is ignored, as an
-# unknown field or operator is (the result widens rather than silently empties).
+# Choice: a query naming a field the table does not have, or with a term the stub cannot read
+# (an operator, keyword or `javascript:` value it does not implement), is refused with 400 and
+# this message, rather than answered too widely. A stub built with queries="lenient" does what
+# the platform does by default with an unknown field (ignores the term, which widens the
+# result), and ignores the terms it cannot read too.
+UNSUPPORTED_QUERY_MESSAGE: Final = "Query not supported by the stub"
+UNSUPPORTED_QUERY_DETAIL: Final = (
+    "The stub does not support {problems} in a query on {table}; "
+    "StubServiceNow(queries='lenient') ignores such terms as the platform does an unknown field"
+)
+QUERY_MODES: Final = ("strict", "lenient")
+# Choice: in `JOINtable.field=other.field!condition` the condition is the one term after `!`
+# (pysnc's form); the terms after it belong to the main query. `,m2m` in an RLQUERY is accepted
+# and changes nothing (the related table named is the many-to-many table itself).
 # Choice: `=`, `!=`, `IN`, `NOT IN`, the text operators and text orderings compare
 # case-insensitively, as the platform's database collation does.
 # Choice: `LIKE`, `NOT LIKE`, `STARTSWITH` and `ENDSWITH` on a reference compare its display

@@ -23,10 +23,14 @@ class RemoteStub(StubControls):
     Args:
         url: the stub's base URL, as `snworker stub` prints it.
         process: the stub's process when this object started it; `close()` stops it.
+        ca_file: for an https stub, the PEM file of its certificate authority (printed by
+            `snworker stub --tls`).
     """
 
-    def __init__(self, url: str, process: subprocess.Popen[bytes] | None = None) -> None:
+    def __init__(self, url: str, process: subprocess.Popen[bytes] | None = None,
+                 ca_file: str | None = None) -> None:
         self.url = url.rstrip("/")
+        self.ca_file = ca_file
         self._process = process
         self._session = requests.Session()
         settings = self._control("config")
@@ -38,6 +42,8 @@ class RemoteStub(StubControls):
             f"{self.url}/_stub/{operation.replace('_', '-')}",
             json=arguments,
             timeout=CONTROL_TIMEOUT,
+            # Per request: requests prefers REQUESTS_CA_BUNDLE to a session's `verify`.
+            verify=self.ca_file if self.ca_file is not None else True,
         )
         if response.status_code != 200:
             try:

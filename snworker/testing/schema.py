@@ -9,6 +9,9 @@ The shipped tables are data, one JSON file per table in `tables/`:
 
 A table has its ancestors' columns; an entry for an inherited column changes only the keys it
 gives (a dictionary override). A test adds tables, or columns to a table, with `define_table`.
+A column may also say `mandatory` ("true") and `max_length`, which the schema tables show; a
+table may give `approval` (`{"state": "-3", "approved": "-2", "rejected": "-5"}`), the states
+of the approval rule (`rules.py`).
 """
 
 from __future__ import annotations
@@ -24,11 +27,18 @@ from typing import Any, Final
 from snworker.testing import platform
 
 _NAME: Final = re.compile(r"[a-z][a-z0-9_]*")
-_COLUMN_KEYS: Final = frozenset({"type", "default", "reference", "choices", "calculated"})
+_COLUMN_KEYS: Final = frozenset(
+    {"type", "default", "reference", "choices", "calculated", "mandatory", "max_length"}
+)
 _TABLE_KEYS: Final = frozenset(
     {"name", "label", "extends", "display", "number", "close_states", "resolve_states",
-     "priority_lookup", "columns"}
+     "priority_lookup", "approval", "columns"}
 )
+
+
+# A table with an approval: the state that requests it, and where approving or rejecting
+# moves the record (rules.py).
+APPROVAL_KEYS: Final = ("state", "approved", "rejected")
 
 
 class DefinitionError(ValueError):
@@ -45,6 +55,8 @@ class Column:
     reference: str | None = None
     choices: Mapping[str, str] = field(default_factory=dict)
     calculated: tuple[str, ...] = ()
+    mandatory: bool = False
+    max_length: str = ""
 
 
 @dataclass(frozen=True, slots=True)
@@ -76,6 +88,7 @@ class TableDefinition:
     close_states: tuple[str, ...] | None = None
     resolve_states: tuple[str, ...] | None = None
     priority_lookup: Mapping[str, str] | None = None
+    approval: Mapping[str, str] | None = None
     columns: Mapping[str, Mapping[str, Any]] = field(default_factory=dict)
     loose: bool = False
 
@@ -94,6 +107,7 @@ class Table:
     close_states: frozenset[str]
     resolve_states: frozenset[str]
     priority_lookup: Mapping[str, str]
+    approval: Mapping[str, str]
     loose: bool
     column_names: tuple[str, ...]
     references: tuple[str, ...]
@@ -150,6 +164,12 @@ def definition_from_data(data: Mapping[str, Any]) -> TableDefinition:
     lookup = data.get("priority_lookup")
     if lookup is not None and not isinstance(lookup, Mapping):
         raise DefinitionError(f"{name}: priority_lookup maps 'impact,urgency' to a priority")
+    approval = data.get("approval")
+    if approval is not None and (
+        not isinstance(approval, Mapping) or set(approval) != set(APPROVAL_KEYS)
+        or not all(isinstance(v, str) for v in approval.values())
+    ):
+        raise DefinitionError(f"{name}: approval gives the states {sorted(APPROVAL_KEYS)}")
     for key in ("label", "extends", "display"):
         if data.get(key) is not None and not isinstance(data[key], str):
             raise DefinitionError(f"{name}: {key} must be a string")
@@ -166,6 +186,7 @@ def definition_from_data(data: Mapping[str, Any]) -> TableDefinition:
         close_states=states["close_states"],
         resolve_states=states["resolve_states"],
         priority_lookup=None if lookup is None else {str(k): str(v) for k, v in lookup.items()},
+        approval=None if approval is None else dict(approval),
         columns={n: _column_spec(name, n, spec) for n, spec in columns.items()},
     )
 
@@ -197,6 +218,7 @@ def _merged(base: TableDefinition, change: TableDefinition) -> TableDefinition:
             base.resolve_states if change.resolve_states is None else change.resolve_states
         ),
         priority_lookup=change.priority_lookup or base.priority_lookup,
+        approval=change.approval or base.approval,
         columns=columns,
         loose=base.loose and change.loose,
     )
@@ -294,6 +316,8 @@ class Schema:
                 reference=spec.get("reference"),
                 choices=spec.get("choices") or {},
                 calculated=tuple(spec.get("calculated") or ()),
+                mandatory=spec.get("mandatory") == "true",
+                max_length=spec.get("max_length") or "",
             )
             for column, spec in specs.items()
         }
@@ -314,6 +338,7 @@ class Schema:
             close_states=frozenset(nearest("close_states") or ()),
             resolve_states=frozenset(nearest("resolve_states") or ()),
             priority_lookup=nearest("priority_lookup") or {},
+            approval=nearest("approval") or {},
             loose=definitions[0].loose,
             column_names=tuple(columns),
             references=tuple(c for c, col in columns.items() if col.type == "reference"),

@@ -14,12 +14,14 @@ import json
 import selectors
 import signal
 import socket
+import ssl
 import subprocess
 import sys
 import threading
+import time
 from collections.abc import Mapping, Sequence
 from types import TracebackType
-from typing import TYPE_CHECKING, Any, NoReturn
+from typing import TYPE_CHECKING, Any, Literal, NoReturn
 
 import waitress
 from waitress import wasyncore
@@ -32,6 +34,7 @@ from snworker.testing.oauth import ConsentMode
 from snworker.testing.remote import RemoteStub
 from snworker.testing.scripted_api import Handler
 from snworker.testing.state import DEFAULT_THREADS, StubConfig, StubState
+from snworker.testing.tls import LocalAuthority, TlsFront
 
 if TYPE_CHECKING:
     from _typeshed.wsgi import WSGIEnvironment
@@ -39,6 +42,7 @@ if TYPE_CHECKING:
 # Bodies up to this size stay in memory instead of being spooled to a temporary file.
 MEMORY_BUFFER = 64 * 1024 * 1024
 STOP_TIMEOUT = 5.0
+CONNECTION_LIMIT = 500
 PROCESS_START_TIMEOUT = 20.0
 READY_PREFIX = "snworker stub: "
 
@@ -96,15 +100,21 @@ _NOT_TLS_ANSWER = (b"HTTP/1.1 400 Bad Request\r\nContent-Type: text/plain\r\nCon
 
 
 class StubServer:
-    """A waitress server for one application, run by a background thread."""
+    """A waitress server for one application, run by a background thread.
 
-    def __init__(self, state: StubState) -> None:
+    With a TLS context, clients connect to a `TlsFront` on the configured port, which relays
+    to the waitress server on a free loopback port.
+    """
+
+    def __init__(self, state: StubState, tls: ssl.SSLContext | None = None) -> None:
         self._server: Any = waitress.create_server(
-            StubApplication(state, self._drop),
+            StubApplication(state, self._drop, self._client_gone),
             host=state.config.host,
-            port=state.config.port,
+            port=0 if tls is not None else state.config.port,
+            url_scheme="https" if tls is not None else "http",
             _dispatcher=OnDemandDispatcher(state.config.threads),
-            connection_limit=200,
+            # Room for a few hundred clients at once (keep-alive holds their connections).
+            connection_limit=CONNECTION_LIMIT,
             channel_timeout=120,
             asyncore_use_poll=True,
             inbuf_overflow=MEMORY_BUFFER,
@@ -114,6 +124,15 @@ class StubServer:
         )
         self._server.channel_class = PlainHttpChannel
         self.port: int = int(self._server.effective_port)
+        self._front: TlsFront | None = None
+        if tls is not None:
+            try:
+                self._front = TlsFront(tls, state.config.host, state.config.port,
+                                       (str(self._server.effective_host), self.port))
+            except BaseException:
+                self._server.close()
+                raise
+            self.port = self._front.port
         self._thread = threading.Thread(
             target=self._server.run, name=f"stub-servicenow-{self.port}", daemon=True
         )
@@ -121,11 +140,15 @@ class StubServer:
     def start(self) -> None:
         """Serve; the socket already listens, so clients may connect at once."""
         self._thread.start()
+        if self._front is not None:
+            self._front.start()
 
     def stop(self) -> None:
         """Close the listening socket and every connection, then the worker threads."""
         server = self._server
         trigger = server.trigger
+        if self._front is not None:
+            self._front.stop(STOP_TIMEOUT)
 
         def close_connections() -> None:
             # Runs on the loop thread: the socket map is only safe to change there.
@@ -147,14 +170,52 @@ class StubServer:
 
     def _drop(self, environ: WSGIEnvironment) -> NoReturn:
         """Close the client's connection without an answer."""
-        peer = (environ.get("REMOTE_ADDR"), int(environ.get("REMOTE_PORT") or 0))
-        for channel in list(self._server._map.values()):
-            if isinstance(channel, HTTPChannel) and tuple(channel.addr[:2]) == peer:
-                try:
-                    channel.socket.shutdown(socket.SHUT_RDWR)
-                except OSError:
-                    pass
+        channel = self._channel_of(environ)
+        if channel is not None:
+            try:
+                channel.socket.shutdown(socket.SHUT_RDWR)
+            except OSError:
+                pass
         raise ClientDisconnected
+
+    def _client_gone(self, environ: WSGIEnvironment, seconds: float) -> bool:
+        """Wait `seconds`; True as soon as the client closes the connection the request came on.
+
+        While a request is served, waitress reads nothing more from its connection, so the
+        end of the client's stream waits there to be seen: one wait on the socket, no polling.
+        """
+        end = time.monotonic() + seconds
+        channel = self._channel_of(environ)
+        if channel is None:
+            time.sleep(seconds)
+            return False
+        sock = channel.socket
+        try:
+            with selectors.DefaultSelector() as selector:
+                selector.register(sock, selectors.EVENT_READ)
+                while (left := end - time.monotonic()) > 0:
+                    if not selector.select(left):
+                        return False
+                    if not sock.recv(1, socket.MSG_PEEK):
+                        return True
+                    time.sleep(left)  # the next request, pipelined: it waits its turn
+                    return False
+        except (OSError, ValueError):
+            return True
+        return False
+
+    def _channel_of(self, environ: WSGIEnvironment) -> Any:
+        peer = (environ.get("REMOTE_ADDR"), int(environ.get("REMOTE_PORT") or 0))
+        for _ in range(3):  # the loop thread may change the map while it is read
+            try:
+                channels = list(self._server._map.values())
+            except RuntimeError:
+                continue
+            for channel in channels:
+                if isinstance(channel, HTTPChannel) and tuple(channel.addr[:2]) == peer:
+                    return channel
+            return None
+        return None
 
 
 class StubServiceNow(StubControls):
@@ -186,6 +247,12 @@ class StubServiceNow(StubControls):
             ES*), or shared key (HS*), for the "jwt" (JWT bearer) sign-in method.
         jwt_user_field: the sys_user field an assertion's `sub` names: user_name, email or
             sys_id.
+        queries: "strict" refuses a query naming a field the table lacks or a term the stub
+            does not implement (400); "lenient" ignores such terms, as the platform does an
+            unknown field.
+        tls: serve https with a certificate from a local certificate authority (`ca_file`).
+        users: (user name, password) pairs: users who sign in with that password (a seed
+            user's password is replaced), there again after `reset()`.
     """
 
     def __init__(
@@ -207,6 +274,9 @@ class StubServiceNow(StubControls):
         application_user: str | None = "admin",
         jwt_verifiers: Mapping[str, str] | None = None,
         jwt_user_field: str = "user_name",
+        queries: Literal["strict", "lenient"] = "strict",
+        tls: bool = False,
+        users: Sequence[tuple[str, str]] = (),
     ) -> None:
         self.config = StubConfig(
             host=host,
@@ -226,11 +296,20 @@ class StubServiceNow(StubControls):
             application_user=application_user,
             jwt_verifiers=dict(jwt_verifiers or {}),
             jwt_user_field=jwt_user_field,
+            queries=queries,
+            tls=tls,
+            users=tuple((name, password) for name, password in users),
         )
         self.client_id = client_id
         self.redirect_uri = redirect_uri
+        self._authority = LocalAuthority() if tls else None
         self._state = StubState(self.config)
         self._server: StubServer | None = None
+
+    @property
+    def ca_file(self) -> str | None:
+        """With `tls=True`, the PEM file of the certificate authority to trust; else None."""
+        return None if self._authority is None else self._authority.ca_file
 
     def route(
         self, path: str, handler: Handler, methods: Sequence[str] = ("GET",)
@@ -250,17 +329,19 @@ class StubServiceNow(StubControls):
 
     @property
     def url(self) -> str:
-        """The instance URL, `http://127.0.0.1:<port>`."""
+        """The instance URL, `http://127.0.0.1:<port>` (`https://` with `tls=True`)."""
         if self._server is None:
             raise RuntimeError("the stub is not started")
         host = self.config.host
         host = f"[{host}]" if ":" in host else host
-        return f"http://{host}:{self._server.port}"
+        scheme = "https" if self._authority is not None else "http"
+        return f"{scheme}://{host}:{self._server.port}"
 
     def start(self) -> StubServiceNow:
         """Listen and serve; returns once clients can connect."""
         if self._server is None:
-            server = StubServer(self._state)
+            context = None if self._authority is None else self._authority.context
+            server = StubServer(self._state, context)
             server.start()
             self._server = server
         return self
@@ -306,6 +387,9 @@ class StubServiceNow(StubControls):
         application_user: str | None = "admin",
         jwt_verifiers: Mapping[str, str] | None = None,
         jwt_user_field: str = "user_name",
+        queries: Literal["strict", "lenient"] = "strict",
+        tls: bool = False,
+        users: Sequence[tuple[str, str]] = (),
     ) -> RemoteStub:
         """Start the same stub in a child process; returns once it serves.
 
@@ -319,6 +403,7 @@ class StubServiceNow(StubControls):
             strict_redirect=strict_redirect, seed=seed, auth=tuple(auth),
             client_secret=client_secret, threads=threads, application_user=application_user,
             jwt_verifiers=dict(jwt_verifiers or {}), jwt_user_field=jwt_user_field,
+            queries=queries, tls=tls, users=tuple((name, password) for name, password in users),
         )
         process = subprocess.Popen(
             [
@@ -333,8 +418,8 @@ class StubServiceNow(StubControls):
             stdout=subprocess.PIPE,
         )
         try:
-            url = _read_ready_line(process, PROCESS_START_TIMEOUT)["url"]
-            return RemoteStub(url, process)
+            ready = _read_ready_line(process, PROCESS_START_TIMEOUT)
+            return RemoteStub(ready["url"], process, ca_file=ready.get("ca_file"))
         except BaseException:
             process.kill()
             process.wait()
@@ -354,10 +439,11 @@ def _read_ready_line(process: subprocess.Popen[bytes], timeout: float) -> dict[s
 
 
 def _ready_line(stub: StubServiceNow) -> str:
-    return (
+    line = (
         f"{READY_PREFIX}url={stub.url} client_id={stub.client_id}"
         f" redirect_uri={stub.redirect_uri}"
     )
+    return line if stub.ca_file is None else f"{line} ca_file={stub.ca_file}"
 
 
 def _serve(stub: StubServiceNow, exit_with_stdin: bool) -> None:
@@ -381,10 +467,14 @@ def _serve(stub: StubServiceNow, exit_with_stdin: bool) -> None:
 
 
 def run_foreground(
-    host: str = "127.0.0.1", port: int = 0, client_id: str = "snworker-test"
+    host: str = "127.0.0.1", port: int = 0, client_id: str = "snworker-test", **settings: Any
 ) -> None:
-    """Serve a stub in the foreground until Ctrl-C; the first line printed gives its URL."""
-    _serve(StubServiceNow(host=host, port=port, client_id=client_id), exit_with_stdin=False)
+    """Serve a stub in the foreground until Ctrl-C; the first line printed gives its URL.
+
+    `settings` are the constructor's other keyword arguments.
+    """
+    _serve(StubServiceNow(host=host, port=port, client_id=client_id, **settings),
+           exit_with_stdin=False)
 
 
 def main(argv: Sequence[str] | None = None) -> None:

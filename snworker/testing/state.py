@@ -19,8 +19,8 @@ from snworker.testing.faults import FaultPlan
 from snworker.testing.oauth import AuthorizationServer, Client, ConsentMode, KeptGrant
 from snworker.testing.schema import Schema
 from snworker.testing.scripted_api import ScriptedRoutes
-from snworker.testing.seed import seed_snapshot, user_sys_id
-from snworker.testing.store import ApiError, Caller, RecordStore, Snapshot
+from snworker.testing.seed import schema_snapshot, seed_snapshot, user_sys_id
+from snworker.testing.store import ApiError, Caller, RecordStore
 
 if TYPE_CHECKING:
     from snworker.testing.import_api import Transform
@@ -51,10 +51,20 @@ class StubConfig:
     application_user: str | None = platform.SIGNED_IN_USER_NAME
     jwt_verifiers: Mapping[str, str] = field(default_factory=dict, repr=False)
     jwt_user_field: str = "user_name"
+    queries: str = "strict"
+    tls: bool = False
+    users: tuple[tuple[str, str], ...] = field(default=(), repr=False)
 
     def __post_init__(self) -> None:
         if self.consent not in CONSENT_MODES:
             raise ValueError(f"consent must be one of {CONSENT_MODES}, not {self.consent!r}")
+        users = tuple(tuple(pair) for pair in self.users)
+        if not all(len(pair) == 2 and all(isinstance(v, str) and v for v in pair)
+                   for pair in users):
+            raise ValueError("users must be (user name, password) pairs")
+        object.__setattr__(self, "users", users)
+        if self.queries not in platform.QUERY_MODES:
+            raise ValueError(f"queries must be one of {platform.QUERY_MODES}, not {self.queries!r}")
         methods = (self.auth,) if isinstance(self.auth, str) else tuple(self.auth)
         unknown = set(methods) - set(platform.AUTH_METHODS)
         if unknown or not methods:
@@ -113,13 +123,27 @@ class StubState:
             )
         )
         self.store = RecordStore(
-            Schema.shipped(), seed_snapshot() if config.seed else Snapshot()
+            Schema.shipped(), seed_snapshot() if config.seed else schema_snapshot()
         )
+        self.store.strict_queries = config.queries == "strict"
+        for user_name, password in config.users:
+            self._add_user(user_name, password)
         self.faults = FaultPlan()
         self.request_log: list[dict[str, object]] = []
         self.revocation_count = 0
         self.routes.clear()
         self.transforms.clear()
+
+    def _add_user(self, user_name: str, password: str) -> None:
+        """A user who signs in with this password (a seed user's password replaced)."""
+        store, caller = self.store, self.caller()
+        values = {"user_name": user_name, "user_password": password, "active": "true"}
+        existing = next((r for r in store.records.values() if r["sys_class_name"] == "sys_user"
+                         and r.get("user_name", "").casefold() == user_name.casefold()), None)
+        if existing is None:
+            store.insert("sys_user", {**values, "first_name": user_name}, caller)
+        else:
+            store.update("sys_user", existing["sys_id"], values, caller)
 
     def now(self) -> float:
         """The stub's clock: wall time moved on by every `advance()`."""

@@ -13,14 +13,14 @@ import hmac
 import json
 import re
 import uuid
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 
-from snworker.testing import glide, platform
+from snworker.testing import dictionary, glide, platform
 from snworker.testing.query import EncodedQuery, bind, matches, ordered
-from snworker.testing.rules import apply_rules, calculate, default_value
-from snworker.testing.schema import Column, Schema, Table
+from snworker.testing.rules import after_write, apply_rules, calculate, default_value
+from snworker.testing.schema import Column, Schema, Table, TableDefinition
 
 Record = dict[str, str]
 
@@ -43,6 +43,13 @@ def invalid_table(table: str) -> ApiError:
     return ApiError(
         platform.INVALID_TABLE_STATUS, platform.INVALID_TABLE_MESSAGE.format(table=table), None
     )
+
+
+def unsupported_query(table: str, problems: Sequence[str]) -> ApiError:
+    """The stub's answer to a query it cannot read whole (a strict stub's choice)."""
+    unique = ", ".join(dict.fromkeys(problems))
+    return ApiError(400, platform.UNSUPPORTED_QUERY_MESSAGE,
+                    platform.UNSUPPORTED_QUERY_DETAIL.format(table=table, problems=unique))
 
 
 def wire_value(value: object) -> str:
@@ -112,6 +119,24 @@ class _Scope:
             return None
         return f"{field}.{self.store.schema.table(column.reference).display}"
 
+    def knows_field(self, field: str) -> bool:
+        return self.store.value_of(self.table, {}, field) is not None
+
+    def joins(self, table: str) -> bool:
+        return table in self.table.ancestry
+
+    def related_counts(self, table: str, field: str, query: EncodedQuery) -> dict[str, int] | str:
+        if not self.store.schema.knows(table):
+            return f"the table {table!r}"
+        related = self.store.schema.table(table)
+        if self.store.value_of(related, {}, field) is None:
+            return f"the field {table}.{field}"
+        counts: dict[str, int] = {}
+        for record in self.store.select(table, query, self.caller):
+            value = (self.store.value_of(related, record, field) or "").casefold()
+            counts[value] = counts.get(value, 0) + 1
+        return counts
+
 
 class RecordStore:
     """Every record of every table of one stub instance, by sys_id, in insertion order."""
@@ -122,6 +147,9 @@ class RecordStore:
         self.counters: dict[str, int] = dict(snapshot.counters)
         self.files: dict[str, bytes] = dict(snapshot.files)
         self.new_sys_id: Callable[[], str] = lambda: uuid.uuid4().hex
+        # Refuse a query with a term the stub cannot read or a field the table lacks (a 400
+        # naming it), rather than ignore it as the platform does with an unknown field.
+        self.strict_queries = True
 
     def snapshot(self) -> Snapshot:
         """What a new store needs to start where this one is."""
@@ -147,6 +175,8 @@ class RecordStore:
         table = self.table(table_name)
         family = self.schema.family(table_name)
         bound = bind(query, _Scope(self, table, caller))
+        if bound.unsupported and self.strict_queries:
+            raise unsupported_query(table_name, bound.unsupported)
 
         def value_of(record: Record, name: str) -> str | None:
             return self.value_of(table, record, name)
@@ -265,6 +295,53 @@ class RecordStore:
             **settings,  # type: ignore[arg-type]
         )
 
+    # --- the schema ------------------------------------------------------------------------------
+
+    def define(self, definition: TableDefinition, caller: Caller) -> None:
+        """Add a table or change one, and write its rows of the schema tables."""
+        self.schema.define(definition)
+        self.describe(definition.name, caller)
+
+    def describe(self, name: str, caller: Caller) -> None:
+        """Write the table's `sys_db_object` and `sys_dictionary` rows anew."""
+        if not all(self.schema.knows(t) for t in dictionary.SCHEMA_TABLES):
+            return
+        stale = [
+            sys_id for sys_id, record in self.records.items()
+            if record["sys_class_name"] in dictionary.SCHEMA_TABLES and record["name"] == name
+        ]
+        for sys_id in stale:
+            del self.records[sys_id]
+        self._write_rows(dictionary.TABLES, [dictionary.table_row(self.schema, name)], caller)
+        self._write_rows(dictionary.COLUMNS, dictionary.column_rows(self.schema, name), caller)
+
+    def _write_rows(self, table_name: str, rows: Iterable[Mapping[str, str]], caller: Caller
+                    ) -> None:
+        """Store rows that need no rules, numbers or scripted defaults, quickly (the schema
+        tables' hundreds of rows)."""
+        table = self.schema.table(table_name)
+        stamp = caller.timestamp
+        template = {
+            name: "" if name in platform.SYSTEM_COLUMNS or glide.is_script(column.default)
+            else column.default
+            for name, column in table.columns.items()
+        }
+        template.update(sys_class_name=table_name, sys_created_on=stamp,
+                        sys_created_by=caller.user_name, sys_updated_on=stamp,
+                        sys_updated_by=caller.user_name, sys_mod_count="0")
+        for row in rows:
+            record = {**template, **row}
+            self.records[record["sys_id"]] = record
+
+    def _widen(self, table: Table, values: Mapping[str, object], caller: Caller) -> Table:
+        """A loose table with a string column for every field written to it."""
+        before = table.column_names
+        self.schema.widen(table.name, values)
+        table = self.schema.table(table.name)
+        if table.column_names != before:
+            self.describe(table.name, caller)
+        return table
+
     # --- writing -------------------------------------------------------------------------------
 
     def insert(
@@ -278,8 +355,7 @@ class RecordStore:
         """Store a new record of the table and return it."""
         table = self.table(table_name)
         if table.loose:
-            self.schema.widen(table_name, values)
-            table = self.schema.table(table_name)
+            table = self._widen(table, values, caller)
         written = self._accepted(table, values, input_display)
         sys_id = written.pop("sys_id", "")
         if not is_sys_id(sys_id):
@@ -315,6 +391,7 @@ class RecordStore:
         apply_rules(table, None, record, written, self.script_context(caller))
         self.records[sys_id] = record
         self._append_journal(table_name, sys_id, journal, caller)
+        after_write(self, table, None, record, caller)
         return record
 
     def update(
@@ -332,8 +409,7 @@ class RecordStore:
         if current is None:
             return None
         if table.loose:
-            self.schema.widen(table_name, values)
-            table = self.schema.table(table_name)
+            table = self._widen(table, values, caller)
         written = self._accepted(table, values, input_display)
         written.pop("sys_id", None)
         journal = {name: written.pop(name) for name in table.journals if name in written}
@@ -350,7 +426,8 @@ class RecordStore:
         )
         self.records[sys_id] = record
         self._append_journal(current["sys_class_name"], sys_id, journal, caller)
-        return record
+        after_write(self, own, current, record, caller)
+        return self.records[sys_id]
 
     def delete(self, table: str, sys_id: str) -> bool:
         """Remove a record and its attachments; False when it does not exist."""

@@ -38,14 +38,16 @@ from snworker.pipes import Pipe
 from snworker.policy import RetryPolicy
 from snworker.worker.access import AccessPolicy
 from snworker.worker.authorize import TokenEndpoint, run_flow
+from snworker.worker.exchange import Cancellation, Exchange
 from snworker.worker.failures import (
     ApiFailure,
+    Cancelled,
     Failure,
     InvalidRequest,
     TokenExpired,
 )
 from snworker.worker.harden import Report
-from snworker.worker.peer import Peer
+from snworker.worker.peer import Budget, Peer
 from snworker.worker.redact import Redactor
 from snworker.worker.tokens import TokenGrant, TokenStore
 from snworker.worker.transport import (
@@ -109,9 +111,11 @@ class Worker:
             self._wipe("the connection is closed")
             self._forget_secrets()
 
-    def add_peer(self, pipe: Pipe, name: str, own_user: bool = True) -> Peer:
-        """Start answering on `pipe` (`own_user`: False for another user's process)."""
-        peer = Peer(pipe, self, name)
+    def add_peer(self, pipe: Pipe, name: str, own_user: bool = True,
+                 budget: Budget | None = None) -> Peer:
+        """Start answering on `pipe` (`own_user`: False for another user's process; its
+        messages hold bytes from `budget`, if any)."""
+        peer = Peer(pipe, self, name, budget)
         peer.own_user = own_user
         with self._peers_lock:
             self._peers.add(peer)
@@ -304,8 +308,10 @@ class Worker:
         started = time.monotonic()
         deadline = started + min(checked.timeout, transport.policy.total_timeout)
 
+        exchange = cancelled.exchange if isinstance(cancelled, Cancellation) else Exchange()
+
         def attempt(remaining: float) -> Answer:
-            answer = self._send_authorized(checked, tokens, remaining)
+            answer = self._send_authorized(checked, tokens, remaining, exchange)
             return transport.classify(method, answer) if checked.retry else answer
 
         # Without `retry` the caller's client retries as it sees fit (a requests Retry, say):
@@ -324,25 +330,30 @@ class Worker:
         return Result(request.id, status, headers, body)
 
     def _send_authorized(self, checked: Checked, tokens: TokenStore,
-                         remaining: float) -> Answer:
+                         remaining: float, exchange: Exchange) -> Answer:
         """Send with the current token; after a 401, renew once and resend once."""
         token = tokens.access_token()
         started = time.monotonic()
-        response = self._transport_send(checked, token, remaining)
+        response = self._transport_send(checked, token, remaining, exchange)
         if response.status != 401:
             return response
         renewed = tokens.renew_after_unauthorized(token)
         response = self._transport_send(checked, renewed,
-                                        remaining - (time.monotonic() - started))
+                                        remaining - (time.monotonic() - started), exchange)
         if response.status == 401:
             tokens.expire("the instance refused a freshly renewed access token")
             raise TokenExpired("the instance refused a freshly renewed access token; "
                                "call conn.reconnect()")
         return response
 
-    def _transport_send(self, checked: Checked, token: str, remaining: float) -> Answer:
+    def _transport_send(self, checked: Checked, token: str, remaining: float,
+                        exchange: Exchange) -> Answer:
         assert self._transport is not None
-        return self._transport.send(checked, "Bearer " + token, max(remaining, 0.001))
+        # Token renewals stay outside the exchange: other requests may be waiting for them.
+        with exchange.current():
+            if exchange.aborted:
+                raise Cancelled("cancelled by the caller")
+            return self._transport.send(checked, "Bearer " + token, max(remaining, 0.001))
 
     # --- disconnecting --------------------------------------------------------------------
 
@@ -483,8 +494,9 @@ def _check_connect(message: Connect) -> None:
         raise InvalidRequest("the redirect URIs must be a tuple of loopback http URLs")
     for uri in uris:
         redirect = urlsplit(uri)
-        if redirect.scheme != "http" or redirect.hostname not in ("127.0.0.1", "localhost"):
-            raise InvalidRequest("the redirect URI must be a loopback http URL")
+        if redirect.scheme != "http" or redirect.hostname != "127.0.0.1":
+            # Not localhost: a browser may resolve it to ::1, where the listener is not.
+            raise InvalidRequest("the redirect URI must be an http URL on 127.0.0.1")
     if message.proxy is not None:
         proxy = urlsplit(message.proxy)
         if proxy.scheme not in ("http", "https") or not proxy.hostname:

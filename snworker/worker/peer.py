@@ -31,10 +31,13 @@ from snworker.messages import (
     Result,
 )
 from snworker.pipes import Pipe
+from snworker.worker.exchange import Cancellation
 
 logger = logging.getLogger("snworker.worker")
 
-_MAX_REQUEST_THREADS = 64
+# Threads start only when a request finds none idle. An asyncio caller sends a couple of
+# hundred requests at once as a matter of course; each waits on the network, not the CPU.
+_MAX_REQUEST_THREADS = 256
 
 
 class Service(Protocol):
@@ -69,13 +72,27 @@ class Service(Protocol):
         ...
 
 
+class Budget(Protocol):
+    """What a peer's messages hold in flight (an agent's client): see `worker.agent.limits`."""
+
+    def settle(self) -> int:
+        """The bytes the frame just read took; its message holds them until `give`."""
+        ...
+
+    def give(self, size: int) -> None:
+        """Give back `size` bytes."""
+        ...
+
+
 class Peer:
     """A pipe, its request threads, its send lock, and its calls in flight."""
 
-    def __init__(self, pipe: Pipe, service: Service, name: str) -> None:
+    def __init__(self, pipe: Pipe, service: Service, name: str,
+                 budget: Budget | None = None) -> None:
         self._pipe = pipe
         self._service = service
         self.name = name
+        self._budget = budget
         self._send_lock = threading.Lock()
         self._read_lock = threading.Lock()
         self._pool_lock = threading.Lock()
@@ -96,6 +113,11 @@ class Peer:
         try:
             with self._send_lock:
                 self._pipe.send(message)
+        except (BlockingIOError, TimeoutError):
+            # An agent's client that leaves its answers unread past its deadline: hang up, so
+            # that its reading thread ends it and what it holds is freed.
+            logger.warning("snworker worker: %s left its answers unread; dropped", self.name)
+            self._pipe.hang_up()
         except (OSError, ValueError):
             pass
 
@@ -127,18 +149,21 @@ class Peer:
                 try:
                     message = self._pipe.receive()
                 except (EOFError, OSError):
+                    self._give(self._settle())
                     if not self.closed.is_set():
                         self.closed.set()
                         if not self.disconnecting.is_set():
                             self._service.peer_gone(self)
                     return
                 except Exception as exc:  # ProtocolError, or worse: the stream is lost
+                    self._give(self._settle())
                     self.closed.set()
                     self._service.violation(self, exc)
                     return
+                held = self._settle()
                 if type(message) is Request:
                     # Registered before the next read, so a Cancel for it cannot be missed.
-                    cancelled = self._cancelled[message.id] = threading.Event()
+                    cancelled = self._cancelled[message.id] = Cancellation()
                     # Leave a thread at the pipe before carrying the request out.
                     with self._pool_lock:
                         waiting = self._threads - self._busy - 1
@@ -149,11 +174,22 @@ class Peer:
                 try:
                     self._service.carry_out(self, message, cancelled)
                 finally:
+                    self._give(held)
                     self._cancelled.pop(message.id, None)
                     with self._pool_lock:
                         self._busy -= 1
             else:
-                self._handle(message)
+                try:
+                    self._handle(message)
+                finally:
+                    self._give(held)
+
+    def _settle(self) -> int:
+        return self._budget.settle() if self._budget is not None else 0
+
+    def _give(self, size: int) -> None:
+        if self._budget is not None:
+            self._budget.give(size)
 
     def _handle(self, message: object) -> None:
         match message:

@@ -41,6 +41,7 @@ from snworker.checks import IDEMPOTENT
 from snworker.errors import InvalidRequestError
 from snworker.messages import Pairs, Request
 from snworker.policy import RetryPolicy
+from snworker.worker.exchange import POOL_CLASSES
 from snworker.worker.failures import (
     ApiFailure,
     Cancelled,
@@ -54,7 +55,7 @@ logger = logging.getLogger("snworker.worker")
 
 # Response headers that never reach the parent: a session cookie is a credential too.
 WITHHELD_HEADERS = frozenset({"set-cookie", "set-cookie2"})
-POOL_SIZE = 64
+POOL_SIZE = 256  # one kept-alive connection for each request thread a peer may run
 
 
 @dataclass(frozen=True, slots=True)
@@ -123,11 +124,14 @@ class _Adapter(requests.adapters.HTTPAdapter):
         if self._context is not None:
             kwargs["ssl_context"] = self._context
         super().init_poolmanager(*args, **kwargs)
+        self.poolmanager.pool_classes_by_scheme = POOL_CLASSES  # a Cancel can abort them
 
     def proxy_manager_for(self, proxy: str, **kwargs: Any) -> Any:
         if self._context is not None:
             kwargs["ssl_context"] = self._context
-        return super().proxy_manager_for(proxy, **kwargs)
+        manager = super().proxy_manager_for(proxy, **kwargs)
+        manager.pool_classes_by_scheme = POOL_CLASSES
+        return manager
 
 
 class Transport:
@@ -277,6 +281,8 @@ class Transport:
         loop is built only after a first failure, which it then replays as its first attempt.
         Without `retry`, the first attempt's outcome is final.
         """
+        if cancelled.is_set():  # cancelled while it waited for a thread: nothing was sent
+            raise Cancelled("cancelled by the caller")
         tries = _Tries(attempt, deadline, resend_on_error)
         try:
             return tries.once()
