@@ -255,14 +255,14 @@ def rows(results: Results) -> list[Row]:
                     continue
                 target = ("adapters", label, side, "latency_ratio") if side == "adapter" else ()
                 head = f"{title} ({adapters[label]['body_bytes']} B)" if first else "  "
-                add(f"{head} {side}¶", _us(figures["reference"]) if first else "",
+                add(f"{head} {side}◊", _us(figures["reference"]) if first else "",
                     _us(figures["snworker"]), f"{figures['latency_ratio']:.2f} "
                     f"(CPU {figures['cpu_ratio']:.2f})", target)
                 first = False
         for side, figures in adapters["threads_4"].items():
             target = ("adapters", "threads_4", side, "per_request_ratio") \
                 if side == "adapter" else ()
-            add(f"   {adapters['threads']} threads: {side}, req/s¶",
+            add(f"   {adapters['threads']} threads: {side}, req/s◊",
                 f"{figures['reference']['ops_per_s']:.0f}",
                 f"{figures['snworker']['ops_per_s']:.0f}",
                 f"{figures['per_request_ratio']:.2f} (CPU {figures['cpu_ratio']:.2f})", target)
@@ -358,7 +358,7 @@ def render(results: Results) -> str:
         )
     if sections.get("adapters") is not None:
         lines.append(
-            "¶ adapters: A is execute_api_request(path).data; adapter: WorkerAdapter.send of a"
+            "◊ adapters: A is execute_api_request(path).data; adapter: WorkerAdapter.send of a"
             " request requests prepared, .json() (what requests_session adds); session:"
             " session.get(url).json(), all of requests included; httpx: httpx.Client.get with"
             " httpx_transport, all of httpx included; threads: wall time per request, B/A;"

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import base64
 import logging
+import sys
 from collections.abc import Iterator
 from typing import Any
 
@@ -329,6 +330,12 @@ def test_a_mounted_retry_policy_is_applied_as_urllib3_would(wired, session):
     with pytest.raises(requests.ConnectionError):
         session.get(f"{wired.url}{INCIDENTS}")
     assert len(wired.sent()) == before + 9  # the first try and two retries, no more
+    session.mount("http://", HTTPAdapter())  # less specific: the instance's policy holds
+    wired.sn.inject(status=503, times=1, path_prefix=INCIDENTS, retry_after=0)
+    assert session.get(f"{wired.url}{INCIDENTS}", params={"sysparm_limit": 1}).ok
+    session.mount(wired.url, HTTPAdapter())  # as specific: it replaces it, no retries
+    wired.sn.inject(status=503, times=1, path_prefix=INCIDENTS, retry_after=0)
+    assert session.get(f"{wired.url}{INCIDENTS}").status_code == 503
 
 
 def test_a_network_failure_is_the_library_s_own_error(wired, session, client):
@@ -351,6 +358,7 @@ def test_a_network_failure_is_the_library_s_own_error(wired, session, client):
 # --- a connection attached to an agent ------------------------------------------------------
 
 
+@pytest.mark.skipif(sys.platform == "win32", reason="the POSIX agent socket")
 def test_a_session_over_an_agent(tmp_path):
     from snworker import agent as agents
 

@@ -145,6 +145,7 @@ class WorkerSession(requests.Session):
 
     def __init__(self, conn: ServiceNowConnection) -> None:
         super().__init__()
+        self._retry_prefix = 0  # the length of the prefix whose adapter's retries are used
         self._worker_adapter = WorkerAdapter(conn)
         # No ~/.netrc credentials, no proxy or CA settings from the environment: the worker
         # decides how the instance is reached.
@@ -162,6 +163,11 @@ class WorkerSession(requests.Session):
         text = prefix.decode() if isinstance(prefix, bytes) else prefix
         instance = ours.conn.instance_url.lower()
         if isinstance(retries, Retry) and instance.startswith(text.lower()[:len(instance)]):
+            # As requests picks the adapter of the longest prefix, the most specific mount's
+            # policy holds: "https://" after the instance's own does not replace it.
+            if len(text) < self._retry_prefix:
+                return
+            self._retry_prefix = len(text)
             ours.max_retries = retries
             logger.debug("snworker: the session keeps sending through the worker, with the "
                          "retry policy of the adapter mounted for %s", prefix)
