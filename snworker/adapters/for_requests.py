@@ -69,6 +69,9 @@ class WorkerAdapter(requests.adapters.BaseAdapter):
         call = self.translator.call(method, url, request.headers.items(),
                                     request_body(request.body), _seconds(timeout))
         retries = self.max_retries
+        if call.body is not None and not isinstance(call.body, bytes):
+            # A file or an iterator streams up once and cannot be sent again: no retries.
+            retries = Retry(0, read=False)
         while True:
             try:
                 fetched = fetch(self.conn, call, stream)
