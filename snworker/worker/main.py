@@ -69,6 +69,7 @@ _REVOKE_REPLACED = 5.0
 # worker that once carried 8 MB would hold some 160 MB for the rest of its life.
 _TRIM_AT = 1 << 20
 _CURRENT_USER_PATH = "/api/now/table/sys_user"
+_ATTACHMENT_PATH = "/api/now/attachment"
 _CURRENT_USER_QUERY = (
     ("sysparm_query", "sys_id=javascript:gs.getUserID()"),
     ("sysparm_limit", "1"),
@@ -303,7 +304,10 @@ class Worker:
             raise Failure("the worker is not connected")
         checked = transport.check(request)
         if not internal:
-            self._access.check(checked.method, checked.url, checked.body)
+            attachment = self._access.check(checked.method, checked.url, checked.body)
+            if attachment is not None:
+                self._access.check_table(self._attachment_table(attachment, checked.timeout),
+                                         f"attachment {attachment}")
         method = checked.method
         started = time.monotonic()
         deadline = started + min(checked.timeout, transport.policy.total_timeout)
@@ -328,6 +332,21 @@ class Worker:
         if status >= 400 and checked.raise_for_status:
             raise error_from_response(status, body, headers)
         return Result(request.id, status, headers, body)
+
+    def _attachment_table(self, sys_id: str, timeout: float) -> str:
+        """The table an attachment belongs to, read from the instance (for the policy)."""
+        request = Request(0, "GET", f"{_ATTACHMENT_PATH}/{sys_id}",
+                          (("sysparm_fields", "table_name"),), (), False, timeout)
+        result = self._execute(request, threading.Event(), internal=True)
+        try:
+            record = json.loads(result.body or b"{}").get("result")
+            table = record.get("table_name") if isinstance(record, dict) else None
+        except (ValueError, AttributeError):
+            table = None
+        if not isinstance(table, str) or not table:
+            raise InvalidRequest(f"refused by the access policy: the table of attachment "
+                                 f"{sys_id} could not be read")
+        return table
 
     def _send_authorized(self, checked: Checked, tokens: TokenStore,
                          remaining: float, exchange: Exchange) -> Answer:
