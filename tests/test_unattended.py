@@ -431,6 +431,7 @@ def test_a_systemd_credential(cc_stub, tmp_path, monkeypatch):
         connect(cc_stub, grant)
 
 
+@pytest.mark.skipif(sys.platform == "win32", reason="the keyring's configuration is under HOME")
 @pytest.mark.timeout(60)
 def test_a_keyring_entry(cc_stub, tmp_path, monkeypatch):
     # A keyring backend that needs no desktop session (a file): the worker reads the entry
