@@ -22,6 +22,7 @@ from urllib3.util.retry import Retry
 import snworker
 from snworker.testing import StubServiceNow, approve
 from snworker.testing.platform import SEED_PASSWORD
+from tests.conftest import agent_address
 from tests.relays import Relay
 from tests.test_wire import parse_requests
 
@@ -364,7 +365,7 @@ def test_a_session_over_an_agent(tmp_path):
     with StubServiceNow() as sn:
         info, channel = agents.start(sn.url, sn.client_id, redirect_uri=sn.redirect_uri,
                                      open_browser=approve, idle=60,
-                                     address=str(tmp_path / "agent.sock"))
+                                     address=agent_address(tmp_path))
         channel.release()
         try:
             conn = snworker.attach(info.address)

@@ -23,11 +23,17 @@ from snworker import messages
 from snworker.channel import Channel
 from snworker.messages import Connect, Error, Request
 from snworker.pipes.conn import ConnPipe
-from snworker.pipes.fd import FdPipe
 from snworker.policy import RetryPolicy
 from snworker.testing import StubServiceNow, approve, deny
-from tests.conftest import BrowserRecorder, connect, port_is_free
+from tests.conftest import BrowserRecorder, browser_command, connect, port_is_free
 from tests.processes import linux_only, process_gone
+
+if sys.platform == "win32":
+    FRAMINGS: tuple[Any, ...] = (ConnPipe,)
+else:
+    from snworker.pipes.fd import FdPipe
+
+    FRAMINGS = (FdPipe, ConnPipe)
 
 INCIDENTS = "/api/now/table/incident"
 
@@ -57,7 +63,7 @@ def _is_code_or_verifier(sn: StubServiceNow, secret: str) -> bool:
 
 def test_no_secret_in_any_message_exception_or_log_line(stub, monkeypatch, caplog):
     received: list[Any] = []
-    for framing in (FdPipe, ConnPipe):  # whichever this run uses (SNWORKER_IO)
+    for framing in FRAMINGS:  # whichever this run uses (SNWORKER_IO)
         def spy(pipe: Any, real: Any = framing.receive) -> Any:
             message = real(pipe)
             received.append(message)
@@ -145,7 +151,7 @@ def test_the_parent_process_memory_never_holds_a_secret():
     canary = "canary-" + secrets.token_hex(16)
     stub = StubServiceNow.start_process()
     try:
-        env = dict(os.environ, BROWSER=f"{sys.executable} -m snworker.testing.browser approve %s")
+        env = dict(os.environ, BROWSER=browser_command())
         app = subprocess.Popen(
             [sys.executable, "-c", APP, stub.url, stub.client_id, stub.redirect_uri],
             stdin=subprocess.PIPE, stdout=subprocess.PIPE, text=True, env=env,

@@ -85,6 +85,7 @@ _OUTBOX = 4
 # for ever. A parent that is gone ends the stream at once.
 STALL_LIMIT = 900.0
 _CURRENT_USER_PATH = "/api/now/table/sys_user"
+_ATTACHMENT_PATH = "/api/now/attachment"
 _CURRENT_USER_QUERY = (
     ("sysparm_query", "sys_id=javascript:gs.getUserID()"),
     ("sysparm_limit", "1"),
@@ -339,7 +340,10 @@ class Worker:
             raise Failure("the worker is not connected")
         checked = transport.check(request)
         if not internal:
-            self._access.check(checked.method, checked.url, checked.body)
+            attachment = self._access.check(checked.method, checked.url, checked.body)
+            if attachment is not None:
+                self._access.check_table(self._attachment_table(attachment, checked.timeout),
+                                         f"attachment {attachment}")
         method = checked.method
         started = time.monotonic()
         deadline = started + min(checked.timeout, transport.policy.total_timeout)
@@ -501,6 +505,22 @@ class Worker:
                     raise ApiFailure(f"the body ended after {sent} of the {length} bytes "
                                      "declared; the request was stopped")
                 return
+
+    def _attachment_table(self, sys_id: str, timeout: float) -> str:
+        """The table an attachment belongs to, read from the instance (for the policy)."""
+        request = Request(0, "GET", f"{_ATTACHMENT_PATH}/{sys_id}",
+                          (("sysparm_fields", "table_name"),), (), False, timeout)
+        result = self._execute(request, threading.Event(), internal=True)
+        assert type(result) is Result
+        try:
+            record = json.loads(result.body or b"{}").get("result")
+            table = record.get("table_name") if isinstance(record, dict) else None
+        except (ValueError, AttributeError):
+            table = None
+        if not isinstance(table, str) or not table:
+            raise InvalidRequest(f"refused by the access policy: the table of attachment "
+                                 f"{sys_id} could not be read")
+        return table
 
     def _send_authorized(self, checked: Checked, tokens: TokenStore, remaining: float,
                          exchange: Exchange,
