@@ -513,3 +513,20 @@ def test_files_and_iterators_stream_up_through_the_adapters(wired, session, clie
     framing = [dict(r["headers"]).get("transfer-encoding", "length") for r in uploads[-3:]]
     assert framing == ["length", "chunked", "chunked"]
     assert all(r["body"] == data for r in uploads[-3:])
+
+
+def test_a_body_that_streams_up_is_not_sent_again_by_the_client_s_retries(wired, session):
+    session.mount(wired.url, HTTPAdapter(max_retries=Retry(total=2, status_forcelist=[503],
+                                                          backoff_factor=0)))
+    record = wired.sn.insert("incident", {"short_description": "before"})
+    url = f"{wired.url}{INCIDENTS}/{record['sys_id']}"
+    before = len(wired.sent())
+    wired.sn.inject(status=503, times=1, path_prefix=INCIDENTS, retry_after=0)
+    assert session.put(url, data=b'{"short_description":"bytes"}',
+                       headers={"Content-Type": "application/json"}).ok
+    assert len(wired.sent()) == before + 2  # bytes can be sent again: retried
+    wired.sn.inject(status=503, times=1, path_prefix=INCIDENTS, retry_after=0)
+    pieces = iter([b'{"short_description":', b'"streamed"}'])
+    resp = session.put(url, data=pieces, headers={"Content-Type": "application/json"})
+    assert resp.status_code == 503  # the pieces are gone: the first answer is final
+    assert len(wired.sent()) == before + 3
