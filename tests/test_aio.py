@@ -315,6 +315,23 @@ def test_disconnect_closes_and_later_calls_fail(stub):
     assert any(r["path"] == "/oauth_revoke_token.do" for r in stub.requests)
 
 
+def test_an_async_connection_dropped_without_disconnect_stops_its_worker(stub):
+    import gc
+
+    async def main() -> None:
+        aconn = await aconnect(stub)
+        pid = aconn.worker_pid
+        assert pid is not None
+        del aconn
+        gc.collect()
+        # The loop still reads the pipe, so its end is open: the worker stops because it
+        # was told to, not because this process let go of the pipe.
+        assert await asyncio.to_thread(process_gone, pid, 10.0)
+
+    asyncio.run(main())
+    assert any(r["path"] == "/oauth_revoke_token.do" for r in stub.requests)
+
+
 # --- the sync facade: Ctrl-C cancels too ----------------------------------------------------
 
 INTERRUPTED = textwrap.dedent("""
