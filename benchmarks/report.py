@@ -96,6 +96,12 @@ TARGETS = (
            ("adapters", "1MB", "adapter", "latency_ratio"), 1.05),
     Target("requests adapter 4 threads / execute_api_request",
            ("adapters", "threads_4", "adapter", "per_request_ratio"), 1.05),
+    Target("streaming down / in-process", ("streaming", "down", "throughput_ratio"), 0.9,
+           at_most=False),
+    Target("streaming up / in-process", ("streaming", "up", "throughput_ratio"), 0.9,
+           at_most=False),
+    Target("32 threads, 50 ms answers / in-process", ("wan", "throughput_ratio"), 1.0,
+           at_most=False),
     Target("200 async requests: rate / httpx.AsyncClient", ("aio", "concurrent",
                                                              "throughput_ratio"), 1.0,
            at_most=False),
@@ -255,17 +261,36 @@ def rows(results: Results) -> list[Row]:
                     continue
                 target = ("adapters", label, side, "latency_ratio") if side == "adapter" else ()
                 head = f"{title} ({adapters[label]['body_bytes']} B)" if first else "  "
-                add(f"{head} {side}¶", _us(figures["reference"]) if first else "",
+                add(f"{head} {side}◊", _us(figures["reference"]) if first else "",
                     _us(figures["snworker"]), f"{figures['latency_ratio']:.2f} "
                     f"(CPU {figures['cpu_ratio']:.2f})", target)
                 first = False
         for side, figures in adapters["threads_4"].items():
             target = ("adapters", "threads_4", side, "per_request_ratio") \
                 if side == "adapter" else ()
-            add(f"   {adapters['threads']} threads: {side}, req/s¶",
+            add(f"   {adapters['threads']} threads: {side}, req/s◊",
                 f"{figures['reference']['ops_per_s']:.0f}",
                 f"{figures['snworker']['ops_per_s']:.0f}",
                 f"{figures['per_request_ratio']:.2f} (CPU {figures['cpu_ratio']:.2f})", target)
+    streamed = sections.get("streaming")
+    if streamed is not None:
+        size = streamed["body_bytes"] // (1 << 20)
+        for direction, label in (("down", "down"), ("up", "up")):
+            figures = streamed[direction]
+            a, b = figures["reference"], figures["snworker"]
+            add(f"12 stream {size} MB {label}°", f"{a['mb_per_s']:.0f} MB/s",
+                f"{b['mb_per_s']:.0f} MB/s", f"{figures['throughput_ratio']:.2f}",
+                ("streaming", direction, "throughput_ratio"))
+            grown = figures["peak_growth_mib"]
+            add("  peak memory growth", f"parent +{grown['reference_parent']} MiB",
+                f"parent +{grown['snworker_parent']} MiB, worker "
+                f"+{grown['snworker_worker']} MiB")
+    far = sections.get("wan")
+    if far is not None:
+        add(f"13 {far['threads']} threads, answers after {far['delay_s'] * 1000:.0f} ms: req/s",
+            f"{far['reference']['ops_per_s']:.0f} ({far['reference_of_ideal']:.0%} of ideal)",
+            f"{far['snworker']['ops_per_s']:.0f} ({far['snworker_of_ideal']:.0%} of ideal)",
+            f"{far['throughput_ratio']:.2f}", ("wan", "throughput_ratio"))
 
     stub = sections.get("stub")
     if stub is not None:
@@ -358,11 +383,18 @@ def render(results: Results) -> str:
         )
     if sections.get("adapters") is not None:
         lines.append(
-            "¶ adapters: A is execute_api_request(path).data; adapter: WorkerAdapter.send of a"
+            "◊ adapters: A is execute_api_request(path).data; adapter: WorkerAdapter.send of a"
             " request requests prepared, .json() (what requests_session adds); session:"
             " session.get(url).json(), all of requests included; httpx: httpx.Client.get with"
             " httpx_transport, all of httpx included; threads: wall time per request, B/A;"
             " CPU: the parent's CPU per request, B/A"
+        )
+    if sections.get("streaming") is not None:
+        lines.append(
+            "° streaming: one body down (A: requests stream=True, iter_content; B:"
+            " stream_api_request, iter_bytes) and up (both: an iterator of 256 KiB pieces as"
+            " data, sent chunked); MB/s of the median transfer; memory: the most resident"
+            " memory grew during a transfer, sampled every 5 ms"
         )
     if sections.get("stub") is not None:
         lines.append(

@@ -110,7 +110,7 @@ def _parser() -> argparse.ArgumentParser:
     stub.add_argument("--client-id", default="snworker-test")
     stub.add_argument("--auth", default="code", metavar="METHODS",
                       help="how clients may sign in, comma-separated: code, basic, password, "
-                           "client-credentials, ... as StubServiceNow's auth= (default: code)")
+                           "client-credentials, jwt, as StubServiceNow's auth= (default: code)")
     stub.add_argument("--client-secret", default=None, metavar="SECRET",
                       help="the client's secret (for the password and client-credentials grants)")
     stub.add_argument("--user", action="append", default=[], metavar="NAME:PASSWORD",
@@ -119,6 +119,14 @@ def _parser() -> argparse.ArgumentParser:
     stub.add_argument("--consent", choices=("ask", "allow", "deny"), default="ask")
     stub.add_argument("--no-seed", dest="seed", action="store_false",
                       help="start without the seed records")
+    stub.add_argument("--application-user", default="admin", metavar="USER_NAME",
+                      help="the OAuth Application User client-credentials tokens act as "
+                           "(default: admin; 'none': none named, and the grant is refused)")
+    stub.add_argument("--jwt-verifier", action="append", default=[], metavar="KID=FILE",
+                      help="a JWT verifier map entry: its key id, and a file with its PEM "
+                           "certificate or public key, or its shared key (repeatable)")
+    stub.add_argument("--jwt-user-field", choices=("user_name", "email", "sys_id"),
+                      default="user_name", help="the user field a JWT's subject names")
     stub.add_argument("--tls", action="store_true",
                       help="serve https with a certificate from a local authority; the ready "
                            "line gives the authority's PEM file as ca_file=")
@@ -186,12 +194,24 @@ def _stub(args: argparse.Namespace) -> int:
         if not (name and colon and password):
             raise UsageError(f"--user takes NAME:PASSWORD, not {entry!r}")
         users.append((name, password))
+    verifiers = {}
+    for entry in args.jwt_verifier:
+        kid, equals, path = entry.partition("=")
+        if not (kid and equals and path):
+            raise UsageError(f"--jwt-verifier takes KID=FILE, not {entry!r}")
+        try:
+            with open(path, encoding="utf-8") as key:
+                verifiers[kid] = key.read().strip()
+        except (OSError, ValueError) as exc:
+            raise UsageError(f"--jwt-verifier {kid}: cannot read {path} ({exc})") from None
     settings = {
         "host": args.host, "port": args.port, "client_id": args.client_id,
         "auth": tuple(m.strip().replace("-", "_") for m in args.auth.split(",") if m.strip()),
         "client_secret": args.client_secret, "users": tuple(users),
         "access_lifespan": args.access_lifespan, "consent": args.consent, "seed": args.seed,
         "tls": args.tls,
+        "application_user": None if args.application_user == "none" else args.application_user,
+        "jwt_verifiers": verifiers, "jwt_user_field": args.jwt_user_field,
     }
     try:
         run_foreground(**settings)

@@ -2,9 +2,12 @@
 
 from __future__ import annotations
 
+import os
 import socket
+import sys
 import threading
 from collections.abc import Callable, Iterator
+from pathlib import Path
 from typing import Any
 from urllib.parse import parse_qs, urlsplit
 
@@ -15,6 +18,23 @@ from snworker.testing import StubServiceNow, approve
 from snworker.testing.platform import SEED_PASSWORD
 
 ADMIN = ("admin", SEED_PASSWORD)  # the seed's administrator, for stubs that take basic auth
+
+
+def agent_address(directory: Path) -> str:
+    """A fresh agent address: a socket in `directory`, or a named pipe on Windows."""
+    if sys.platform == "win32":
+        return rf"\\.\pipe\snworker-test-{os.getpid()}-{directory.name}"
+    return str(directory / "agent.sock")
+
+
+def browser_command(action: str = "approve") -> str:
+    """A BROWSER value that runs the stand-in with this Python.
+
+    `webbrowser` splits BROWSER as a POSIX shell would, on Windows too, so the backslashes of a
+    Windows path are written as the forward slashes Windows also takes.
+    """
+    python = sys.executable.replace("\\", "/") if sys.platform == "win32" else sys.executable
+    return f"{python} -m snworker.testing.browser {action} %s"
 
 
 class BrowserRecorder:

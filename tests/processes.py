@@ -13,6 +13,24 @@ linux_only = pytest.mark.skipif(not sys.platform.startswith("linux"), reason="re
 posix_only = pytest.mark.skipif(sys.platform == "win32", reason="sends POSIX signals")
 
 
+def _under_wine() -> bool:
+    if sys.platform != "win32":
+        return False
+    import ctypes
+
+    return hasattr(ctypes.WinDLL("ntdll"), "wine_get_version")
+
+
+UNDER_WINE = _under_wine()
+# What cryptography (and so trustme, the stub's TLS authority and JWT keys) and mypy meet there.
+NO_CRYPTOGRAPHY = "bcryptprimitives.dll is missing, which cryptography's Rust extension loads"
+
+
+def wine_limit(reason: str) -> pytest.MarkDecorator:
+    """Skip under Wine, for what Wine does not do as Windows does; `reason` says what."""
+    return pytest.mark.skipif(UNDER_WINE, reason=f"Wine limit: {reason}")
+
+
 def process_gone(pid: int, within: float) -> bool:
     """True when `pid` has exited (or is a zombie) within `within` seconds."""
     deadline = time.monotonic() + within

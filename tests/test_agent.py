@@ -16,14 +16,21 @@ import time
 from collections.abc import Iterator
 from pathlib import Path
 
+import psutil
 import pytest
 
 import snworker
 from snworker import agent as agents
+from snworker.messages import PREFIX, Request, encode
+from snworker.policy import AgentLimits
 from snworker.testing import RemoteStub, StubServiceNow, approve
-from tests.processes import process_gone
+from tests.conftest import agent_address
+from tests.processes import kill, process_gone
 
-pytestmark = pytest.mark.skipif(sys.platform == "win32", reason="the POSIX agent socket")
+# Agents listen on a Unix socket on POSIX, on a named pipe on Windows: most tests hold for both.
+unix_socket = pytest.mark.skipif(sys.platform == "win32",
+                                 reason="the Unix socket's modes; Windows has named pipes")
+posix_signals = pytest.mark.skipif(sys.platform == "win32", reason="sends POSIX signals")
 
 INCIDENTS = "/api/now/table/incident"
 
@@ -34,11 +41,18 @@ def sn() -> Iterator[StubServiceNow]:
         yield stub
 
 
+def address_in(tmp_path: Path) -> str:
+    """A fresh agent address: a socket under `tmp_path`, or a named pipe on Windows."""
+    if sys.platform == "win32":
+        return agent_address(tmp_path)
+    return str(tmp_path / "agent" / "agent.sock")
+
+
 def start(sn: StubServiceNow, tmp_path: Path, **kwargs: object) -> agents.AgentInfo:
     kwargs.setdefault("idle", 60)
     info, channel = agents.start(sn.url, sn.client_id, redirect_uri=sn.redirect_uri,
                                  open_browser=approve, authorization_timeout=15,
-                                 address=str(tmp_path / "agent" / "agent.sock"), **kwargs)
+                                 address=address_in(tmp_path), **kwargs)
     channel.release()
     return info
 
@@ -47,7 +61,7 @@ def stop(info: agents.AgentInfo) -> None:
     try:
         agents.control(info.address, "stop")
     except snworker.ServiceNowError:
-        os.kill(info.pid, signal.SIGTERM)
+        kill(info.pid)
     assert agents.wait_gone(info.pid, 10)
 
 
@@ -79,12 +93,14 @@ def test_two_client_processes_share_one_consent(sn, tmp_path):
         assert sn.grant_counts["authorization_code"] == 1
         status = agents.control(info.address, "status")
         assert status["instance"] == sn.url and status["granted"]
-        assert status["hardening"]["not_dumpable"] == ""
+        protection = "memory_closed" if sys.platform == "win32" else "not_dumpable"
+        assert status["hardening"][protection] == ""
     finally:
         stop(info)
     assert sn.revocation_count == 1  # stopping revoked the grant
 
 
+@unix_socket
 def test_the_socket_is_private_and_another_user_is_refused(sn, tmp_path):
     import tempfile
 
@@ -133,6 +149,41 @@ def test_the_socket_is_private_and_another_user_is_refused(sn, tmp_path):
         shutil.rmtree(reachable, ignore_errors=True)
 
 
+CLOSED_SERVER = textwrap.dedent("""
+    import _winapi, sys
+    from snworker.worker.harden import _win32
+    # A process whose user this one cannot read: only SYSTEM may open it (as a service's, or
+    # another user's agent, would be).
+    assert _win32._close_memory("D:P(A;;0x001FFFFF;;;SY)") == "", "the DACL was not set"
+    # Instances clients can open before any ConnectNamedPipe: one per attempt of the test.
+    pipes = [_winapi.CreateNamedPipe(
+        sys.argv[1], _winapi.PIPE_ACCESS_DUPLEX,
+        _winapi.PIPE_TYPE_MESSAGE | _winapi.PIPE_READMODE_MESSAGE | _winapi.PIPE_WAIT,
+        3, 65536, 65536, 0, _winapi.NULL) for _ in range(3)]
+    print("ready", flush=True)
+    sys.stdin.read()
+""")
+
+
+@pytest.mark.skipif(sys.platform != "win32", reason="the named pipe's server check; the Unix "
+                    "socket's is test_the_socket_is_private_and_another_user_is_refused")
+def test_an_agent_whose_process_cannot_be_opened_is_refused_clearly(tmp_path, monkeypatch):
+    address = address_in(tmp_path)
+    server = subprocess.Popen([sys.executable, "-c", CLOSED_SERVER, address], text=True,
+                              stdin=subprocess.PIPE, stdout=subprocess.PIPE)
+    try:
+        assert server.stdout.readline().strip() == "ready"
+        with pytest.raises(snworker.WorkerStartError, match="its user cannot be read"):
+            agents.open_agent(address)
+        with pytest.raises(snworker.WorkerStartError, match="its user cannot be read"):
+            snworker.attach(address)
+        monkeypatch.setenv(agents.ENVIRONMENT, address)
+        assert agents.find("http://127.0.0.1:9", "nobody") is None  # refused, nothing raised
+    finally:
+        server.kill()
+        server.wait(10)
+
+
 SLOW_CLIENT = textwrap.dedent("""
     import sys, snworker
     conn = snworker.attach()
@@ -151,7 +202,7 @@ def test_a_client_killed_mid_request_leaves_the_others_working(sn, tmp_path):
                                       stdout=subprocess.PIPE, text=True)
             assert victim.stdout.readline().strip() == "ready"
             time.sleep(0.5)  # its request waits at the stub
-            victim.send_signal(signal.SIGKILL)
+            victim.kill()  # SIGKILL; TerminateProcess on Windows
             victim.wait(5)
             for _ in range(5):
                 assert other.execute_api_request(INCIDENTS, params={"sysparm_limit": 1}).status \
@@ -161,15 +212,32 @@ def test_a_client_killed_mid_request_leaves_the_others_working(sn, tmp_path):
         stop(info)
 
 
+def send_garbage(address: str) -> bytes:
+    """Connect to the agent as a client would, send a malformed frame; what comes back."""
+    junk = struct.pack("!IQ", 5, 0) + b"junk!"
+    if sys.platform == "win32":
+        from multiprocess.connection import Client
+
+        with Client(address, family="AF_PIPE") as client:
+            client.send_bytes(junk)
+            if not client.poll(5):
+                return b"(nothing in 5 s)"
+            try:
+                return client.recv_bytes()
+            except EOFError:
+                return b""
+    with socket.socket(socket.AF_UNIX) as sock:
+        sock.settimeout(5)
+        sock.connect(address)
+        sock.sendall(junk)
+        return sock.recv(100)
+
+
 def test_a_client_that_sends_garbage_is_dropped_and_nobody_else_notices(sn, tmp_path):
     info = start(sn, tmp_path)
     try:
         with snworker.attach(info.address) as good:
-            with socket.socket(socket.AF_UNIX) as sock:
-                sock.settimeout(5)
-                sock.connect(info.address)
-                sock.sendall(struct.pack("!IQ", 5, 0) + b"junk!")
-                assert sock.recv(100) == b""  # dropped
+            assert send_garbage(info.address) == b""  # dropped
             assert good.execute_api_request(INCIDENTS, params={"sysparm_limit": 1}).status == 200
     finally:
         stop(info)
@@ -190,7 +258,7 @@ def test_a_client_whose_agent_dies_gets_a_clear_error_within_two_seconds(sn, tmp
     caller = threading.Thread(target=call)
     caller.start()
     time.sleep(0.5)
-    os.kill(info.pid, signal.SIGKILL)
+    kill(info.pid)  # SIGKILL; TerminateProcess on Windows
     killed = time.monotonic()
     caller.join(5)
     assert [type(e) for e in errors] == [snworker.WorkerCrashedError]
@@ -203,9 +271,11 @@ def test_an_idle_agent_revokes_its_grant_and_stops(sn, tmp_path):
     info = start(sn, tmp_path, idle=1.0)
     assert agents.wait_gone(info.pid, 6)
     assert sn.revocation_count == 1
-    assert not Path(info.address).exists()
+    if sys.platform != "win32":  # a named pipe goes with its last handle
+        assert not Path(info.address).exists()
 
 
+@unix_socket
 def test_the_agent_stops_when_its_socket_is_removed(sn, tmp_path):
     info = start(sn, tmp_path)
     os.unlink(info.address)
@@ -213,6 +283,7 @@ def test_the_agent_stops_when_its_socket_is_removed(sn, tmp_path):
     assert sn.revocation_count == 1
 
 
+@posix_signals
 def test_sigterm_stops_the_agent_and_revokes(sn, tmp_path):
     info = start(sn, tmp_path)
     os.kill(info.pid, signal.SIGTERM)
@@ -263,5 +334,141 @@ def test_an_agent_keeps_the_secrets_from_its_clients(sn, tmp_path):
         issued = RemoteStub(sn.url).issued_secrets()
         for secret in issued:
             assert secret not in result.stdout + result.stderr
+    finally:
+        stop(info)
+
+
+# --- the agent's memory and its clients --------------------------------------------------------
+
+def stalled_frame(announced: int, sent: int) -> bytes:
+    """The start of a Request frame that announces an `announced`-byte body and carries `sent`."""
+    head, _ = encode(Request(1, "POST", INCIDENTS, (), (), False, 30.0, body=b""))
+    return PREFIX.pack(len(head), announced) + head + b"x" * sent
+
+
+raw_unix_client = pytest.mark.skipif(
+    sys.platform == "win32", reason="a raw client on the Unix socket; the Windows agent's frame "
+    "limits have no named-pipe counterpart here yet")
+
+
+@raw_unix_client
+def test_stalled_frames_cannot_exhaust_the_agents_memory(sn, tmp_path):
+    # Each connection announces a 1 GiB body, sends 3 MiB of it, and stalls. Two such clients
+    # once took the agent from 30 MiB to 1.7 GiB resident (a frame was allocated whole from
+    # the length it announced). Now a frame grows as its bytes arrive, what all clients hold
+    # in flight is capped, a stalled frame is dropped at its read deadline, and the number of
+    # clients is bounded.
+    limits = AgentLimits(clients=8, stall=2.0)  # a 1 GiB frame is within the default caps
+    info = start(sn, tmp_path, limits=limits)
+    agent = psutil.Process(info.pid)
+    sockets: list[socket.socket] = []
+    try:
+        with snworker.attach(info.address) as good:
+            assert good.execute_api_request(INCIDENTS, params={"sysparm_limit": 1}).status == 200
+            before = agent.memory_info().rss
+            for _ in range(limits.clients - 2):  # room left for the good one and a status
+                sock = socket.socket(socket.AF_UNIX)
+                sock.settimeout(10)
+                sock.connect(info.address)
+                sock.sendall(stalled_frame(1 << 30, 3 << 20))
+                sockets.append(sock)
+            began = time.monotonic()
+            for _ in range(3):  # the client that was there keeps working meanwhile
+                assert good.execute_api_request(INCIDENTS, params={"sysparm_limit": 1}).status \
+                    == 200
+            held = agents.control(info.address, "status")["in_flight"]
+            assert 0 < held <= len(sockets) * 2 * (3 << 20)  # at most twice what arrived
+            grown = agent.memory_info().rss - before
+            assert grown < 64 << 20, f"the agent grew by {grown >> 20} MiB"
+            # Connections over the bound are closed at once.
+            extra = []
+            for _ in range(3):
+                sock = socket.socket(socket.AF_UNIX)
+                sock.settimeout(1.0)
+                sock.connect(info.address)
+                extra.append(sock)
+            closed = 0
+            for sock in extra:
+                try:
+                    closed += sock.recv(100) == b""
+                except TimeoutError:
+                    pass  # served: the status query's connection was gone by then
+                sock.close()
+            assert closed >= 2
+            # Every stalled client is dropped by its read deadline, and what it held is freed.
+            for sock in sockets:
+                try:
+                    assert sock.recv(100) == b""
+                except ConnectionResetError:
+                    pass
+            assert time.monotonic() - began < limits.stall + 3
+            assert agents.control(info.address, "status")["in_flight"] == 0
+            assert good.execute_api_request(INCIDENTS, params={"sysparm_limit": 1}).status == 200
+    finally:
+        for sock in sockets:
+            sock.close()
+        stop(info)
+
+
+def test_a_big_body_within_the_limits_goes_through_the_agent(sn, tmp_path):
+    # The caps hold back stalled and oversized frames, not large requests.
+    info = start(sn, tmp_path, limits=AgentLimits(client_bytes=48 << 20, stall=2.0))
+    try:
+        with snworker.attach(info.address) as conn:
+            body = b"%PDF" + os.urandom(24 << 20)
+            answer = conn.execute_api_request(
+                "/api/now/attachment/file", "POST", body,
+                headers={"Content-Type": "application/pdf"},
+                params={"table_name": "incident",
+                        "table_sys_id": sn.records("incident")[0]["sys_id"],
+                        "file_name": "big.pdf"})
+            assert answer.status == 201, answer.status
+            assert answer.data["size_bytes"] == str(len(body))
+    finally:
+        stop(info)
+
+
+@raw_unix_client
+def test_a_frame_over_a_clients_cap_drops_that_client_only(sn, tmp_path):
+    info = start(sn, tmp_path, limits=AgentLimits(client_bytes=2 << 20, stall=2.0))
+    try:
+        with snworker.attach(info.address) as good:
+            with socket.socket(socket.AF_UNIX) as sock:
+                sock.settimeout(5)
+                sock.connect(info.address)
+                sock.sendall(stalled_frame(8 << 20, 0))
+                assert sock.recv(100) == b""  # dropped at once, not at its deadline
+            assert good.execute_api_request(INCIDENTS, params={"sysparm_limit": 1}).status == 200
+    finally:
+        stop(info)
+
+
+@raw_unix_client
+def test_a_client_that_leaves_its_answers_unread_is_dropped(sn, tmp_path):
+    # It asks for an 8 MiB file and never reads: the agent's write waits at most the read
+    # deadline, then it hangs up, and what the request held is freed.
+    limits = AgentLimits(stall=1.0)
+    info = start(sn, tmp_path, limits=limits)
+    try:
+        with snworker.attach(info.address) as good:
+            stored = good.execute_api_request(
+                "/api/now/attachment/file", "POST", os.urandom(8 << 20),
+                headers={"Content-Type": "application/octet-stream"},
+                params={"table_name": "incident",
+                        "table_sys_id": sn.records("incident")[0]["sys_id"],
+                        "file_name": "big.bin"}).data
+            with socket.socket(socket.AF_UNIX) as sock:
+                sock.settimeout(10)
+                sock.connect(info.address)
+                head, _ = encode(Request(1, "GET", f"/api/now/attachment/{stored['sys_id']}/file",
+                                         (), (), False, 30.0))
+                sock.sendall(PREFIX.pack(len(head), 0) + head)
+                time.sleep(limits.stall + 1.5)  # not reading
+                received = 0
+                while chunk := sock.recv(1 << 16):
+                    received += len(chunk)
+                assert received < 8 << 20  # hung up before the whole answer was written
+            assert agents.control(info.address, "status")["in_flight"] == 0
+            assert good.execute_api_request(INCIDENTS, params={"sysparm_limit": 1}).status == 200
     finally:
         stop(info)

@@ -8,9 +8,6 @@ from __future__ import annotations
 
 import json
 import os
-import pty
-import selectors
-import signal
 import socket
 import subprocess
 import sys
@@ -28,6 +25,9 @@ import requests
 
 import snworker
 from snworker.testing import RemoteStub
+from snworker.testing.server import _read_ready_line
+from tests.conftest import browser_command
+from tests.processes import kill
 
 TIMEOUT = 30.0
 AUTH_TIMEOUT = 5
@@ -83,7 +83,9 @@ def finish(process: subprocess.Popen[bytes], began: float, data: bytes | None = 
         process.kill()
         process.communicate()
         raise
-    return Run(process.returncode, out or b"", err.decode(), time.monotonic() - began)
+    # stderr is text: Windows ends its lines with \r\n.
+    return Run(process.returncode, out or b"", err.decode().replace("\r\n", "\n"),
+               time.monotonic() - began)
 
 
 def snworker_cli(*args: str, env: dict[str, str], data: bytes | None = None) -> Run:
@@ -98,18 +100,12 @@ def environment(url: str, client_id: str, redirect_uri: str,
            if not k.startswith("SNWORKER_") and k not in ("DISPLAY", "WAYLAND_DISPLAY")}
     env.update(SNWORKER_INSTANCE=url, SNWORKER_CLIENT_ID=client_id,
                SNWORKER_REDIRECT_URI=redirect_uri,
-               BROWSER=f"{sys.executable} -m snworker.testing.browser {browser} %s")
+               BROWSER=browser_command(browser))
     return env
 
 
 def read_ready_line(process: subprocess.Popen[bytes]) -> dict[str, str]:
-    assert process.stdout is not None
-    with selectors.DefaultSelector() as selector:
-        selector.register(process.stdout, selectors.EVENT_READ)
-        assert selector.select(20), "snworker stub did not start"
-    line = process.stdout.readline().decode()
-    assert line.startswith("snworker stub: "), line
-    return dict(part.split("=", 1) for part in line.removeprefix("snworker stub: ").split())
+    return _read_ready_line(process, 20)  # a thread reads it: select() takes no pipe on Windows
 
 
 @pytest.fixture(scope="module")
@@ -234,23 +230,35 @@ def test_old_positional_form_still_works(stub: Stub, env: dict[str, str]) -> Non
     assert "deprecated" in run.stderr
 
 
+# A browser that leaves a child running for 30 s, which inherits what the browser was given.
+LINGERING_BROWSER = """
+import runpy, subprocess, sys
+child = subprocess.Popen([sys.executable, "-c", "import time; time.sleep(30)"], close_fds=False)
+with open(sys.argv[1], "w") as f:
+    f.write(str(child.pid))
+sys.argv = ["browser", "approve", sys.argv[2]]
+runpy.run_module("snworker.testing.browser", run_name="__main__")
+"""
+
+
 def test_a_browser_left_open_does_not_hold_stdout(stub: Stub, tmp_path: Path) -> None:
-    # The browser started for the consent (here, a child it leaves for 30 s) must not inherit
-    # stdout: `snworker request ... | jq` would wait for it to close.
+    # The browser started for the consent (here, one that leaves a child for 30 s) must not
+    # pass stdout on: `snworker request ... | jq` would wait for it to close.
     lingering = tmp_path / "browser.pid"
+    script = tmp_path / "browser.py"
+    script.write_text(LINGERING_BROWSER)
     env = environment(stub.url, stub.client_id, stub.redirect_uri)
-    env["BROWSER"] = (f"sh -c 'sleep 30 & echo $! > {lingering}; "
-                      f"exec {sys.executable} -m snworker.testing.browser approve \"$0\"' %s")
+    python = browser_command().split(" -m ")[0]  # as BROWSER takes it, on any OS
+    env["BROWSER"] = f"{python} {script.as_posix()} {lingering.as_posix()} %s"
     began = time.monotonic()
-    with open(tmp_path / "stderr", "w") as stderr:  # a file: the browser's child holds it
-        try:
-            done = subprocess.run([sys.executable, "-m", "snworker", "request",
-                                   "/api/now/table/incident", "-p", "sysparm_limit=1"],
-                                  env=env, stdout=subprocess.PIPE, stderr=stderr,
-                                  timeout=TIMEOUT + 30)
-        finally:
-            if lingering.exists():
-                os.kill(int(lingering.read_text()), signal.SIGTERM)
+    try:
+        done = subprocess.run([sys.executable, "-m", "snworker", "request",
+                               "/api/now/table/incident", "-p", "sysparm_limit=1"],
+                              env=env, stdout=subprocess.PIPE, stderr=subprocess.DEVNULL,
+                              stdin=subprocess.DEVNULL, timeout=TIMEOUT + 30)
+    finally:
+        if lingering.exists():
+            kill(int(lingering.read_text()))
     assert done.returncode == 0
     assert time.monotonic() - began < 25
     assert len(json.loads(done.stdout)["result"]) == 1
@@ -259,7 +267,8 @@ def test_a_browser_left_open_does_not_hold_stdout(stub: Stub, tmp_path: Path) ->
 def test_version(env: dict[str, str]) -> None:
     for args in (["--version"], ["request", "--version"]):
         run = snworker_cli(*args, env=env)
-        assert (run.status, run.stdout.decode()) == (0, f"snworker {snworker.__version__}\n")
+        printed = run.stdout.decode().replace("\r\n", "\n")  # a text line, on any OS
+        assert (run.status, printed) == (0, f"snworker {snworker.__version__}\n")
 
 
 # --- failures: one line on stderr and the documented exit status ----------------------------
@@ -568,8 +577,11 @@ def test_a_binary_body_goes_to_a_pipe_as_bytes(front: AttachmentFront,
     assert run.stdout == BINARY
 
 
+@pytest.mark.skipif(sys.platform == "win32", reason="a pseudo-terminal (pty) is POSIX-only")
 def test_a_binary_body_is_kept_off_a_terminal(front: AttachmentFront,
                                               front_env: dict[str, str]) -> None:
+    import pty
+
     sys_id = upload(front, BINARY)
     leader, terminal = pty.openpty()
     began = time.monotonic()

@@ -9,7 +9,13 @@ import pytest
 
 import snworker
 from snworker.testing import StubServiceNow, approve, deny, ignore
-from tests.conftest import BrowserRecorder, api_requests, connect, port_is_free
+from tests.conftest import (
+    BrowserRecorder,
+    api_requests,
+    browser_command,
+    connect,
+    port_is_free,
+)
 
 
 def test_connect_and_get_records_through_the_worker(stub):
@@ -267,10 +273,9 @@ def test_a_browser_that_raises_falls_back_to_printing(stub, capfd):
 
 
 def test_the_browser_variable_command_works(stub, monkeypatch):
-    import sys
     import webbrowser
 
-    monkeypatch.setenv("BROWSER", f"{sys.executable} -m snworker.testing.browser approve %s")
+    monkeypatch.setenv("BROWSER", browser_command())
     monkeypatch.setattr(webbrowser, "_tryorder", None)
     with snworker.connect(stub.url, stub.client_id, redirect_uri=stub.redirect_uri,
                           authorization_timeout=20) as conn:

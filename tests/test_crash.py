@@ -107,6 +107,8 @@ def test_a_script_without_a_main_guard_can_connect(stub, tmp_path):
     assert stub.grant_counts["authorization_code"] == 1
 
 
+@pytest.mark.skipif(not hasattr(os, "fork"),
+                    reason="needs fork(): elsewhere no child process holds a copy of a connection")
 @pytest.mark.filterwarnings("ignore:This process .* is multi-threaded:DeprecationWarning")
 def test_a_forked_child_cannot_use_the_parents_connection(conn):
     read_end, write_end = os.pipe()

@@ -36,8 +36,11 @@ APP = textwrap.dedent("""
     import psutil
     worker = psutil.Process(conn.worker_pid)
     pids = [p.pid for p in psutil.Process().children(recursive=True)]
-    report = {"app": os.getpid(), "worker": conn.worker_pid, "workers": pids,
-              "environ": worker.environ(), "cmdline": worker.cmdline(), "cwd": worker.cwd()}
+    report = {"app": os.getpid(), "worker": conn.worker_pid, "workers": pids}
+    try:
+        report.update(environ=worker.environ(), cmdline=worker.cmdline(), cwd=worker.cwd())
+    except psutil.AccessDenied:  # Windows: the worker's DACL keeps this process out
+        report.update(environ=None, cmdline=None, cwd=None)
     conn.disconnect()
     print(json.dumps(report), flush=True)
 """)
@@ -69,6 +72,20 @@ def sn():
         yield stub
 
 
+# The worker's DACL keeps every other process, the application too, from reading its environment
+# and command line on Windows; test_windows checks the DACL.
+reads_the_workers_environment = pytest.mark.skipif(
+    sys.platform == "win32", reason="the worker's DACL keeps its environment unreadable")
+
+
+def path_file() -> Path | None:
+    """The `._pth` file beside this interpreter (an embeddable Windows Python), if any."""
+    return next(iter(sorted(Path(sys.executable).parent.glob("*._pth"))), None)
+
+
+@reads_the_workers_environment
+@pytest.mark.skipif(path_file() is not None,
+                    reason="an embeddable Python's ._pth file ignores PYTHONPATH: no live vector")
 def test_a_sitecustomize_on_pythonpath_never_runs_in_the_worker(sn, tmp_path):
     marker = tmp_path / "marker"
     (tmp_path / "sitecustomize.py").write_text(marker_code(marker))
@@ -102,6 +119,7 @@ def test_a_patched_entry_point_never_runs_in_the_worker(sn, tmp_path):
     assert pids_in(marker) == {report["app"]}
 
 
+@pytest.mark.skipif(sys.platform == "win32", reason="a POSIX shell script as the interpreter")
 def test_multiprocess_set_executable_is_not_the_workers_interpreter(sn, tmp_path):
     marker = tmp_path / "marker"
     fake = tmp_path / "python"
@@ -135,6 +153,7 @@ def test_ld_preload_never_reaches_the_worker(sn, tmp_path):
     assert "LD_PRELOAD" not in report["environ"]
 
 
+@reads_the_workers_environment
 def test_the_worker_gets_an_allow_listed_environment_and_an_isolated_interpreter(sn, tmp_path):
     planted = {
         "SSLKEYLOGFILE": str(tmp_path / "keys"), "REQUESTS_CA_BUNDLE": str(tmp_path / "ca.pem"),
@@ -166,8 +185,12 @@ WATCHER = textwrap.dedent("""
         except OSError:
             return []
 
-    with open("/proc/self/maps", "rb") as f:
-        own_image = f.readline()
+    with open("/proc/self/cmdline", "rb") as f:
+        own_command = f.read()
+
+    def command(pid):
+        with open(f"/proc/{pid}/cmdline", "rb") as f:
+            return f.read()
 
     def watch():
         # Open every new descendant's memory as fast as this process can, once it runs its
@@ -179,20 +202,17 @@ WATCHER = textwrap.dedent("""
                 if pid in seen:
                     continue
                 try:
-                    before = os.open(f"/proc/{pid}/maps", os.O_RDONLY)
+                    # The command line is read from the memory the process runs in at the time:
+                    # ours until its exec, its own after. Whatever the build (position-
+                    # independent or not), a command line other than ours means that the exec
+                    # is done, so mem, opened after, is the started interpreter's memory.
+                    if command(pid) in (own_command, b""):
+                        continue
                     mem = os.open(f"/proc/{pid}/mem", os.O_RDONLY)
                     maps = os.open(f"/proc/{pid}/maps", os.O_RDONLY)
                 except OSError:
                     seen.add(pid)
                     refused.append(pid)
-                    continue
-                first = os.read(before, 4096).split(b"\\n", 1)[0]
-                os.close(before)
-                # The same image before and after mem was opened, and not ours: mem holds
-                # the started interpreter's memory (not the vfork child's view of ours).
-                if first + b"\\n" == own_image or first != os.read(maps, 4096).split(b"\\n")[0]:
-                    os.close(mem)
-                    os.close(maps)
                     continue
                 seen.add(pid)
                 held.append((pid, mem, maps))
@@ -290,7 +310,8 @@ def test_the_hardening_report_says_what_linux_applied_and_it_holds(sn):
         hardening = conn.worker_hardening
         assert hardening.platform == sys.platform
         assert set(hardening.applied) == {"no_core_dumps", "not_dumpable", "not_traced",
-                                          "fresh_address_space", "parent_death"}
+                                          "fresh_address_space", "parent_death",
+                                          "isolated_start"}
         assert hardening.not_applied == ()
         assert "not_dumpable" in hardening
         worker = psutil.Process(conn.worker_pid)
@@ -298,3 +319,99 @@ def test_the_hardening_report_says_what_linux_applied_and_it_holds(sn):
         supervisor = worker.parent()
         assert supervisor is not None and supervisor.ppid() == os.getpid()
         assert supervisor.num_threads() == 1  # it holds nothing and runs nothing
+
+
+# --- the isolated start, checked by the worker itself -------------------------------------
+
+CHECK = textwrap.dedent("""
+    import json, sys
+    given = json.loads(sys.argv[1])
+    sys.path[:0] = given
+    from snworker.worker.harden import isolated_start
+    print(json.dumps(isolated_start(given)))
+""")
+
+
+def check_start(python: str, *flags: str) -> str:
+    from snworker.spawn import worker_path
+
+    result = subprocess.run([python, *flags, "-c", CHECK, json.dumps(list(worker_path()))],
+                            capture_output=True, text=True, timeout=60, cwd=os.path.abspath(os.sep),
+                            stdin=subprocess.DEVNULL)
+    assert result.returncode == 0, result.stderr[-3000:]
+    report: str = json.loads(result.stdout)
+    return report
+
+
+def test_the_check_sees_an_interpreter_that_did_not_start_isolated():
+    report = check_start(sys.executable)  # no -I -S
+    pth = path_file()
+    if pth is None:
+        assert "not started isolated (-I)" in report and "site was imported" in report
+    else:  # a ._pth file makes the start isolated, and decides about site whatever -S says
+        assert report.startswith(f"overridden by {pth}: sys.path also has "), report
+
+
+def test_the_worker_reports_whether_its_isolated_start_took_effect(sn):
+    from tests.conftest import connect
+
+    with connect(sn) as conn:
+        hardening = conn.worker_hardening
+    pth = path_file()
+    if pth is None:
+        assert "isolated_start" in hardening.applied
+        return
+    # The suite under Wine runs an embeddable Python whose ._pth adds site-packages and the
+    # checkout to every interpreter's sys.path, the worker's too: the report says so.
+    reason = dict(hardening.not_applied)["isolated_start"]
+    assert reason.startswith(f"overridden by {pth}: sys.path also has "), reason
+    assert "site-packages" in reason
+
+
+@pytest.mark.skipif(path_file() is None, reason="needs an embeddable Python (a ._pth file)")
+def test_an_embeddable_python_whose_pth_imports_site_is_reported(tmp_path):
+    # A copy of this embeddable Python whose ._pth says `import site`: that line overrides
+    # -I -S, and site then reads the .pth files in site-packages. The planted one runs; the
+    # worker's check sees it and names the file.
+    here = Path(sys.executable).parent
+    copy = tmp_path / "python"
+    # copyfile, not copy2: Wine has no CopyFile2, which copy2 calls on Windows.
+    shutil.copytree(here, copy, ignore=shutil.ignore_patterns("Lib", "__pycache__", "*._pth"),
+                    copy_function=shutil.copyfile)
+    pth = path_file()
+    assert pth is not None
+    (copy / pth.name).write_text("\n".join([*pth.read_text().split(), "import site"]) + "\n")
+    site_packages = copy / "Lib" / "site-packages"
+    site_packages.mkdir(parents=True)
+    marker = tmp_path / "marker"
+    (site_packages / "planted.pth").write_text(
+        f"import os; open({str(marker)!r}, 'a').write(str(os.getpid()))\n")
+    report = check_start(str(copy / "python.exe"), "-I", "-S")
+    assert marker.exists()  # the override is real: the planted .pth ran despite -I -S
+    assert report.startswith(f"overridden by {copy / pth.name}: site was imported"), report
+
+
+@pytest.mark.skipif(sys.platform != "win32", reason="a Windows thread-pool timer; on Linux the "
+                    "worker's supervisor kills it (test_crash's parent-killed tests)")
+def test_the_orphaned_worker_deadline_ends_a_process_whose_python_is_stuck():
+    # The deadline is armed, then the GIL is held by one long C call (a regular expression
+    # that backtracks for minutes): no Python code runs again, and Windows ends it anyway.
+    from snworker.spawn import worker_path
+
+    stuck = f"import sys; sys.path[:0] = {list(worker_path())!r}\n" + textwrap.dedent("""
+        import re
+        from snworker.worker.harden._win32 import end_within
+        print(repr(end_within(0.5)), flush=True)
+        re.match(r"(a*)*b", "a" * 40)
+        print("not ended", flush=True)
+    """)
+    process = subprocess.Popen([sys.executable, "-I", "-S", "-c", stuck],
+                               stdout=subprocess.PIPE, text=True, stdin=subprocess.DEVNULL)
+    try:
+        assert process.stdout is not None
+        assert process.stdout.readline().strip() == "''"
+        process.wait(10)
+        assert process.stdout.read() == ""
+    finally:
+        process.kill()
+        process.wait(10)

@@ -23,7 +23,7 @@ def modules(folder: Path) -> list[Path]:
 
 
 def test_only_the_launcher_names_the_worker_entry_point():
-    users = {str(p.relative_to(PACKAGE)) for p in modules(PACKAGE)
+    users = {p.relative_to(PACKAGE).as_posix() for p in modules(PACKAGE)
              if "worker" not in p.relative_to(PACKAGE).parts[:1]
              and (any(n.startswith("snworker.worker") for n in imports(p))
                   or "snworker.worker" in p.read_text())}

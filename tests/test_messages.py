@@ -9,6 +9,7 @@ from __future__ import annotations
 import os
 import pickle
 import struct
+import sys
 import threading
 
 import multiprocess
@@ -18,10 +19,13 @@ import pytest
 from snworker import messages
 from snworker.messages import (
     Cancel,
+    Chunk,
     Connect,
     Connected,
+    Credit,
     Disconnect,
     Error,
+    Head,
     Log,
     OpenBrowser,
     ProtocolError,
@@ -29,15 +33,22 @@ from snworker.messages import (
     Result,
 )
 from snworker.pipes.conn import ConnPipe
-from snworker.pipes.fd import FdPipe
 from snworker.policy import RetryPolicy
+
+if sys.platform != "win32":
+    from snworker.pipes.fd import FdPipe
+
+# The descriptor framing is POSIX's; Windows frames with send_bytes/recv_bytes ("conn").
+posix_framing = pytest.mark.skipif(sys.platform == "win32",
+                                   reason="the descriptor framing is POSIX-only")
+FRAMINGS = [pytest.param("fd", marks=posix_framing), "conn"]
 
 SAMPLES = [
     Connect(1, "https://x.service-now.com", "cid", ("http://127.0.0.1:0/cb",), ("a",), 300.0, 30.0,
             RetryPolicy().to_wire(), 20),
     Request(2, "GET", "/api/now/table/incident", (("sysparm_limit", "1"),), (), False, 30.0),
     Request(3, "POST", "/api/now/table/incident", (), (("X-A", "b"),), True, 5.0, body=b'{"a":1}'),
-    Request(4, "POST", "/x", (), (), False, 5.0, False, False, b""),
+    Request(4, "POST", "/x", (), (), False, 5.0, False, False, body=b""),
     Cancel(5),
     Disconnect(6, 5.0),
     OpenBrowser(7, "https://x/oauth_auth.do?a=b"),
@@ -47,6 +58,12 @@ SAMPLES = [
     Result(11, 204, (), None),
     Error(12, "api", "boom", 503, "detail", (("Retry-After", "1"),)),
     Log(0, 10, "snworker.worker", "hello"),
+    Request(13, "GET", "/x", (), (), False, 5.0, window=1 << 20, raise_for_status=False),
+    Request(14, "POST", "/x", (), (), False, 5.0, upload=-1),
+    Head(15, 200, (("Content-Type", "application/octet-stream"),)),
+    Chunk(16, False, b"\x00" * 70000),
+    Chunk(17, True, b""),
+    Credit(18, 1 << 18),
 ]
 
 
@@ -58,7 +75,7 @@ def ends(io: str, read_ahead: bool = True):
     return ConnPipe(a, wait), ConnPipe(b, wait), a, b
 
 
-@pytest.fixture(params=["fd", "conn"])
+@pytest.fixture(params=FRAMINGS)
 def io(request):
     return request.param
 
@@ -97,6 +114,7 @@ def test_bodies_of_every_size_cross_whole_and_raw(pipe, size):
     sender.join(5)
 
 
+@posix_framing
 def test_read_ahead_keeps_what_it_read_for_the_next_message():
     a, b, raw_a, raw_b = ends("fd")
     for message in SAMPLES:
@@ -203,19 +221,31 @@ def test_frames_stay_whole_when_the_pipe_is_full(pipe):
     assert not sender.is_alive()
 
 
+def sentinel():
+    """What a worker's sentinel is on this OS, and how to fire it: a pipe's read end (EOF), or
+    a Windows event (signalled)."""
+    if sys.platform == "win32":
+        import _winapi
+
+        event = _winapi.CreateEventW(0, True, False, None)
+        return event, lambda: _winapi.SetEvent(event), lambda: _winapi.CloseHandle(event)
+    read, write = os.pipe()
+    return read, lambda: os.close(write), lambda: os.close(read)
+
+
 def test_the_waiter_sees_the_pipe_and_the_sentinel(io):
     a, b, raw_a, raw_b = ends(io)
-    sentinel_r, sentinel_w = os.pipe()
-    waiter = b.waiter(sentinel_r)
+    handle, fire, close = sentinel()
+    waiter = b.waiter(handle)
     try:
         assert waiter.wait(0.01) == (False, False)
         a.send(Cancel(1))
         assert waiter.wait(1.0) == (True, False)
         assert b.receive() == Cancel(1)
-        os.close(sentinel_w)
+        fire()
         assert waiter.wait(1.0) == (False, True)
     finally:
         waiter.close()
-        os.close(sentinel_r)
+        close()
         raw_a.close()
         raw_b.close()

@@ -106,9 +106,31 @@ def test_attachments_of_other_tables_are_refused(sn, reader, params):
 
 
 @pytest.mark.timeout(60)
-def test_attachments_named_only_by_sys_id_and_scripted_apis_are_refused(sn, reader):
-    [attachment] = sn.records("sys_attachment")[:1]
-    refused(sn, reader, f"/api/now/attachment/{attachment['sys_id']}/file")
+def test_an_attachment_by_sys_id_is_checked_by_the_table_it_belongs_to(sn, reader):
+    attached = {}
+    with connect(sn) as writer:  # no policy
+        for table in ("incident", "sys_user"):
+            [record] = writer.execute_api_request(f"/api/now/table/{table}",
+                                                  params={"sysparm_limit": 1}).data
+            attached[table] = writer.execute_api_request(
+                "/api/now/attachment/file", "POST", f"{table} notes".encode(),
+                headers={"Content-Type": "text/plain"}, params={
+                    "table_name": table, "table_sys_id": record["sys_id"],
+                    "file_name": "notes.txt"}).data["sys_id"]
+    mine, other = attached["incident"], attached["sys_user"]
+    assert reader.execute_api_request(f"/api/now/attachment/{mine}/file",
+                                      headers={"Accept": "*/*"}).content == b"incident notes"
+    assert reader.execute_api_request(f"/api/now/attachment/{mine}").status == 200
+    for path in (f"/api/now/attachment/{other}/file", f"/api/now/v1/attachment/{other}"):
+        with pytest.raises(snworker.InvalidRequestError, match="belongs to table 'sys_user'"):
+            reader.execute_api_request(path)
+    # Only the worker's own look-up of the table went out; the content never did.
+    assert not [r for r in api_requests(sn) if r["path"].endswith(f"{other}/file")]
+    refused(sn, reader, BATCH, "POST", batch(("GET", f"/api/now/attachment/{mine}", None)))
+
+
+@pytest.mark.timeout(60)
+def test_scripted_apis_and_pages_are_refused(sn, reader):
     refused(sn, reader, "/api/x_acme/v1/anything")
     refused(sn, reader, "/sys_user_list.do", params={"CSV": ""})
 

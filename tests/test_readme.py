@@ -21,6 +21,8 @@ import pytest
 
 from snworker import agent as agents
 from snworker.testing import StubServiceNow, approve
+from tests.conftest import agent_address, browser_command
+from tests.processes import NO_CRYPTOGRAPHY, UNDER_WINE
 
 ROOT = Path(__file__).resolve().parent.parent
 SKIP = re.compile(r"<!-- README test: not run \((.*)\) -->")
@@ -80,7 +82,7 @@ def instance(tmp_path_factory: pytest.TempPathFactory):
     directory = tmp_path_factory.mktemp("agent")
     info, channel = agents.start(stub.url, stub.client_id, redirect_uri=stub.redirect_uri,
                                  open_browser=approve, idle=120,
-                                 address=str(directory / "agent.sock"))
+                                 address=agent_address(directory))
     channel.release()
     try:
         yield stub, info
@@ -120,11 +122,13 @@ def for_the_stub(code: str, stub: object) -> str:
 def test_a_readme_example_runs(line, code, skip, instance, tmp_path):
     if skip:
         pytest.skip(f"{line}: {skip}")
+    if UNDER_WINE and ("key.pem" in code or "tls=True" in code):
+        pytest.skip(f"Wine limit: {NO_CRYPTOGRAPHY} (the example's key or TLS authority)")
     stub, agent = instance
     for name, content in SECRET_FILES.items():
         (tmp_path / name).write_bytes(content)
         (tmp_path / name).chmod(0o600)
-    env = dict(os.environ, BROWSER=f"{sys.executable} -m snworker.testing.browser approve %s",
+    env = dict(os.environ, BROWSER=browser_command(),
                SNWORKER_AGENT=agent.address)
     stem = re.sub(r"\W", "_", line.removesuffix(".md").replace(".md:", "_line"))
     if re.search(r"^def test_", code, re.MULTILINE):

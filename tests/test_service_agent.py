@@ -33,7 +33,8 @@ pytestmark = [
     pytest.mark.skipif(sys.platform == "linux" and os.geteuid() != 0,
                        reason="runs processes as other users: needs root"),
     pytest.mark.skipif(shutil.which("setpriv") is None, reason="setpriv runs them"),
-    pytest.mark.skipif(not os.path.exists(SYSTEM_PYTHON) or subprocess.run(
+    pytest.mark.skipif(sys.platform != "linux" or not os.path.exists(SYSTEM_PYTHON)
+                       or subprocess.run(
         [SYSTEM_PYTHON, "-c", "import sys; sys.exit(sys.version_info[:2] != "
          f"{sys.version_info[:2]})"], check=False).returncode != 0,
         reason="a system Python of this version runs the copy"),

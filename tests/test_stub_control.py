@@ -5,6 +5,8 @@ from __future__ import annotations
 import re
 import secrets
 import socket
+import subprocess
+import sys
 import threading
 import time
 from collections.abc import Iterator
@@ -18,6 +20,7 @@ import requests
 from snworker.testing import RemoteStub, StubControlError, StubServiceNow
 from snworker.testing.oauth import s256
 from snworker.testing.platform import SEED_PASSWORD
+from snworker.testing.server import _read_ready_line
 from tests.conftest import port_is_free
 
 REDIRECT = "http://127.0.0.1:8765/callback"
@@ -370,6 +373,20 @@ def test_stub_in_a_separate_process() -> None:
         port = urlsplit(remote.url).port
     assert process is not None and process.poll() is not None
     assert port is not None and port_is_free(port)
+
+
+def test_a_stub_process_that_never_says_ready_times_out_within_its_bound() -> None:
+    # The ready line is read by a thread, not select(): Windows' select() takes no pipe.
+    silent = subprocess.Popen([sys.executable, "-c", "import time; time.sleep(30)"],
+                              stdout=subprocess.PIPE, stdin=subprocess.DEVNULL)
+    began = time.monotonic()
+    try:
+        with pytest.raises(TimeoutError, match=r"did not start within 0\.5 s"):
+            _read_ready_line(silent, 0.5)
+        assert time.monotonic() - began < 5
+    finally:
+        silent.kill()
+        silent.wait(10)
 
 
 # --- lifecycle ---------------------------------------------------------------------------------

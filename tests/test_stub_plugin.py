@@ -398,6 +398,7 @@ def test_browser_command_failures(servicenow_stub: StubServiceNow) -> None:
 # --- the foreground server ------------------------------------------------------------------
 
 
+@pytest.mark.skipif(sys.platform == "win32", reason="sends POSIX signals (SIGINT, SIGTERM)")
 @pytest.mark.parametrize("stop_signal", [signal.SIGINT, signal.SIGTERM])
 def test_run_foreground_announces_itself_and_stops_on_a_signal(stop_signal: int) -> None:
     process = subprocess.Popen(

@@ -16,6 +16,8 @@ from pathlib import Path
 
 import pytest
 
+from tests.processes import wine_limit
+
 ROOT = Path(__file__).resolve().parent.parent
 DOCUMENTS = [ROOT / "README.md", *sorted((ROOT / "docs").glob("*.md"))]
 MARKER = "<!-- README test: type-checked (mypy --strict) -->"
@@ -42,6 +44,7 @@ def as_module(code: str) -> str:
     return code + "\n"
 
 
+@wine_limit("bcryptprimitives.dll is missing, which mypy's compiled extension loads")
 @pytest.mark.timeout(180)
 def test_readme_examples_pass_mypy_strict(tmp_path):
     blocks = typed_blocks()

@@ -25,9 +25,11 @@ import requests
 
 import snworker
 from snworker.testing import StubServiceNow, platform
-from tests.processes import linux_only
+from tests.processes import NO_CRYPTOGRAPHY, UNDER_WINE, linux_only
 
 pytest.importorskip("cryptography")
+if UNDER_WINE:
+    pytest.skip(f"Wine limit: {NO_CRYPTOGRAPHY}", allow_module_level=True)
 
 from cryptography.hazmat.primitives import serialization
 from cryptography.hazmat.primitives.asymmetric import ec, rsa
@@ -429,13 +431,33 @@ def test_a_systemd_credential(cc_stub, tmp_path, monkeypatch):
         connect(cc_stub, grant)
 
 
+@pytest.mark.skipif(sys.platform == "win32", reason="the keyring's configuration is under HOME")
 @pytest.mark.timeout(60)
-def test_the_keyring_without_a_desktop_session_is_named(cc_stub):
+def test_a_keyring_entry(cc_stub, tmp_path, monkeypatch):
+    # A keyring backend that needs no desktop session (a file): the worker reads the entry
+    # with the keyring package, as it reads the desktop's keyring on a desktop.
+    keyring = pytest.importorskip("keyring")
+    pytest.importorskip("keyrings.alt")
+    monkeypatch.setenv("HOME", str(tmp_path))  # the worker's keyring configuration is here
+    configuration = tmp_path / ".config" / "python_keyring"
+    configuration.mkdir(parents=True)
+    (configuration / "keyringrc.cfg").write_text(
+        "[backend]\ndefault-keyring=keyrings.alt.file.PlaintextKeyring\n")
+    from keyrings.alt.file import PlaintextKeyring
+
+    backend = PlaintextKeyring()
+    backend.file_path = str(tmp_path / ".local" / "share" / "python_keyring" /
+                            "keyring_pass.cfg")
+    keyring.set_keyring(backend)
+    keyring.set_password("snworker-test", "svc", CLIENT_SECRET)
     grant = snworker.ClientCredentials(secret=snworker.Secret.keyring("snworker-test", "svc"))
+    with connect(cc_stub, grant) as conn:
+        assert conn.execute_api_request(INCIDENTS, params={"sysparm_limit": 1}).status == 200
+    missing = snworker.ClientCredentials(secret=snworker.Secret.keyring("snworker-test", "x"))
     with pytest.raises(snworker.AuthorizationError) as caught:
-        connect(cc_stub, grant)
+        connect(cc_stub, missing)
     assert caught.value.reason == "secret_unreadable"
-    assert "keyring" in str(caught.value)
+    assert "keyring has no entry" in str(caught.value)
 
 
 # --- the application's memory ----------------------------------------------------------------
@@ -495,3 +517,42 @@ def test_the_application_memory_holds_no_secret_key_or_token(rsa_key, secret_fil
     assert canary.encode() in found_in_app, "the scan cannot see the application's memory"
     assert CLIENT_SECRET.encode() in found_in_workers, "the scan cannot see the secret's copy"
     assert found_in_app == {canary.encode()}, "a secret is in the application's memory"
+
+
+@pytest.mark.timeout(90)
+def test_the_cli_stub_and_the_cli_request_speak_jwt_bearer(rsa_key, key_file, secret_file,
+                                                           tmp_path):
+    import selectors
+
+    verifier = tmp_path / "verifier.pem"
+    verifier.write_text(public_pem(rsa_key))
+    stub = subprocess.Popen(
+        [sys.executable, "-m", "snworker", "stub", "--auth", "jwt,client-credentials",
+         "--client-secret", CLIENT_SECRET, "--jwt-verifier", f"{KID}={verifier}",
+         "--application-user", "none"],
+        stdin=subprocess.DEVNULL, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    try:
+        assert stub.stdout is not None
+        with selectors.DefaultSelector() as selector:
+            selector.register(stub.stdout, selectors.EVENT_READ)
+            assert selector.select(30), "snworker stub did not start"
+        ready = dict(part.split("=", 1) for part in
+                     stub.stdout.readline().removeprefix("snworker stub: ").split())
+        common = [sys.executable, "-m", "snworker", "request", INCIDENTS, "-p",
+                  "sysparm_limit=1", "--instance", ready["url"], "--client-id",
+                  ready["client_id"], "--client-secret-file", str(secret_file)]
+        jwt = subprocess.run(
+            [*common, "--grant", "jwt", "--key-file", str(key_file), "--key-id", KID,
+             "--subject", "admin"], env=no_browser_environment(), stdin=subprocess.DEVNULL,
+            capture_output=True, text=True, timeout=50, cwd=tmp_path)
+        assert jwt.returncode == 0, jwt.stderr
+        assert len(json.loads(jwt.stdout)["result"]) == 1
+        # The same stub has no OAuth Application User: the client-credentials grant is named.
+        cc = subprocess.run([*common, "--grant", "client-credentials"],
+                            env=no_browser_environment(), stdin=subprocess.DEVNULL,
+                            capture_output=True, text=True, timeout=50, cwd=tmp_path)
+        assert cc.returncode == 3
+        assert "OAuth Application User" in cc.stderr and "no_application_user" in cc.stderr
+    finally:
+        stub.terminate()
+        stub.communicate(timeout=10)

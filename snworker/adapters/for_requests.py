@@ -66,9 +66,12 @@ class WorkerAdapter(requests.adapters.BaseAdapter):
         """Send `request` through the worker (TLS, proxies and certificates are the worker's)."""
         method = request.method or "GET"
         url = request.url or ""
-        call = self.translator.call(method, url, request.headers.items(),
+        call = self.translator.call(method, url, _header_items(request.headers),
                                     request_body(request.body), _seconds(timeout))
         retries = self.max_retries
+        if call.body is not None and not isinstance(call.body, bytes):
+            # A file or an iterator streams up once and cannot be sent again: no retries.
+            retries = Retry(0, read=False)
         while True:
             try:
                 fetched = fetch(self.conn, call, stream)
@@ -145,6 +148,7 @@ class WorkerSession(requests.Session):
 
     def __init__(self, conn: ServiceNowConnection) -> None:
         super().__init__()
+        self._retry_prefix = 0  # the length of the prefix whose adapter's retries are used
         self._worker_adapter = WorkerAdapter(conn)
         # No ~/.netrc credentials, no proxy or CA settings from the environment: the worker
         # decides how the instance is reached.
@@ -162,6 +166,11 @@ class WorkerSession(requests.Session):
         text = prefix.decode() if isinstance(prefix, bytes) else prefix
         instance = ours.conn.instance_url.lower()
         if isinstance(retries, Retry) and instance.startswith(text.lower()[:len(instance)]):
+            # As requests picks the adapter of the longest prefix, the most specific mount's
+            # policy holds: "https://" after the instance's own does not replace it.
+            if len(text) < self._retry_prefix:
+                return
+            self._retry_prefix = len(text)
             ours.max_retries = retries
             logger.debug("snworker: the session keeps sending through the worker, with the "
                          "retry policy of the adapter mounted for %s", prefix)
@@ -268,6 +277,13 @@ def _headers(pairs: list[tuple[str, str]]) -> CaseInsensitiveDict[str]:
         seen = store.get(lower)
         store[lower] = (name, value) if seen is None else (seen[0], f"{seen[1]}, {value}")
     return headers
+
+
+def _header_items(headers: Any) -> Any:
+    """The (name, value) pairs of requests' headers: from its store when it has one (a third
+    of the cost of its mapping interface, which lower-cases every name on every lookup)."""
+    store = getattr(headers, "_store", None)
+    return store.values() if isinstance(store, dict) else headers.items()
 
 
 def _reason(status: int) -> str:

@@ -10,7 +10,7 @@ import _winapi
 import ctypes
 from ctypes import wintypes
 
-from multiprocess.connection import PipeConnection
+from multiprocess.connection import PipeConnection, wait
 
 from snworker.errors import WorkerStartError
 from snworker.pipes import Pipe
@@ -38,10 +38,31 @@ def open_agent(address: str) -> Pipe:
         pid = wintypes.ULONG()
         if not _kernel32.GetNamedPipeServerProcessId(handle, ctypes.byref(pid)):
             raise ctypes.WinError(ctypes.get_last_error())
-        if pid_user_sid(pid.value) != process_user_sid(_winapi.GetCurrentProcess()):
+        owner = server_user(pid.value)
+        if owner != process_user_sid(_winapi.GetCurrentProcess()):
             raise WorkerStartError(f"refusing the snworker agent at {address}: it runs as "
-                                   "another user")
+                                   f"another user ({owner})")
+    except OSError as exc:
+        _winapi.CloseHandle(handle)
+        raise WorkerStartError(f"the snworker agent at {address} does not answer ({exc})"
+                               ) from None
     except BaseException:
         _winapi.CloseHandle(handle)
         raise
-    return ConnPipe(PipeConnection(handle))
+    # The channel waits on the pipe and a sentinel together: the connection package's wait().
+    return ConnPipe(PipeConnection(handle), wait)
+
+
+def server_user(pid: int) -> str:
+    """The SID of the user the pipe's server process `pid` runs as.
+
+    Raises:
+        WorkerStartError: its process cannot be opened (it belongs to another user, or a
+            service), so it cannot be shown to be this user's.
+    """
+    try:
+        return pid_user_sid(pid)
+    except OSError as exc:
+        raise WorkerStartError(
+            f"refusing the snworker agent in process {pid}: its user cannot be read ({exc}); "
+            "an agent of another user or a service is never used") from None

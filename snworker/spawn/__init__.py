@@ -32,9 +32,10 @@ from snworker.pipes import IoMode, Pipe
 
 # Modules the worker imports, whose directories make up its sys.path.
 WORKER_PACKAGES = ("snworker", "requests", "urllib3", "idna", "charset_normalizer", "certifi",
-                   "tenacity", "truststore",
+                   "tenacity", "truststore", "ahocorasick_rs",
                    # optional: JWT signing (the `jwt` extra), the desktop keyring (`keyring`)
-                   "cryptography", "cffi", "keyring", "jaraco", "secretstorage", "jeepney")
+                   "cryptography", "cffi", "keyring", "keyrings", "jaraco", "secretstorage",
+                   "jeepney")
 WORKER_FLAG = "--snworker-worker"
 # The environment a worker gets: what an interpreter needs to find its own files, temp
 # directory and locale. Everything else (LD_*, DYLD_*, PYTHON*, SSLKEYLOGFILE, *_PROXY, *_CA_*)

@@ -2,9 +2,13 @@
 
 The pipe is a `multiprocess` named-pipe connection: after the worker is created, its end is
 duplicated into the worker, and so is a handle on this process that the worker's watchdog
-waits on (it exits when the parent does). The worker is put in a job object with
-kill-on-close, whose only handle this process holds: when this process ends, however it ends,
-Windows ends the worker. It runs in a process group of its own, so a Ctrl-C in the console
+waits on. When this process ends, however it ends, the watchdog revokes the grant (within a
+second) and exits, and a thread-pool timer armed at that moment ends the worker a little later
+whatever its Python code is doing (`end_within` in the worker's Windows hardening).
+
+There is no kill-on-close job: Windows would end the worker the moment this process ends,
+before it could revoke, since a process in a job can neither delay nor see
+TerminateJobObject. The worker runs in a process group of its own, so a Ctrl-C in the console
 reaches the application, which decides, and not the worker.
 """
 
@@ -15,11 +19,9 @@ import sys
 assert sys.platform == "win32"
 
 import _winapi
-import ctypes
 import json
 import os
 import subprocess
-from ctypes import wintypes
 from typing import TYPE_CHECKING
 
 import multiprocess
@@ -35,11 +37,8 @@ if TYPE_CHECKING:
 
 _SYNCHRONIZE = 0x00100000
 _PROCESS_TERMINATE = 0x0001
-_PROCESS_SET_QUOTA = 0x0100
 _PROCESS_DUP_HANDLE = 0x0040
 _PROCESS_QUERY_LIMITED_INFORMATION = 0x1000
-_JOB_OBJECT_LIMIT_KILL_ON_JOB_CLOSE = 0x2000
-_JOB_OBJECT_EXTENDED_LIMIT_INFORMATION = 9
 
 # NTSTATUS codes a crashed worker may end with, in words.
 _STATUSES = {
@@ -52,47 +51,12 @@ _STATUSES = {
 }
 
 
-class _IoCounters(ctypes.Structure):
-    _fields_ = [(name, ctypes.c_ulonglong) for name in (
-        "ReadOperationCount", "WriteOperationCount", "OtherOperationCount",
-        "ReadTransferCount", "WriteTransferCount", "OtherTransferCount")]
-
-
-class _BasicLimits(ctypes.Structure):
-    _fields_ = [
-        ("PerProcessUserTimeLimit", ctypes.c_int64),
-        ("PerJobUserTimeLimit", ctypes.c_int64),
-        ("LimitFlags", wintypes.DWORD),
-        ("MinimumWorkingSetSize", ctypes.c_size_t),
-        ("MaximumWorkingSetSize", ctypes.c_size_t),
-        ("ActiveProcessLimit", wintypes.DWORD),
-        ("Affinity", ctypes.c_size_t),
-        ("PriorityClass", wintypes.DWORD),
-        ("SchedulingClass", wintypes.DWORD),
-    ]
-
-
-class _ExtendedLimits(ctypes.Structure):
-    _fields_ = [
-        ("BasicLimitInformation", _BasicLimits),
-        ("IoInfo", _IoCounters),
-        ("ProcessMemoryLimit", ctypes.c_size_t),
-        ("JobMemoryLimit", ctypes.c_size_t),
-        ("PeakProcessMemoryUsed", ctypes.c_size_t),
-        ("PeakJobMemoryUsed", ctypes.c_size_t),
-    ]
-
-
-_kernel32 = ctypes.WinDLL("kernel32", use_last_error=True)
-
-
 class WindowsWorker(StartedProcess):
-    """The started worker process, held in a kill-on-close job."""
+    """The started worker process."""
 
-    def __init__(self, popen: subprocess.Popen[bytes], handle: int, job: int | None) -> None:
+    def __init__(self, popen: subprocess.Popen[bytes], handle: int) -> None:
         super().__init__(popen)
         self._handle = handle
-        self._job = job
 
     @property
     def sentinel(self) -> int:
@@ -109,29 +73,14 @@ class WindowsWorker(StartedProcess):
         self.terminate()
 
     def close(self) -> None:
-        """Close the handles; the job's last, which ends the worker if it still runs."""
-        for handle in (self._handle, self._job):
-            if handle:
-                try:
-                    _winapi.CloseHandle(handle)
-                except OSError:
-                    pass
-        self._handle, self._job = 0, None
+        """Close the process handle."""
+        if self._handle:
+            try:
+                _winapi.CloseHandle(self._handle)
+            except OSError:
+                pass
+        self._handle = 0
 
-
-
-def _kill_on_close_job(process: int) -> int | None:
-    job = _kernel32.CreateJobObjectW(None, None)
-    if not job:
-        return None
-    limits = _ExtendedLimits()
-    limits.BasicLimitInformation.LimitFlags = _JOB_OBJECT_LIMIT_KILL_ON_JOB_CLOSE
-    if not (_kernel32.SetInformationJobObject(job, _JOB_OBJECT_EXTENDED_LIMIT_INFORMATION,
-                                              ctypes.byref(limits), ctypes.sizeof(limits))
-            and _kernel32.AssignProcessToJobObject(job, process)):
-        _winapi.CloseHandle(job)
-        return None
-    return int(job)
 
 
 def launch(spec: Launch) -> tuple[Pipe, WindowsWorker]:
@@ -145,11 +94,9 @@ def launch(spec: Launch) -> tuple[Pipe, WindowsWorker]:
             spec.command, env=spec.environment, stdin=subprocess.PIPE, stdout=quiet,
             stderr=quiet, close_fds=True, cwd=os.path.abspath(os.sep), creationflags=flags,
         )
-        rights = (_SYNCHRONIZE | _PROCESS_TERMINATE | _PROCESS_SET_QUOTA | _PROCESS_DUP_HANDLE
+        rights = (_SYNCHRONIZE | _PROCESS_TERMINATE | _PROCESS_DUP_HANDLE
                   | _PROCESS_QUERY_LIMITED_INFORMATION)
         handle = _winapi.OpenProcess(rights, False, popen.pid)
-        # An agent outlives this process: no kill-on-close job for it.
-        job = None if spec.detached else _kill_on_close_job(handle)
         current = _winapi.GetCurrentProcess()
         pipe_handle = _winapi.DuplicateHandle(current, child_end.fileno(), handle, 0, False,
                                               _winapi.DUPLICATE_SAME_ACCESS)
@@ -167,7 +114,7 @@ def launch(spec: Launch) -> tuple[Pipe, WindowsWorker]:
         popen.stdin.close()
     except OSError:
         pass  # it died at once: the sentinel shows it
-    return ConnPipe(parent_end, multiprocess.connection.wait), WindowsWorker(popen, handle, job)
+    return ConnPipe(parent_end, multiprocess.connection.wait), WindowsWorker(popen, handle)
 
 
 def describe_exit(code: int | None) -> str:

@@ -427,12 +427,18 @@ class StubServiceNow(StubControls):
 
 
 def _read_ready_line(process: subprocess.Popen[bytes], timeout: float) -> dict[str, str]:
-    assert process.stdout is not None
-    with selectors.DefaultSelector() as selector:
-        selector.register(process.stdout, selectors.EVENT_READ)
-        if not selector.select(timeout):
-            raise TimeoutError(f"the stub process did not start within {timeout} s")
-    line = process.stdout.readline().decode()
+    # A thread reads: select() takes only sockets on Windows, and this is a pipe. If the line
+    # does not come in time, the caller kills the process, and the reader sees EOF.
+    stdout = process.stdout
+    assert stdout is not None
+    lines: list[bytes] = []
+    reader = threading.Thread(target=lambda: lines.append(stdout.readline(1 << 16)),
+                              name="snworker-stub-ready", daemon=True)
+    reader.start()
+    reader.join(timeout)
+    if not lines:
+        raise TimeoutError(f"the stub process did not start within {timeout} s")
+    line = lines[0].decode(errors="replace")
     if not line.startswith(READY_PREFIX):
         raise RuntimeError(f"the stub process did not start (exit code {process.poll()})")
     return dict(part.split("=", 1) for part in line[len(READY_PREFIX) :].split())

@@ -7,12 +7,14 @@ every table whose data it reaches. The table-data APIs are known by their paths:
     /api/now[/v1]/stats/{table}                     Aggregate
     /api/now[/v1]/attachment/file?table_name=T      Attachment upload, by table
     /api/now[/v1]/attachment?sysparm_query=table_name=T^...   Attachment list, by table
+    /api/now[/v1]/attachment/{sys_id}[/file]        Attachment by sys_id: the worker reads the
+                                                    attachment's table_name first
     /api/now[/v1]/import/{staging_table}            Import Set
     /api/now[/v1]/batch                             Batch: each sub-request decoded and checked
 
-Under a `tables` or `apis` policy anything else (an attachment named only by sys_id, a
-multipart upload, a scripted REST API, a UI page) is refused unless `apis` names its prefix:
-the worker cannot tell which table such a request reaches, so it is not allowed by default.
+Under a `tables` or `apis` policy anything else (a multipart upload, a scripted REST API, a UI
+page, an attachment by sys_id inside a batch) is refused unless `apis` names its prefix: the
+worker cannot tell which table such a request reaches, so it is not allowed by default.
 """
 
 from __future__ import annotations
@@ -33,6 +35,7 @@ _IMPORT = re.compile(r"^/api/now(?:/v1)?/import/([^/]+)(?:/insertmultiple)?$")
 _ATTACHMENT_FILE = re.compile(r"^/api/now(?:/v1)?/attachment/file$")
 _ATTACHMENT_LIST = re.compile(r"^/api/now(?:/v1)?/attachment$")
 _BATCH = re.compile(r"^/api/now(?:/v1)?/batch$")
+_ATTACHMENT_ONE = re.compile(r"^/api/now(?:/v1)?/attachment/([0-9a-f]{32})(?:/file)?$")
 # Query constructs that reach rows of other tables than the one named.
 _OTHER_TABLES = re.compile(r"(?:^|\^)(?:JOIN|RLQUERY)", re.IGNORECASE)
 _MAX_BATCH_BODY = 16 << 20
@@ -65,15 +68,27 @@ class AccessPolicy:
             return {}
         return {"methods": policy.methods, "tables": policy.tables, "apis": policy.apis}
 
-    def check(self, method: str, url: str, body: bytes | None) -> None:
-        """Raise InvalidRequest unless the policy allows this request (`url` as it is sent)."""
+    def check(self, method: str, url: str, body: bytes | None) -> str | None:
+        """Raise InvalidRequest unless the policy allows this request (`url` as it is sent).
+
+        Returns the sys_id of an attachment whose table decides (then call `check_table` with
+        it), or None when the request is allowed as it is.
+        """
         if not self._active:
-            return
+            return None
         parts = urlsplit(url)
-        self._check(method, parts.path, parts.query, body, nested=False)
+        return self._check(method, parts.path, parts.query, body, nested=False)
+
+    def check_table(self, table: str, what: str) -> None:
+        """Raise InvalidRequest unless the policy allows the data of `table` (for `what`)."""
+        tables = self._policy.tables if self._policy is not None else None
+        if tables is not None and table.lower() not in tables:
+            raise InvalidRequest(f"refused by the access policy: {what} belongs to table "
+                                 f"{table!r}, which is not allowed (allowed: "
+                                 f"{', '.join(tables)})")
 
     def _check(self, method: str, raw_path: str, query: str, body: bytes | None,
-               nested: bool) -> None:
+               nested: bool) -> str | None:
         policy = self._policy
         assert policy is not None
         path = _normal_path(raw_path)
@@ -82,7 +97,7 @@ class AccessPolicy:
             if nested:
                 raise InvalidRequest("refused by the access policy: a batch inside a batch")
             self._check_batch(body)
-            return
+            return None
         if policy.methods is not None and method not in policy.methods and not (
                 method == "HEAD" and "GET" in policy.methods):
             raise InvalidRequest(f"refused by the access policy: {method} is not allowed "
@@ -93,11 +108,17 @@ class AccessPolicy:
             raise InvalidRequest(f"refused by the access policy: {path} is not under an "
                                  f"allowed API ({', '.join(policy.apis)})")
         if policy.tables is None:
-            return
+            return None
         tables = _tables_reached(path, params, method)
+        one = _ATTACHMENT_ONE.match(path)
+        if tables is None and one and method in ("GET", "HEAD", "DELETE") and not listed:
+            if nested:
+                raise InvalidRequest("refused by the access policy: an attachment by sys_id "
+                                     "inside a batch (its table cannot be checked there)")
+            return one.group(1)
         if tables is None:
             if listed:
-                return  # an API the policy names explicitly: trusted with any table
+                return None  # an API the policy names explicitly: trusted with any table
             raise InvalidRequest(
                 f"refused by the access policy: {method} {path} may reach tables other than "
                 f"{', '.join(policy.tables)} (only the Table, Aggregate, Attachment-by-table, "
@@ -106,6 +127,7 @@ class AccessPolicy:
             if table not in policy.tables:
                 raise InvalidRequest(f"refused by the access policy: table {table!r} is not "
                                      f"allowed (allowed: {', '.join(policy.tables)})")
+        return None
 
     def _check_batch(self, body: bytes | None) -> None:
         """Every sub-request of a batch must pass on its own."""

@@ -10,6 +10,7 @@ from the parent as plain JSON: the pipe, the parent's sentinel, the framing.
 
 from __future__ import annotations
 
+import functools
 import os
 import sys
 import threading
@@ -27,6 +28,7 @@ def main(settings: dict[str, Any]) -> None:
     agent = settings.get("agent")
     try:
         report = harden.apply()
+        report += (("isolated_start", harden.isolated_start(settings["path"])),)
         report += harden.start_fresh(int(settings["parent_pid"]), close,
                                      follow_parent=agent is None)
         pipe = open_pipe(settings)
@@ -36,8 +38,13 @@ def main(settings: dict[str, Any]) -> None:
         if agent is not None:
             from snworker.worker.agent import run  # only now: nothing of it runs before hardening
 
+            # A foreground agent is its command's: it ends, revoking, when that process ends
+            # in any way (Ctrl-C, SIGKILL, SIGHUP when its terminal closes).
+            follow = (functools.partial(_watch_parent, settings) if agent.get("foreground")
+                      else None)
             run(report, pipe, str(agent["address"]), float(agent["idle"]), _on_sigterm,
-                agent.get("allow"))
+                agent.get("allow"), limits=dict(agent.get("limits") or {}), follow=follow,
+                own_directory=bool(agent.get("own_directory")))
             os._exit(0)
     except harden.Refused as refusal:
         _refuse(settings, str(refusal))
@@ -47,6 +54,11 @@ def main(settings: dict[str, Any]) -> None:
     _watch_parent(settings, worker.parent_gone)
     worker.serve(pipe)
     os._exit(0)
+
+
+# Seconds an orphaned worker has, on Windows, to revoke before the OS ends it (the revocation
+# itself is bounded at one second).
+_ORPHAN_DEADLINE = 1.5
 
 
 def _on_sigterm(stop: Any) -> None:
@@ -88,10 +100,14 @@ def _watch_parent(settings: dict[str, Any], gone: Any) -> None:
     if sys.platform == "win32":
         import _winapi
 
+        from snworker.worker.harden._win32 import end_within
+
         handle = int(settings["parent"])
 
         def wait() -> None:
             _winapi.WaitForSingleObject(handle, _winapi.INFINITE)
+            # As Linux's supervisor does: a moment to revoke, then the end, however it goes.
+            end_within(_ORPHAN_DEADLINE)
             gone()
     else:
         fd = int(settings["death"])

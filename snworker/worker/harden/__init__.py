@@ -6,6 +6,8 @@
     _win32   a process DACL that keeps other processes of the same user out of its memory and
              threads, process mitigation policies, no fault dialogs
 
+`isolated_start()` checks, on every OS, that the interpreter started as asked (`-I -S`, the
+path it was given) and says where it did not, for example an embeddable Python's `._pth` file.
 `apply()` runs first thing in the worker, before any secret exists in it. A report is a tuple of
 (protection, status) pairs: status "" when the protection was applied, else why it was not.
 """
@@ -14,7 +16,7 @@ from __future__ import annotations
 
 import sys
 
-from snworker.worker.harden._common import Refused, Report
+from snworker.worker.harden._common import Refused, Report, isolated_start
 
 if sys.platform == "linux":
     from snworker.worker.harden._linux import apply, start_fresh
@@ -25,4 +27,4 @@ elif sys.platform == "win32":
 else:  # other POSIX systems: what the standard library offers
     from snworker.worker.harden._posix import apply, start_fresh
 
-__all__ = ["Refused", "Report", "apply", "start_fresh"]
+__all__ = ["Refused", "Report", "apply", "isolated_start", "start_fresh"]

@@ -3,9 +3,11 @@
 By default any process of the same user may open the worker with PROCESS_VM_READ and read its
 memory. The worker replaces its own DACL, first thing, with one that lets the user's processes
 only wait on it, read its basic information and end it (an OWNER RIGHTS entry takes away the
-owner's implicit right to rewrite the DACL); SYSTEM keeps full access. Handles opened before
-that keep their access: the parent's, which it needs to wait on and end the worker, and, in
-the worker's first milliseconds, an attacker's; Windows has no fork() to start afresh from.
+owner's implicit right to rewrite the DACL; an entry for the user's SID grants the same few
+rights where OWNER RIGHTS is not honoured, as under Wine); SYSTEM keeps full access. Handles
+opened before that keep their access: the parent's, which it needs to wait on and end the
+worker, and, in the worker's first milliseconds, an attacker's; Windows has no fork() to start
+afresh from.
 """
 
 from __future__ import annotations
@@ -18,10 +20,14 @@ import ctypes
 from collections.abc import Sequence
 from ctypes import wintypes
 
+from snworker.pipes.windows import process_user_sid
 from snworker.worker.harden._common import APPLIED, Report
 
-# Wait on it (SYNCHRONIZE), query limited information, terminate: nothing more.
-_PROCESS_SDDL = "D:P(A;;0x00101001;;;OW)(A;;0x001FFFFF;;;SY)"
+# Wait on it (SYNCHRONIZE), query limited information, terminate: nothing more, for the owner
+# (OWNER RIGHTS, which also takes away its implicit right to rewrite the DACL) and for the
+# user's SID (the same rights, stated for the user's processes whoever owns the object).
+_USER_RIGHTS = "0x00101001"
+_PROCESS_SDDL = "D:P(A;;{rights};;;OW){user}(A;;0x001FFFFF;;;SY)"
 _SDDL_REVISION_1 = 1
 _SE_KERNEL_OBJECT = 6
 _DACL_SECURITY_INFORMATION = 0x00000004
@@ -39,6 +45,12 @@ _kernel32.GetCurrentProcess.restype = wintypes.HANDLE
 _kernel32.LocalFree.argtypes = [ctypes.c_void_p]
 _kernel32.SetProcessMitigationPolicy.argtypes = [ctypes.c_int, ctypes.c_void_p, ctypes.c_size_t]
 _kernel32.SetProcessMitigationPolicy.restype = wintypes.BOOL
+_kernel32.CreateTimerQueueTimer.argtypes = [
+    ctypes.POINTER(wintypes.HANDLE), wintypes.HANDLE, ctypes.c_void_p, ctypes.c_void_p,
+    wintypes.DWORD, wintypes.DWORD, wintypes.ULONG]
+_kernel32.CreateTimerQueueTimer.restype = wintypes.BOOL
+_WT_EXECUTEONLYONCE = 0x00000008
+_CURRENT_PROCESS = ctypes.c_void_p(-1)  # GetCurrentProcess()'s pseudo-handle
 _advapi32.ConvertStringSecurityDescriptorToSecurityDescriptorW.argtypes = [
     wintypes.LPCWSTR, wintypes.DWORD, ctypes.POINTER(ctypes.c_void_p), ctypes.c_void_p]
 _advapi32.ConvertStringSecurityDescriptorToSecurityDescriptorW.restype = wintypes.BOOL
@@ -70,10 +82,37 @@ def start_fresh(parent_pid: int, close: Sequence[int], follow_parent: bool = Tru
              "before its DACL was set keeps its access"),)
 
 
-def _close_memory() -> str:
+def end_within(seconds: float) -> str:
+    """Have Windows end this process in `seconds`, whatever its Python threads are doing.
+
+    A thread-pool timer calls TerminateProcess(GetCurrentProcess(), ...) itself: its callback
+    receives (parameter, fired) in the same registers as TerminateProcess's (handle, exit
+    code), so no Python code runs and no lock is needed when it fires. The worker arms it when
+    its parent is gone, then revokes: a revocation stuck in a C call that holds the GIL, or in
+    a DNS lookup that no timeout bounds, cannot keep it alive. "" once armed, else why not.
+    """
+    timer = wintypes.HANDLE()
+    terminate = ctypes.cast(_kernel32.TerminateProcess, ctypes.c_void_p)
+    if not _kernel32.CreateTimerQueueTimer(ctypes.byref(timer), None, terminate,
+                                           _CURRENT_PROCESS, max(int(seconds * 1000), 0), 0,
+                                           _WT_EXECUTEONLYONCE):
+        return f"not armed: {ctypes.WinError(ctypes.get_last_error())}"
+    return APPLIED
+
+
+def process_sddl() -> str:
+    """The worker's process DACL, in SDDL."""
+    try:
+        user = f"(A;;{_USER_RIGHTS};;;{process_user_sid(_kernel32.GetCurrentProcess())})"
+    except OSError:
+        user = ""  # OWNER RIGHTS alone still admits the user's processes
+    return _PROCESS_SDDL.format(rights=_USER_RIGHTS, user=user)
+
+
+def _close_memory(sddl: str | None = None) -> str:
     descriptor = ctypes.c_void_p()
     if not _advapi32.ConvertStringSecurityDescriptorToSecurityDescriptorW(
-            _PROCESS_SDDL, _SDDL_REVISION_1, ctypes.byref(descriptor), None):
+            sddl or process_sddl(), _SDDL_REVISION_1, ctypes.byref(descriptor), None):
         return f"the DACL could not be built: {ctypes.WinError(ctypes.get_last_error())}"
     try:
         present, defaulted = wintypes.BOOL(), wintypes.BOOL()
