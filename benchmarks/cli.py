@@ -20,6 +20,7 @@ from benchmarks import (
     report,
     sections,
     startup,
+    streaming,
     stub,
 )
 from snworker.testing import StubServiceNow
@@ -36,6 +37,8 @@ SECTIONS: tuple[tuple[str, Callable[[sections.Bench], dict[str, Any]]], ...] = (
     ("startup", startup.startup),
     ("agent", agent.agent),
     ("adapters", adapters.adapters),  # needs section 4's 1 MB record
+    ("streaming", streaming.streaming),
+    ("wan", streaming.wan),
     ("refresh_storm", sections.refresh_storm),  # it expires every token at the stub
     ("stub", stub.stub),  # stubs of its own, in this process
     ("aio", aio.aio),  # a stub process and connections of its own

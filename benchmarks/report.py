@@ -96,6 +96,12 @@ TARGETS = (
            ("adapters", "1MB", "adapter", "latency_ratio"), 1.05),
     Target("requests adapter 4 threads / execute_api_request",
            ("adapters", "threads_4", "adapter", "per_request_ratio"), 1.05),
+    Target("streaming down / in-process", ("streaming", "down", "throughput_ratio"), 0.9,
+           at_most=False),
+    Target("streaming up / in-process", ("streaming", "up", "throughput_ratio"), 0.9,
+           at_most=False),
+    Target("32 threads, 50 ms answers / in-process", ("wan", "throughput_ratio"), 1.0,
+           at_most=False),
     Target("200 async requests: rate / httpx.AsyncClient", ("aio", "concurrent",
                                                              "throughput_ratio"), 1.0,
            at_most=False),
@@ -266,6 +272,25 @@ def rows(results: Results) -> list[Row]:
                 f"{figures['reference']['ops_per_s']:.0f}",
                 f"{figures['snworker']['ops_per_s']:.0f}",
                 f"{figures['per_request_ratio']:.2f} (CPU {figures['cpu_ratio']:.2f})", target)
+    streamed = sections.get("streaming")
+    if streamed is not None:
+        size = streamed["body_bytes"] // (1 << 20)
+        for direction, label in (("down", "down"), ("up", "up")):
+            figures = streamed[direction]
+            a, b = figures["reference"], figures["snworker"]
+            add(f"12 stream {size} MB {label}°", f"{a['mb_per_s']:.0f} MB/s",
+                f"{b['mb_per_s']:.0f} MB/s", f"{figures['throughput_ratio']:.2f}",
+                ("streaming", direction, "throughput_ratio"))
+            grown = figures["peak_growth_mib"]
+            add("  peak memory growth", f"parent +{grown['reference_parent']} MiB",
+                f"parent +{grown['snworker_parent']} MiB, worker "
+                f"+{grown['snworker_worker']} MiB")
+    far = sections.get("wan")
+    if far is not None:
+        add(f"13 {far['threads']} threads, answers after {far['delay_s'] * 1000:.0f} ms: req/s",
+            f"{far['reference']['ops_per_s']:.0f} ({far['reference_of_ideal']:.0%} of ideal)",
+            f"{far['snworker']['ops_per_s']:.0f} ({far['snworker_of_ideal']:.0%} of ideal)",
+            f"{far['throughput_ratio']:.2f}", ("wan", "throughput_ratio"))
 
     stub = sections.get("stub")
     if stub is not None:
@@ -363,6 +388,13 @@ def render(results: Results) -> str:
             " session.get(url).json(), all of requests included; httpx: httpx.Client.get with"
             " httpx_transport, all of httpx included; threads: wall time per request, B/A;"
             " CPU: the parent's CPU per request, B/A"
+        )
+    if sections.get("streaming") is not None:
+        lines.append(
+            "° streaming: one body down (A: requests stream=True, iter_content; B:"
+            " stream_api_request, iter_bytes) and up (both: an iterator of 256 KiB pieces as"
+            " data, sent chunked); MB/s of the median transfer; memory: the most resident"
+            " memory grew during a transfer, sampled every 5 ms"
         )
     if sections.get("stub") is not None:
         lines.append(

@@ -74,6 +74,12 @@ class Scale:
     stub_starts_per_block: int = 10
     # and tests with the connection fixture, per block and side (a new connection is a consent)
     fixture_tests_per_block: int = 2
+    # Section 12: the body streamed down and up, in MB, and transfers per side; section 13:
+    # blocks, and requests per thread per block.
+    stream_mb: int = 16
+    stream_blocks: int = 2
+    wan_blocks: int = 2
+    wan_per_thread: int = 3
 
 
 FULL = Scale(
@@ -89,6 +95,10 @@ FULL = Scale(
     stub_list_per_block=10,
     stub_starts_per_block=50,
     fixture_tests_per_block=6,
+    stream_mb=200,
+    stream_blocks=4,
+    wan_blocks=8,
+    wan_per_thread=10,
 )
 QUICK = Scale(
     blocks=4,

@@ -13,8 +13,13 @@ There is no reader thread. A caller that waits for an answer reads the pipe itse
 else does (leader/followers): it delivers other callers' answers as they come, and when its own
 has come it hands the pipe to one of the callers still waiting. The answer of a single caller
 thus costs no thread wake-up in this process. Whoever pops a call from `_calls` owns its
-outcome: the reading caller (an answer arrived), the call's own thread (its deadline passed
-first) or the crash handler. A late answer finds no entry and is dropped.
+outcome: the reading caller (its last message arrived), the call's own thread (its deadline
+passed first, or it closed its stream) or the crash handler. A late answer finds no entry and is
+dropped.
+
+A call gets its messages in an inbox: one Result or Error for a plain request; for a stream a
+Head, Chunks and the Credits of an upload, until its last Chunk or an Error. The inbox never
+holds more than the window the call granted (`snworker.streams`), whoever reads the pipe.
 """
 
 from __future__ import annotations
@@ -25,10 +30,11 @@ import os
 import threading
 import time
 import weakref
+from collections import deque
 from collections.abc import Callable
 
 from snworker import spawn
-from snworker.core import Calls, route, worker_failure
+from snworker.core import Calls, is_last, route, worker_failure
 from snworker.errors import (
     ConnectionClosedError,
     RequestTimeoutError,
@@ -42,16 +48,19 @@ from snworker.spawn import WorkerProcess
 logger = logging.getLogger("snworker")
 
 
-class _Call:
+class Call:
     """One pending call. Its thread sleeps on `wake` while another caller reads the pipe."""
 
-    __slots__ = ("ident", "outcome", "promoted", "waiting", "wake")
+    __slots__ = ("closing", "done", "ident", "inbox", "promoted", "waiting", "wake")
 
     def __init__(self, ident: int) -> None:
         self.ident = ident
         self.wake = threading.Lock()
         self.wake.acquire()
-        self.outcome: FromWorker | ServiceNowError | None = None
+        # Messages delivered and not yet taken; an exception when the worker failed.
+        self.inbox: deque[FromWorker | ServiceNowError] = deque()
+        self.done = False  # its last message was delivered: it left `_calls`
+        self.closing = False  # its caller closed it: only its last message is still wanted
         self.waiting = False  # asleep on `wake` and listed in `_followers`
         self.promoted = False  # woken to take over the pipe, not with an answer
 
@@ -66,8 +75,8 @@ class Channel:
         self._send_lock = threading.Lock()
         # Guards _calls, _followers and _reading; held only briefly, never for I/O.
         self._lock = threading.Lock()
-        self._calls: Calls[_Call] = Calls()
-        self._followers: list[_Call] = []
+        self._calls: Calls[Call] = Calls()
+        self._followers: list[Call] = []
         self._reading = False
         self._closing = False
         self._owner_pid = os.getpid()
@@ -118,7 +127,16 @@ class Channel:
         A caller interrupted while it waits (Ctrl-C, a
         KeyboardInterrupt) cancels the call in the worker before the interruption goes on.
         """
-        call = _Call(message.id)
+        call = self.open(message)
+        deadline = None if timeout is None else time.monotonic() + max(timeout, 0.0)
+        outcome = self.next(call, deadline)
+        if outcome is None:
+            raise RequestTimeoutError(f"no answer within {timeout:g} s")
+        return outcome
+
+    def open(self, message: ToWorker) -> Call:
+        """Send `message` and park a call for its answers; `next()` takes them."""
+        call = Call(message.id)
         with self._lock:
             self._calls.add(call.ident, call)
         try:
@@ -126,20 +144,63 @@ class Channel:
                 self._pipe.send(message)
         except (OSError, ValueError):
             pass  # the worker is gone: reading the pipe shows it and fails this call
-        deadline = None if timeout is None else time.monotonic() + max(timeout, 0.0)
+        return call
+
+    def next(self, call: Call, deadline: float | None) -> FromWorker | None:
+        """The call's next message, waiting until `deadline`; None once it passed.
+
+        A call that gets nothing in time is given up: the worker is told (Cancel) and what
+        comes for it later is dropped. An Error message is returned; a worker that failed
+        raises its WorkerError. A caller interrupted while it waits (Ctrl-C, a
+        KeyboardInterrupt) cancels the call in the worker before the interruption goes on.
+        """
         try:
             self._wait(call, deadline)
         except BaseException:
             self._abandon(call)
-            self._send_quietly(Cancel(call.ident))
+            self.send_quietly(Cancel(call.ident))
             raise
-        outcome = call.outcome
-        if outcome is None:
-            self._send_quietly(Cancel(call.ident))
-            raise RequestTimeoutError(f"no answer within {timeout:g} s")
+        with self._lock:
+            if not call.inbox:
+                given_up = self._calls.pop(call.ident) is not None
+                call.done = True
+            else:
+                given_up = False
+        if not call.inbox:
+            if given_up:
+                self.send_quietly(Cancel(call.ident))
+            return None
+        outcome = call.inbox.popleft()
         if isinstance(outcome, ServiceNowError):
             raise outcome
         return outcome
+
+    def close_call(self, call: Call, drain: float = 0.0) -> None:
+        """Stop a call before its last message: the worker is told, later messages dropped.
+
+        With `drain`, wait up to that many seconds for the worker to end the call, reading
+        what it had already sent: a stream's worker may be blocked writing to the pipe, and
+        only a reader here lets it see the Cancel and close its HTTP response at once.
+        """
+        with self._lock:
+            pending = self._calls.get(call.ident) is call
+            call.closing = True
+            call.inbox.clear()
+            if not pending:
+                call.done = True
+                return
+        self.send_quietly(Cancel(call.ident))
+        if drain > 0:
+            try:
+                self._wait(call, time.monotonic() + drain)
+            except BaseException:
+                self._abandon(call)
+                raise
+        with self._lock:
+            if self._calls.get(call.ident) is call:
+                self._calls.pop(call.ident)
+            call.done = True
+            call.inbox.clear()
 
     def send(self, message: ToWorker) -> None:
         """Send `message` without waiting for an answer."""
@@ -149,7 +210,8 @@ class Channel:
         with self._send_lock:
             self._pipe.send(message)
 
-    def _send_quietly(self, message: ToWorker) -> None:
+    def send_quietly(self, message: ToWorker) -> None:
+        """Send `message` if the worker is there to take it."""
         try:
             self.send(message)
         except (ServiceNowError, OSError, ValueError):
@@ -157,11 +219,11 @@ class Channel:
 
     # --- waiting: read the pipe, or sleep while another caller reads it --------------------
 
-    def _wait(self, call: _Call, deadline: float | None) -> None:
-        """Return once `call` has its outcome, or with none once `deadline` passed."""
+    def _wait(self, call: Call, deadline: float | None) -> None:
+        """Return once `call` has a message in its inbox, or with none once `deadline` passed."""
         while True:
             with self._lock:
-                if call.outcome is not None:
+                if call.inbox or call.done:
                     return
                 lead = not self._reading
                 if lead:
@@ -174,17 +236,13 @@ class Channel:
                     self._read_until(call, deadline)
                 finally:
                     self._hand_over()
-                with self._lock:
-                    if call.outcome is None:  # the deadline passed: give the call up
-                        self._calls.pop(call.ident)
                 return
             remaining = None if deadline is None else max(deadline - time.monotonic(), 0.0)
             if not call.wake.acquire(timeout=-1 if remaining is None else remaining):
                 with self._lock:
-                    if call.waiting:  # nobody is about to wake us: give the call up
+                    if call.waiting:  # nobody is about to wake us: the deadline passed
                         call.waiting = False
                         self._followers.remove(call)
-                        self._calls.pop(call.ident)
                         return
                 call.wake.acquire()  # a wake-up was on its way: take it
             if call.promoted:
@@ -192,7 +250,7 @@ class Channel:
                 continue
             return
 
-    def _abandon(self, call: _Call) -> None:
+    def _abandon(self, call: Call) -> None:
         """Give up `call` after an exception in its wait: nobody may be left without a reader.
 
         A leader's exception already handed the pipe over (`_read_until`'s finally). A follower
@@ -219,9 +277,9 @@ class Channel:
         if successor is not None:
             successor.wake.release()
 
-    def _read_until(self, own: _Call, deadline: float | None) -> None:
+    def _read_until(self, own: Call, deadline: float | None) -> None:
         pipe = self._pipe
-        while own.outcome is None:
+        while not own.inbox and not own.done:
             if not pipe.buffered:
                 if deadline is None:
                     wait = None
@@ -251,12 +309,18 @@ class Channel:
     # --- what the worker's messages ask for (core.Sink) ----------------------------------
 
     def deliver(self, ident: int, outcome: FromWorker) -> None:
-        """Wake the caller waiting for `ident` with its answer; drop a late one."""
+        """Wake the caller waiting for `ident` with its message; drop a late one."""
+        last = is_last(outcome)
         with self._lock:
-            call = self._calls.pop(ident)
+            call = self._calls.get(ident)
             if call is None:
                 return  # its caller gave up: drop the late answer
-            call.outcome = outcome
+            if call.closing and not last:
+                return  # a closed stream's pieces still on their way
+            call.inbox.append(outcome)
+            if last:
+                self._calls.pop(ident)
+                call.done = True
             wake = call.waiting
             if wake:
                 call.waiting = False
@@ -290,7 +354,8 @@ class Channel:
             self._followers.clear()
             woken = []
             for call in calls:
-                call.outcome = error
+                call.inbox.append(error)
+                call.done = True
                 if call.waiting:
                     call.waiting = False
                     woken.append(call)

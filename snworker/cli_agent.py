@@ -5,8 +5,8 @@
     snworker agent stop                                          # revokes the grant; it exits
 
 `start` asks for consent once and leaves the agent running (with `--foreground`, it stays to
-show the agent's log until the agent exits, and Ctrl-C stops it). `status` and `stop` talk to
-the agent SNWORKER_AGENT names, or the one `--agent` does.
+show the agent's log until the agent exits, and the agent ends with it, however it ends).
+`status` and `stop` talk to the agent SNWORKER_AGENT names, or the one `--agent` does.
 """
 
 from __future__ import annotations
@@ -67,7 +67,9 @@ def add_agent_commands(commands: Any, common: Callable[[argparse.ArgumentParser]
                        help="stop and revoke after this long with no client: 8h, 30m, 90s or "
                        "seconds (default 8h)")
     start.add_argument("--foreground", action="store_true",
-                       help="stay attached: show the agent's log until it exits; Ctrl-C stops it")
+                       help="stay attached: show the agent's log until it exits; the agent "
+                       "ends with this command, however it ends (Ctrl-C, a kill, a closed "
+                       "terminal)")
     start.add_argument("--auth-timeout", type=seconds, default=300.0, metavar="SECONDS",
                        help="how long the user has to allow access (default 300)")
     start.add_argument("--address", metavar="PATH",
@@ -125,7 +127,7 @@ def _start(args: argparse.Namespace) -> int:
     with stdout_kept_from_browsers():
         info, channel = agents.start(instance, args.client_id, redirect_uri=uris,
                                      authorization_timeout=args.auth_timeout, idle=args.idle,
-                                     address=address, foreground=args.foreground, grant=grant,
+                                     address=args.address, foreground=args.foreground, grant=grant,
                                      policy=policy, allow_users=args.allow_user,
                                      allow_groups=args.allow_group)
     print(info.shell(), flush=True)

@@ -7,6 +7,7 @@ import logging
 import os
 import sys
 import threading
+import time
 import weakref
 import webbrowser
 from collections.abc import Callable, Iterable, Mapping, Sequence
@@ -15,7 +16,7 @@ from dataclasses import replace
 from types import TracebackType
 from typing import Any, TypeVar, overload
 
-from snworker.channel import Channel
+from snworker.channel import Call, Channel
 from snworker.core import (
     CLOSED,
     CONNECT_GRACE,
@@ -26,6 +27,7 @@ from snworker.core import (
     conclude,
     consent_deadline,
     consented,
+    error_of,
     interrupted_note,
     prepare,
     timed_out,
@@ -38,10 +40,20 @@ from snworker.errors import (
     WorkerError,
 )
 from snworker.grants import Grant
-from snworker.messages import Connect, Connected, Disconnect, FromWorker
+from snworker.messages import (
+    Connect,
+    Connected,
+    Disconnect,
+    Error,
+    FromWorker,
+    Head,
+    Request,
+    Result,
+)
 from snworker.policy import Policy, RetryPolicy
 from snworker.response import ApiResponse
 from snworker.settings import DEFAULT_REDIRECT_URI, connect_settings, seconds
+from snworker.streams import WINDOW, StreamResponse, Upload, is_stream, send_upload
 
 T = TypeVar("T")
 
@@ -110,7 +122,9 @@ class ServiceNowConnection(ConnectionFacts):
         Args:
             path: path on the instance, e.g. "/api/now/table/incident" (never a URL).
             http_method: GET, POST, PUT, PATCH, DELETE or HEAD.
-            data: a JSON-serialisable body, or bytes sent as they are.
+            data: a JSON-serialisable body, or bytes sent as they are; a binary file object
+                or an iterator of bytes streams up (sent with its length when a seekable file
+                tells it, else chunked).
             suppress_response_body: ask the instance for no body (X-no-response-body).
             headers: extra request headers (not Authorization, Cookie, Host or
                 Proxy-Authorization).
@@ -142,21 +156,100 @@ class ServiceNowConnection(ConnectionFacts):
             self._seen.generation = state.generation
             state.check()
         deadline = self._request_timeout if timeout is None else seconds(timeout, "timeout")
-        channel = self._channel
-        request = prepare(channel.next_id(), path, http_method, data, suppress_response_body,
-                          headers, params, deadline, raise_for_status, retry)
-        try:
-            answer = channel.call(request, deadline + DEADLINE_GRACE)
-        except RequestTimeoutError:
-            raise timed_out(request) from None
-        except KeyboardInterrupt as exc:  # the worker was told to abort it: say what it means
-            exc.add_note(interrupted_note(request))
-            raise
+        upload = Upload(data) if is_stream(data) else None
+        request = prepare(self._channel.next_id(), path, http_method, data,
+                          suppress_response_body, headers, params, deadline, raise_for_status,
+                          retry, upload=None if upload is None else upload.length)
+        _, answer = self._exchange(request, upload)
         try:
             return conclude(request, answer, state)
         except AuthTokenExpiredError:
             self._seen.generation = state.generation
             raise
+
+    def stream_api_request(
+        self,
+        path: str,
+        http_method: str = "GET",
+        data: Any = None,
+        headers: Mapping[str, str] | None = None,
+        *,
+        params: Mapping[str, Any] | None = None,
+        timeout: float | None = None,
+        raise_for_status: bool = True,
+        retry: bool = True,
+    ) -> StreamResponse:
+        """Send one request and read its answer's body in pieces, as it comes.
+
+        Status and headers are there when this returns; `iter_bytes()` yields the body. Use
+        it as a context manager: leaving it closes the stream, read to its end or not (the
+        worker then closes the HTTP response). Neither process holds more of the body than a
+        window of a few megabytes; the worker redacts it across the borders of its pieces.
+
+        Args:
+            path, http_method, data, headers, params: as for `execute_api_request`; `data`
+                may be a binary file object or an iterator of bytes, which streams up.
+            timeout: seconds to wait for the answer to begin, then for each piece of it.
+            raise_for_status: False: a 4xx/5xx answer is streamed like any other, instead of
+                raising ApiRequestError.
+            retry: False makes one attempt, as for `execute_api_request`. A body streamed up
+                is sent once in any case: it is retried only when no connection was made.
+
+        Raises:
+            as `execute_api_request`; while reading, RequestTimeoutError, ApiRequestError
+            (the network failed mid-body) and WorkerError.
+        """
+        if self._closed:
+            raise ConnectionClosedError(CLOSED)
+        state = self._state
+        if state.expired is not None:
+            self._seen.generation = state.generation
+            state.check()
+        deadline = self._request_timeout if timeout is None else seconds(timeout, "timeout")
+        upload = Upload(data) if is_stream(data) else None
+        request = prepare(self._channel.next_id(), path, http_method, data, False, headers,
+                          params, deadline, raise_for_status, retry, WINDOW,
+                          None if upload is None else upload.length)
+        call, answer = self._exchange(request, upload)
+        if type(answer) is Error:
+            raise self._stream_error(answer)
+        if type(answer) is Result:  # a body that ended within its first piece, whole
+            return StreamResponse(self._channel, call,
+                                  Head(answer.id, answer.status, answer.headers),
+                                  deadline + DEADLINE_GRACE, self._stream_error,
+                                  answer.body or b"")
+        if type(answer) is not Head:
+            self._channel.close_call(call)
+            raise ServiceNowError(f"unexpected answer from the worker: {type(answer).__name__}")
+        return StreamResponse(self._channel, call, answer, deadline + DEADLINE_GRACE,
+                              self._stream_error)
+
+    def _exchange(self, request: Request, upload: Upload | None) -> tuple[Call, FromWorker]:
+        """Send `request` (and the pieces of its upload) and wait for the answer, or the Head
+        of a streamed one."""
+        channel = self._channel
+        call = channel.open(request)
+        try:
+            answer = send_upload(channel, call, upload,
+                                 time.monotonic() + request.timeout + DEADLINE_GRACE)
+        except KeyboardInterrupt as exc:  # the worker was told to abort it: say what it means
+            channel.close_call(call)
+            exc.add_note(interrupted_note(request))
+            raise
+        except BaseException:
+            channel.close_call(call)
+            raise
+        if answer is None:
+            raise timed_out(request)
+        return call, answer
+
+    def _stream_error(self, answer: Error) -> ServiceNowError:
+        """The exception of an Error message of a stream; an expired grant is remembered."""
+        error = error_of(answer)
+        if isinstance(error, AuthTokenExpiredError):
+            self._seen.generation = self._state.generation
+            self._state.expired = error
+        return error
 
     def reconnect(self, *, open_browser: Callable[[str], Any] | None = None,
                   authorization_timeout: float | None = None) -> None:

@@ -37,10 +37,13 @@ from snworker.errors import (
     from_error_fields,
 )
 from snworker.messages import (
+    Chunk,
     Connect,
     Connected,
+    Credit,
     Error,
     FromWorker,
+    Head,
     Log,
     Message,
     OpenBrowser,
@@ -70,8 +73,12 @@ DEADLINE_GRACE = 0.25
 def prepare(ident: int, path: object, http_method: object, data: Any,
             suppress_response_body: bool, headers: Mapping[str, str] | None,
             params: Mapping[str, Any] | None, deadline: float, raise_for_status: bool = True,
-            retry: bool = True) -> Request:
-    """The Request for execute_api_request()'s arguments; InvalidRequestError if malformed."""
+            retry: bool = True, window: int = 0, upload: int | None = None) -> Request:
+    """The Request for execute_api_request()'s arguments; InvalidRequestError if malformed.
+
+    `window` > 0 asks for the answer's body in pieces (stream_api_request); `upload` is the
+    length of a body that follows in pieces (or UNKNOWN_LENGTH), `data` then unused.
+    """
     return Request(
         ident,
         http_method.upper() if isinstance(http_method, str) else _bad_method(http_method),
@@ -82,7 +89,9 @@ def prepare(ident: int, path: object, http_method: object, data: Any,
         deadline,
         bool(raise_for_status),
         bool(retry),
-        encode_body(data),
+        window,
+        upload,
+        None if upload is not None else encode_body(data),
     )
 
 
@@ -263,6 +272,10 @@ class Calls(Generic[S]):
         """The call waiting for `ident`, taken out; None if nobody waits (a late answer)."""
         return self._pending.pop(ident, None)
 
+    def get(self, ident: int) -> S | None:
+        """The call waiting for `ident`, left in (a stream's messages before its last)."""
+        return self._pending.get(ident)
+
     def fail_all(self, error: WorkerError) -> list[S]:
         """Mark the channel broken (the first error stays) and take every pending call."""
         if self.broken is None:
@@ -304,7 +317,7 @@ def route(message: Message, sink: Sink) -> None:
             if message.pid:
                 sink.worker_pid(message.pid)
             sink.deliver(message.id, message)
-        case Result() | Error():
+        case Result() | Error() | Head() | Chunk() | Credit():
             sink.deliver(message.id, message)
         case OpenBrowser():
             sink.open_browser(message.url)
@@ -312,6 +325,13 @@ def route(message: Message, sink: Sink) -> None:
             logging.getLogger(message.logger).log(message.level, "%s", message.message)
         case _:  # a parent-bound stream never carries parent-to-worker messages
             logger.warning("snworker: unexpected message %s", type(message).__name__)
+
+
+def is_last(message: FromWorker) -> bool:
+    """True when `message` ends its call: an answer, an error, a stream's last Chunk."""
+    if type(message) is Chunk:
+        return message.last
+    return type(message) not in (Head, Credit)
 
 
 def worker_failure(closing: bool, attached: bool, heard: bool,

@@ -58,6 +58,12 @@ class Request:
     timeout: float
     raise_for_status: bool = True  # False: a 4xx/5xx answer comes back as a Result too
     retry: bool = True  # False: one attempt, no retries in the worker (the caller has its own)
+    # 0: the answer is one Result (or Error). Above 0: a Head, then the body in Chunks, at most
+    # `window` bytes ahead of the Credits the parent returns as it consumes them.
+    window: int = 0
+    # None: the body, if any, is `body`. Else it follows in Chunks, sent within the Credits the
+    # worker grants: `upload` bytes in all, or UNKNOWN_LENGTH (the worker sends it chunked).
+    upload: int | None = None
     body: bytes | None = field(default=None, repr=False)
     TAG: ClassVar[int] = 2
 
@@ -88,7 +94,39 @@ class Control:
     TAG: ClassVar[int] = 10
 
 
+@dataclass(frozen=True, slots=True)
+class Chunk:
+    """A piece of the body of stream `id`, either way: the parent's upload, the worker's answer.
+
+    `last` ends the body. The body is raw bytes, framed as any message body, never pickled.
+    """
+
+    id: int
+    last: bool
+    body: bytes = field(default=b"", repr=False)
+    TAG: ClassVar[int] = 12
+
+
+@dataclass(frozen=True, slots=True)
+class Credit:
+    """The receiver of stream `id` consumed `size` more bytes: the sender may send that many."""
+
+    id: int
+    size: int
+    TAG: ClassVar[int] = 13
+
+
 # --- worker to parent -----------------------------------------------------------------------
+
+
+@dataclass(frozen=True, slots=True)
+class Head:
+    """The status and headers of a streamed answer to request `id`; its body follows in Chunks."""
+
+    id: int
+    status: int
+    headers: Pairs
+    TAG: ClassVar[int] = 11
 
 
 @dataclass(frozen=True, slots=True)
@@ -151,13 +189,17 @@ class Log:
     TAG: ClassVar[int] = 9
 
 
-ToWorker: TypeAlias = Connect | Request | Cancel | Disconnect | Control
-FromWorker: TypeAlias = OpenBrowser | Connected | Result | Error | Log
+ToWorker: TypeAlias = Connect | Request | Cancel | Disconnect | Control | Chunk | Credit
+FromWorker: TypeAlias = OpenBrowser | Connected | Result | Error | Log | Head | Chunk | Credit
 Message: TypeAlias = ToWorker | FromWorker
 
 _TYPES: tuple[type[Any], ...] = (
-    Connect, Request, Cancel, Disconnect, OpenBrowser, Connected, Result, Error, Log, Control
+    Connect, Request, Cancel, Disconnect, OpenBrowser, Connected, Result, Error, Log, Control,
+    Head, Chunk, Credit,
 )
+
+# Request.upload for a body of unknown length.
+UNKNOWN_LENGTH = -1
 
 
 class _Codec:

@@ -1,7 +1,8 @@
-"""Policies: plain data that crosses to the worker, which applies them.
+"""Plain data that crosses to the worker, which applies it.
 
 `RetryPolicy` says how the worker rides out transient failures; `Policy` says which requests it
-sends at all (the worker refuses the rest before anything leaves it; see worker/access.py).
+sends at all (the worker refuses the rest before anything leaves it; see worker/access.py);
+`AgentLimits` says what an agent's clients may hold in flight.
 """
 
 from __future__ import annotations
@@ -124,3 +125,41 @@ class Policy:
             return cls(*values)
         except Exception as exc:  # InvalidRequestError is a ValueError too
             raise ValueError(f"not an access policy: {exc}") from None
+
+
+@dataclass(frozen=True, slots=True)
+class AgentLimits:
+    """What an agent lets its clients hold, so that no client can exhaust its memory.
+
+    Args:
+        clients: connections served at once (attached clients and status queries; the process
+            that started the agent is not counted); the ones over it are closed at once.
+        client_bytes: bytes one client may have in flight: the frame being read plus the
+            bodies of its requests being carried out. A frame that can never fit is refused;
+            one that must wait for the client's own requests waits up to `stall` seconds.
+        total_bytes: the same, for all clients together.
+        stall: seconds a client may leave a frame it began unfinished with no byte arriving,
+            or leave an answer unread that the agent is writing; it is then dropped.
+    """
+
+    clients: int = 64
+    client_bytes: int = (1 << 30) + (1 << 20)  # the largest frame: a 1 GiB body and its head
+    total_bytes: int = 2 << 30
+    stall: float = 30.0
+
+    def __post_init__(self) -> None:
+        for name in ("clients", "client_bytes", "total_bytes", "stall"):
+            if not getattr(self, name) > 0:
+                raise ValueError(f"AgentLimits.{name} must be positive")
+
+    def to_wire(self) -> dict[str, Any]:
+        """The limits as builtins, for the agent's start-up settings."""
+        return dataclasses.asdict(self)
+
+    @classmethod
+    def from_wire(cls, values: dict[str, Any]) -> AgentLimits:
+        """Rebuild limits from `to_wire`'s mapping; raises ValueError on anything else."""
+        try:
+            return cls(**values)
+        except TypeError as exc:
+            raise ValueError(f"not agent limits: {exc}") from None

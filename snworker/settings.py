@@ -13,7 +13,7 @@ import os
 import re
 import urllib.request
 from collections.abc import Iterable, Sequence
-from urllib.parse import urlsplit
+from urllib.parse import urlsplit, urlunsplit
 
 from snworker.errors import InvalidRequestError
 from snworker.grants import Grant, grant_wire
@@ -105,7 +105,15 @@ def check_redirect_uri(uri: str) -> None:
         port = parts.port
     except ValueError:
         port = -1
-    if (parts.scheme != "http" or parts.hostname not in ("127.0.0.1", "localhost")
+    if parts.scheme == "http" and parts.hostname == "localhost":
+        loopback = urlunsplit(parts._replace(netloc=f"127.0.0.1:{port}" if port else
+                                             "127.0.0.1"))
+        raise InvalidRequestError(
+            f"redirect_uri must name the loopback address 127.0.0.1, not localhost: {uri!r}. "
+            "A browser may resolve localhost to ::1, where another user's program can listen "
+            f"on the same port and take the code (RFC 8252 8.3). Use {loopback!r}, and "
+            "register it with the OAuth app")
+    if (parts.scheme != "http" or parts.hostname != "127.0.0.1"
             or port is None or port < 0 or parts.query or parts.fragment):
         raise InvalidRequestError(
             "redirect_uri must be a loopback URL with a port, like "

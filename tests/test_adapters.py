@@ -445,3 +445,62 @@ def test_a_body_in_chunks_reaches_each_library_and_is_released_once(wired):
     assert left.raw.read(3) == b"fir"
     left.close()
     assert closed == ["requests", "httpx", "left unread"]
+
+
+# --- streaming through the adapters ---------------------------------------------------------
+
+def _attachment(wired: Wired, data: Any) -> str:
+    incident = wired.sn.records("incident")[0]["sys_id"]
+    resp = wired.conn.execute_api_request(
+        "/api/now/attachment/file", "POST", data,
+        headers={"Content-Type": "application/octet-stream"},
+        params={"table_name": "incident", "table_sys_id": incident, "file_name": "a.bin"})
+    return f"/api/now/attachment/{resp.data['sys_id']}/file"
+
+
+def test_requests_stream_true_and_httpx_streaming_read_in_pieces(wired, session, client):
+    import hashlib
+
+    data = bytes(range(256)) * 12_000  # 3 MB: several of the worker's pieces
+    path = _attachment(wired, iter([data]))
+    with session.get(wired.url + path, stream=True) as resp:
+        assert resp.status_code == 200 and resp.raw is not None
+        pieces = list(resp.iter_content(chunk_size=100_000))
+    assert b"".join(pieces) == data and max(map(len, pieces)) <= 100_000 < len(data) / 2
+    with client.stream("GET", path) as resp:
+        digest = hashlib.sha256()
+        for piece in resp.iter_bytes():
+            digest.update(piece)
+    assert digest.digest() == hashlib.sha256(data).digest()
+    # A small answer is whole at once, streamed or not.
+    with session.get(wired.url + INCIDENTS, params={"sysparm_limit": 1}, stream=True) as resp:
+        assert resp.json()["result"]
+    # Closed after one piece: released, and the connection goes on.
+    with session.get(wired.url + path, stream=True) as resp:
+        assert len(next(resp.iter_content(chunk_size=1000))) == 1000
+    assert len(wired.conn._channel._calls) == 0
+    assert session.get(wired.url + INCIDENTS, params={"sysparm_limit": 1}).status_code == 200
+
+
+def test_files_and_iterators_stream_up_through_the_adapters(wired, session, client, tmp_path):
+    data = bytes(range(256)) * 4_000 + b"end"
+    path = tmp_path / "up.bin"
+    path.write_bytes(data)
+    incident = wired.sn.records("incident")[0]["sys_id"]
+    url = wired.url + "/api/now/attachment/file"
+    query = {"table_name": "incident", "table_sys_id": incident, "file_name": "u.bin"}
+    headers = {"Content-Type": "application/octet-stream"}
+    with open(path, "rb") as file:
+        by_file = session.post(url, params=query, data=file, headers=headers)
+    by_iterator = session.post(url, params=query, headers=headers,
+                               data=(data[i:i + 70_000] for i in range(0, len(data), 70_000)))
+    by_httpx = client.post("/api/now/attachment/file", params=query, headers=headers,
+                           content=iter([data[:10], data[10:]]))
+    for resp in (by_file, by_iterator, by_httpx):
+        assert resp.status_code == 201, resp.text
+        assert resp.json()["result"]["size_bytes"] == str(len(data))
+    # On the wire: the file with its length, the iterators chunked, framed by the worker.
+    uploads = [r for r in wired.sent() if r["target"].startswith("/api/now/attachment/file")]
+    framing = [dict(r["headers"]).get("transfer-encoding", "length") for r in uploads[-3:]]
+    assert framing == ["length", "chunked", "chunked"]
+    assert all(r["body"] == data for r in uploads[-3:])

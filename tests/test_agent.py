@@ -16,10 +16,13 @@ import time
 from collections.abc import Iterator
 from pathlib import Path
 
+import psutil
 import pytest
 
 import snworker
 from snworker import agent as agents
+from snworker.messages import PREFIX, Request, encode
+from snworker.policy import AgentLimits
 from snworker.testing import RemoteStub, StubServiceNow, approve
 from tests.processes import process_gone
 
@@ -263,5 +266,133 @@ def test_an_agent_keeps_the_secrets_from_its_clients(sn, tmp_path):
         issued = RemoteStub(sn.url).issued_secrets()
         for secret in issued:
             assert secret not in result.stdout + result.stderr
+    finally:
+        stop(info)
+
+
+# --- the agent's memory and its clients --------------------------------------------------------
+
+def stalled_frame(announced: int, sent: int) -> bytes:
+    """The start of a Request frame that announces an `announced`-byte body and carries `sent`."""
+    head, _ = encode(Request(1, "POST", INCIDENTS, (), (), False, 30.0, body=b""))
+    return PREFIX.pack(len(head), announced) + head + b"x" * sent
+
+
+def test_stalled_frames_cannot_exhaust_the_agents_memory(sn, tmp_path):
+    # Each connection announces a 1 GiB body, sends 3 MiB of it, and stalls. Two such clients
+    # once took the agent from 30 MiB to 1.7 GiB resident (a frame was allocated whole from
+    # the length it announced). Now a frame grows as its bytes arrive, what all clients hold
+    # in flight is capped, a stalled frame is dropped at its read deadline, and the number of
+    # clients is bounded.
+    limits = AgentLimits(clients=8, stall=2.0)  # a 1 GiB frame is within the default caps
+    info = start(sn, tmp_path, limits=limits)
+    agent = psutil.Process(info.pid)
+    sockets: list[socket.socket] = []
+    try:
+        with snworker.attach(info.address) as good:
+            assert good.execute_api_request(INCIDENTS, params={"sysparm_limit": 1}).status == 200
+            before = agent.memory_info().rss
+            for _ in range(limits.clients - 2):  # room left for the good one and a status
+                sock = socket.socket(socket.AF_UNIX)
+                sock.settimeout(10)
+                sock.connect(info.address)
+                sock.sendall(stalled_frame(1 << 30, 3 << 20))
+                sockets.append(sock)
+            began = time.monotonic()
+            for _ in range(3):  # the client that was there keeps working meanwhile
+                assert good.execute_api_request(INCIDENTS, params={"sysparm_limit": 1}).status \
+                    == 200
+            held = agents.control(info.address, "status")["in_flight"]
+            assert 0 < held <= len(sockets) * 2 * (3 << 20)  # at most twice what arrived
+            grown = agent.memory_info().rss - before
+            assert grown < 64 << 20, f"the agent grew by {grown >> 20} MiB"
+            # Connections over the bound are closed at once.
+            extra = []
+            for _ in range(3):
+                sock = socket.socket(socket.AF_UNIX)
+                sock.settimeout(1.0)
+                sock.connect(info.address)
+                extra.append(sock)
+            closed = 0
+            for sock in extra:
+                try:
+                    closed += sock.recv(100) == b""
+                except TimeoutError:
+                    pass  # served: the status query's connection was gone by then
+                sock.close()
+            assert closed >= 2
+            # Every stalled client is dropped by its read deadline, and what it held is freed.
+            for sock in sockets:
+                try:
+                    assert sock.recv(100) == b""
+                except ConnectionResetError:
+                    pass
+            assert time.monotonic() - began < limits.stall + 3
+            assert agents.control(info.address, "status")["in_flight"] == 0
+            assert good.execute_api_request(INCIDENTS, params={"sysparm_limit": 1}).status == 200
+    finally:
+        for sock in sockets:
+            sock.close()
+        stop(info)
+
+
+def test_a_big_body_within_the_limits_goes_through_the_agent(sn, tmp_path):
+    # The caps hold back stalled and oversized frames, not large requests.
+    info = start(sn, tmp_path, limits=AgentLimits(client_bytes=48 << 20, stall=2.0))
+    try:
+        with snworker.attach(info.address) as conn:
+            body = b"%PDF" + os.urandom(24 << 20)
+            answer = conn.execute_api_request(
+                "/api/now/attachment/file", "POST", body,
+                headers={"Content-Type": "application/pdf"},
+                params={"table_name": "incident",
+                        "table_sys_id": sn.records("incident")[0]["sys_id"],
+                        "file_name": "big.pdf"})
+            assert answer.status == 201, answer.status
+            assert answer.data["size_bytes"] == str(len(body))
+    finally:
+        stop(info)
+
+
+def test_a_frame_over_a_clients_cap_drops_that_client_only(sn, tmp_path):
+    info = start(sn, tmp_path, limits=AgentLimits(client_bytes=2 << 20, stall=2.0))
+    try:
+        with snworker.attach(info.address) as good:
+            with socket.socket(socket.AF_UNIX) as sock:
+                sock.settimeout(5)
+                sock.connect(info.address)
+                sock.sendall(stalled_frame(8 << 20, 0))
+                assert sock.recv(100) == b""  # dropped at once, not at its deadline
+            assert good.execute_api_request(INCIDENTS, params={"sysparm_limit": 1}).status == 200
+    finally:
+        stop(info)
+
+
+def test_a_client_that_leaves_its_answers_unread_is_dropped(sn, tmp_path):
+    # It asks for an 8 MiB file and never reads: the agent's write waits at most the read
+    # deadline, then it hangs up, and what the request held is freed.
+    limits = AgentLimits(stall=1.0)
+    info = start(sn, tmp_path, limits=limits)
+    try:
+        with snworker.attach(info.address) as good:
+            stored = good.execute_api_request(
+                "/api/now/attachment/file", "POST", os.urandom(8 << 20),
+                headers={"Content-Type": "application/octet-stream"},
+                params={"table_name": "incident",
+                        "table_sys_id": sn.records("incident")[0]["sys_id"],
+                        "file_name": "big.bin"}).data
+            with socket.socket(socket.AF_UNIX) as sock:
+                sock.settimeout(10)
+                sock.connect(info.address)
+                head, _ = encode(Request(1, "GET", f"/api/now/attachment/{stored['sys_id']}/file",
+                                         (), (), False, 30.0))
+                sock.sendall(PREFIX.pack(len(head), 0) + head)
+                time.sleep(limits.stall + 1.5)  # not reading
+                received = 0
+                while chunk := sock.recv(1 << 16):
+                    received += len(chunk)
+                assert received < 8 << 20  # hung up before the whole answer was written
+            assert agents.control(info.address, "status")["in_flight"] == 0
+            assert good.execute_api_request(INCIDENTS, params={"sysparm_limit": 1}).status == 200
     finally:
         stop(info)

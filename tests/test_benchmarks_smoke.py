@@ -15,7 +15,8 @@ import pytest
 
 ROOT = Path(__file__).resolve().parent.parent
 SECTIONS = ("floor", "small_get", "caller_threads", "response_sizes", "redaction", "startup",
-            "agent", "adapters", "refresh_storm", "stub", "aio")
+            "agent", "adapters", "refresh_storm", "stub", "aio",
+            "streaming", "wan")
 SIDE_FIGURES = ("median_us", "p99_us", "ops_per_s", "cpu_us_per_op")
 FRAMINGS = ("conn",) if sys.platform == "win32" else ("fd", "conn")
 
@@ -117,6 +118,20 @@ def test_quick_run_writes_every_section(tmp_path: Path) -> None:
             _assert_sides(adapters[label][side])
         assert isinstance(adapters["threads_4"]["adapter"]["per_request_ratio"], int | float)
     assert adapters["1MB"]["body_bytes"] == sections["response_sizes"]["1MB"]["body_bytes"]
+    streamed = sections["streaming"]
+    for direction in ("down", "up"):
+        figures = streamed[direction]
+        for side in ("reference", "snworker"):
+            assert figures[side]["mb_per_s"] > 0, (direction, side)
+        assert isinstance(figures["throughput_ratio"], int | float)
+        grown = figures["peak_growth_mib"]
+        if sys.platform == "linux":  # psutil reads both processes here
+            assert set(grown) == {"reference_parent", "snworker_parent", "snworker_worker"}
+            # A body of 16 MB: neither process held it whole.
+            assert grown["snworker_parent"] < 12 and grown["snworker_worker"] < 12, grown
+    far = sections["wan"]
+    assert far["threads"] == 32 and far["delay_s"] == 0.05
+    assert 0 < far["reference_of_ideal"] <= 1.05 and 0 < far["snworker_of_ideal"] <= 1.05
 
     stub = sections["stub"]
     _assert_sides(stub["list_1000"])
@@ -143,6 +158,7 @@ def test_quick_run_writes_every_section(tmp_path: Path) -> None:
     assert "9 stub: list 1000 records" in finished.stdout
     assert "10 small GET" in finished.stdout
     assert "11 asyncio: 200 at once" in finished.stdout
+    assert "12 stream 16 MB down" in finished.stdout and "13 32 threads" in finished.stdout
 
 
 def test_rotation_puts_every_side_in_every_position() -> None:

@@ -5,13 +5,17 @@ from __future__ import annotations
 
 import os
 import re
+import selectors
+import shutil
 import signal
 import subprocess
 import sys
+import tempfile
 import textwrap
 import time
-from collections.abc import Iterator
+from collections.abc import Iterator, Sequence
 from pathlib import Path
+from typing import Any
 
 import pytest
 
@@ -257,6 +261,122 @@ def test_foreground_shows_the_agents_log_and_ctrl_c_stops_it(sn, tmp_path):
     assert errors.endswith(f"snworker: the agent (pid {pid}) stopped\n")
     assert process_gone(pid, 1)
     assert sn.revocation_count == 1
+
+
+def start_in_the_foreground(sn: StubServiceNow, address: str, prefix: Sequence[str] = (),
+                            **popen: Any) -> tuple[subprocess.Popen[str], int]:
+    """`snworker agent start --foreground`, once its consent is done; the agent's pid."""
+    command = [*prefix, sys.executable, "-m", "snworker", "agent", "start", sn.url, sn.client_id,
+               "--redirect-uri", sn.redirect_uri, "--address", address, "--foreground"]
+    process = subprocess.Popen(command, env=environment(sn.url, sn.client_id, sn.redirect_uri),
+                               stdout=subprocess.PIPE, text=True, **popen)
+    assert process.stdout is not None
+    with selectors.DefaultSelector() as selector:
+        selector.register(process.stdout, selectors.EVENT_READ)
+        assert selector.select(TIMEOUT), "the agent did not start"
+    printed = SHELL_LINES.fullmatch(process.stdout.readline() + process.stdout.readline())
+    assert printed, "the agent printed no address"
+    return process, int(printed[2])
+
+
+@pytest.mark.parametrize("signum", [signal.SIGKILL, signal.SIGHUP])
+def test_a_foreground_agent_ends_with_its_command_however_it_ends(sn, tmp_path, signum):
+    # Killed, or hung up on: no Ctrl-C reaches the agent, and no `agent stop` either.
+    address = agent_address(tmp_path)
+    process, pid = start_in_the_foreground(sn, address, stderr=subprocess.DEVNULL)
+    try:
+        with snworker.attach(address) as conn:
+            assert conn.execute_api_request(INCIDENTS, params={"sysparm_limit": 1}).status == 200
+        process.send_signal(signum)
+        ended = time.monotonic()
+        assert process.wait(5) == -signum
+        assert process_gone(pid, 2.0), "the agent outlived its foreground command"
+        assert time.monotonic() - ended < 2.0
+        assert sn.revocation_count == 1
+        assert not Path(address).exists()
+    finally:
+        process.kill()
+        process.wait(5)
+        stop_quietly(address, pid)
+
+
+@pytest.mark.skipif(shutil.which("setsid") is None, reason="needs setsid")
+def test_a_foreground_agent_ends_when_its_terminal_is_closed(sn, tmp_path):
+    # The command runs in a session of its own, whose controlling terminal is a pseudo-terminal;
+    # closing the terminal's side (a closed window, a dropped SSH connection) hangs it up.
+    address = agent_address(tmp_path)
+    terminal, tty = os.openpty()
+    try:
+        process, pid = start_in_the_foreground(sn, address, stdin=tty, stderr=tty,
+                                               prefix=["setsid", "--ctty"])
+    finally:
+        os.close(tty)
+    try:
+        os.close(terminal)
+        terminal = -1
+        assert process.wait(5) == -signal.SIGHUP
+        assert process_gone(pid, 2.0), "the agent outlived its terminal"
+        assert sn.revocation_count == 1
+    finally:
+        if terminal >= 0:
+            os.close(terminal)
+        process.kill()
+        process.wait(5)
+        stop_quietly(address, pid)
+
+
+@pytest.mark.skipif(not hasattr(os, "getuid") or os.getuid() != 0,
+                    reason="makes a directory of user nobody (needs root)")
+def test_a_squatted_default_directory_gets_a_fresh_private_one(sn, tmp_path):
+    # With no XDG_RUNTIME_DIR, the default is <tmp>/snworker-<uid>: another user may make it
+    # first. As ssh-agent does, the agent then listens in a fresh private directory, and says why.
+    import pwd
+
+    temp = Path(tempfile.mkdtemp(prefix="snw-"))  # short: a socket's path has a limit
+    temp.chmod(0o1777)
+    squatted = temp / f"snworker-{os.getuid()}"
+    squatted.mkdir(mode=0o777)
+    squatted.chmod(0o777)
+    nobody = pwd.getpwnam("nobody")
+    os.chown(squatted, nobody.pw_uid, nobody.pw_gid)
+    env = {k: v for k, v in environment(sn.url, sn.client_id, sn.redirect_uri).items()
+           if k != "XDG_RUNTIME_DIR"}
+    env["TMPDIR"] = str(temp)
+    run = snworker_cli("agent", "start", sn.url, sn.client_id, "--redirect-uri", sn.redirect_uri,
+                       "--idle", "60", "--auth-timeout", "15", env=env)
+    printed = SHELL_LINES.fullmatch(run.stdout.decode())
+    assert run.status == 0 and printed, run.stderr
+    address, pid = printed[1], int(printed[2])
+    try:
+        assert f"{squatted} belongs to user nobody" in run.stderr
+        directory = Path(address).parent
+        assert directory.parent == temp and directory != squatted
+        info = directory.stat()
+        assert (info.st_uid, info.st_mode & 0o777) == (os.getuid(), 0o700)
+        assert list(squatted.iterdir()) == []  # nothing of the agent's in the squatter's
+        with snworker.attach(address) as conn:
+            assert conn.execute_api_request(INCIDENTS, params={"sysparm_limit": 1}).status == 200
+        stop_quietly(address, pid)
+        assert not directory.exists()  # the agent removes the directory it made
+    finally:
+        stop_quietly(address, pid)
+        shutil.rmtree(temp, ignore_errors=True)
+
+
+def test_an_address_in_another_users_directory_names_the_owner_and_the_way_out(sn, tmp_path):
+    import pwd
+
+    if os.getuid() != 0:
+        pytest.skip("makes a directory of user nobody (needs root)")
+    theirs = tmp_path / "theirs"
+    theirs.mkdir(mode=0o700)
+    os.chown(theirs, pwd.getpwnam("nobody").pw_uid, -1)
+    run = snworker_cli("agent", "start", sn.url, sn.client_id, "--redirect-uri", sn.redirect_uri,
+                       "--address", str(theirs / "agent.sock"),
+                       env=environment(sn.url, sn.client_id, sn.redirect_uri))
+    assert run.status == 4, run.stderr
+    assert f"{theirs} belongs to user nobody" in run.stderr
+    assert "--address" in run.stderr
 
 
 def test_idle_takes_hours_minutes_seconds(sn, tmp_path):

@@ -166,8 +166,12 @@ WATCHER = textwrap.dedent("""
         except OSError:
             return []
 
-    with open("/proc/self/maps", "rb") as f:
-        own_image = f.readline()
+    with open("/proc/self/cmdline", "rb") as f:
+        own_command = f.read()
+
+    def command(pid):
+        with open(f"/proc/{pid}/cmdline", "rb") as f:
+            return f.read()
 
     def watch():
         # Open every new descendant's memory as fast as this process can, once it runs its
@@ -179,20 +183,17 @@ WATCHER = textwrap.dedent("""
                 if pid in seen:
                     continue
                 try:
-                    before = os.open(f"/proc/{pid}/maps", os.O_RDONLY)
+                    # The command line is read from the memory the process runs in at the time:
+                    # ours until its exec, its own after. Whatever the build (position-
+                    # independent or not), a command line other than ours means that the exec
+                    # is done, so mem, opened after, is the started interpreter's memory.
+                    if command(pid) in (own_command, b""):
+                        continue
                     mem = os.open(f"/proc/{pid}/mem", os.O_RDONLY)
                     maps = os.open(f"/proc/{pid}/maps", os.O_RDONLY)
                 except OSError:
                     seen.add(pid)
                     refused.append(pid)
-                    continue
-                first = os.read(before, 4096).split(b"\\n", 1)[0]
-                os.close(before)
-                # The same image before and after mem was opened, and not ours: mem holds
-                # the started interpreter's memory (not the vfork child's view of ours).
-                if first + b"\\n" == own_image or first != os.read(maps, 4096).split(b"\\n")[0]:
-                    os.close(mem)
-                    os.close(maps)
                     continue
                 seen.add(pid)
                 held.append((pid, mem, maps))

@@ -18,10 +18,13 @@ import pytest
 from snworker import messages
 from snworker.messages import (
     Cancel,
+    Chunk,
     Connect,
     Connected,
+    Credit,
     Disconnect,
     Error,
+    Head,
     Log,
     OpenBrowser,
     ProtocolError,
@@ -37,7 +40,7 @@ SAMPLES = [
             RetryPolicy().to_wire(), 20),
     Request(2, "GET", "/api/now/table/incident", (("sysparm_limit", "1"),), (), False, 30.0),
     Request(3, "POST", "/api/now/table/incident", (), (("X-A", "b"),), True, 5.0, body=b'{"a":1}'),
-    Request(4, "POST", "/x", (), (), False, 5.0, False, False, b""),
+    Request(4, "POST", "/x", (), (), False, 5.0, False, False, body=b""),
     Cancel(5),
     Disconnect(6, 5.0),
     OpenBrowser(7, "https://x/oauth_auth.do?a=b"),
@@ -47,6 +50,12 @@ SAMPLES = [
     Result(11, 204, (), None),
     Error(12, "api", "boom", 503, "detail", (("Retry-After", "1"),)),
     Log(0, 10, "snworker.worker", "hello"),
+    Request(13, "GET", "/x", (), (), False, 5.0, window=1 << 20, raise_for_status=False),
+    Request(14, "POST", "/x", (), (), False, 5.0, upload=-1),
+    Head(15, 200, (("Content-Type", "application/octet-stream"),)),
+    Chunk(16, False, b"\x00" * 70000),
+    Chunk(17, True, b""),
+    Credit(18, 1 << 18),
 ]
 
 

@@ -139,3 +139,63 @@ def test_error_texts_leave_the_worker_redacted():
     text = f"{error.message} {error.detail} {error.headers}"
     assert TOKEN[5:40] not in text
     assert text.count(REDACTED) == 3
+
+
+# --- bodies in pieces: a secret split over two pieces is still found ----------------------
+
+def _leaks(token: str) -> dict[str, bytes]:
+    escaped = "".join(f"\\u{ord(c):04x}" for c in token[:40]) + token[40:]
+    return {
+        "whole": token.encode(),
+        "fragment": token[9:9 + FRAGMENT + 3].encode(),
+        "base64_header": base64.b64encode(f"Bearer {token}".encode()),
+        "urlsafe": base64.urlsafe_b64encode(b"x" + token.encode()),
+        "json_escaped": escaped.encode(),
+    }
+
+
+def _streamed(redactor: Redactor, pieces: list[bytes]) -> bytes:
+    stream = redactor.stream()
+    return b"".join(stream.feed(piece) for piece in pieces) + stream.finish()
+
+
+@pytest.mark.parametrize("leak", ["whole", "fragment", "base64_header", "urlsafe",
+                                  "json_escaped"])
+def test_a_secret_split_at_every_offset_between_two_pieces_is_found(leak):
+    redactor = live()
+    echo = _leaks(TOKEN)[leak]
+    body = b'{"a":"' + b"q" * 5000 + echo + b'","b":"' + b"z" * 3000 + b'"}'
+    start = body.index(echo)
+    whole = redactor.body(body)
+    assert REDACTED.encode() in whole
+    for offset in range(start - 1, start + len(echo) + 2):
+        clean = _streamed(redactor, [body[:offset], body[offset:]])
+        assert clean == whole, (leak, offset - start)
+
+
+@pytest.mark.parametrize("size", [1, 13, 700, 4097])
+def test_pieces_of_any_size_give_what_the_whole_body_gives(size):
+    redactor = live()
+    leaks = _leaks(TOKEN)
+    body = b"<" + b" | ".join(leaks.values()) + b"> " + bytes(range(256)) * 40
+    pieces = [body[i:i + size] for i in range(0, len(body), size)]
+    assert _streamed(redactor, pieces) == redactor.body(body)
+    for echo in leaks.values():
+        assert echo not in _streamed(redactor, pieces)
+
+
+def test_a_stream_holds_back_no_more_than_its_overlap_and_a_match():
+    redactor = live()
+    stream = redactor.stream()
+    out = stream.feed(b"x" * 100_000)
+    assert len(out) == 100_000 - redactor.overlap() and stream.held == redactor.overlap()
+    out = stream.feed(b"y" * 10 + TOKEN.encode()[:50])  # a token begins at the border
+    assert stream.held <= redactor.overlap() + len(TOKEN)
+    assert stream.finish().endswith(REDACTED.encode())
+
+
+def test_a_body_without_secrets_passes_as_it_is():
+    redactor = live()
+    body = bytes(range(256)) * 4096
+    assert redactor.body(body) is body
+    assert _streamed(redactor, [body[:300_000], body[300_000:]]) == body

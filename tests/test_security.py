@@ -7,6 +7,7 @@ import logging
 import os
 import secrets
 import shutil
+import socket
 import subprocess
 import sys
 import textwrap
@@ -363,6 +364,62 @@ def test_the_listener_binds_loopback_only_and_accepts_one_callback(stub):
             requests.get(recorder.query["redirect_uri"] + "?code=x&state=y", timeout=2)
 
 
+def test_a_localhost_redirect_uri_is_refused_so_no_other_socket_can_take_the_code(
+        monkeypatch):
+    # RFC 8252 8.3. The listener binds 127.0.0.1; another user binds [::1] on the same port, and
+    # a browser that resolves localhost to ::1 delivers the code to it. Refused, with a hint.
+    squatter = socket.socket(socket.AF_INET6)
+    squatter.bind(("::1", 0))
+    squatter.listen(1)
+    squatter.settimeout(8)
+    port = squatter.getsockname()[1]
+    redirect = f"http://localhost:{port}/callback"
+    received: list[bytes] = []
+
+    def squat() -> None:
+        try:
+            taken, _ = squatter.accept()
+        except OSError:
+            return
+        with taken:
+            taken.settimeout(5)
+            received.append(taken.recv(4096))
+
+    real = socket.getaddrinfo
+
+    def browser_resolver(host: Any, *args: Any, **kwargs: Any) -> Any:
+        # This process's lookups stand for the browser's, which prefers ::1 for localhost.
+        return real("::1" if host == "localhost" else host, *args, **kwargs)
+
+    monkeypatch.setattr(socket, "getaddrinfo", browser_resolver)
+    thief = threading.Thread(target=squat, daemon=True)
+    thief.start()
+    try:
+        with StubServiceNow(redirect_uri=redirect) as sn:
+            with pytest.raises(snworker.InvalidRequestError,
+                               match=r"not localhost.*http://127\.0\.0\.1:" + str(port)):
+                snworker.connect(sn.url, sn.client_id, redirect_uri=redirect,
+                                 open_browser=approve, authorization_timeout=5)
+            assert sn.requests == []  # refused before any consent page was asked for
+    finally:
+        squatter.close()
+        thief.join(10)
+    assert not any(b"code=" in data for data in received)
+
+
+def test_the_worker_itself_refuses_a_localhost_redirect_uri():
+    channel = Channel.start(lambda url: None)
+    try:
+        answer = channel.call(Connect(channel.next_id(), "https://dev12345.service-now.com", "c",
+                                      ("http://localhost:8765/callback",), (), 5.0, 5.0,
+                                      RetryPolicy().to_wire(), 30), 10.0)
+    finally:
+        channel.send(messages.Disconnect(channel.next_id(), 0.1))
+        channel.close(2.0)
+    assert isinstance(answer, Error) and answer.kind == "invalid_request"
+    assert "127.0.0.1" in answer.message
+
+
 @linux_only
 def test_the_listener_port_is_freed_when_the_worker_crashes_during_consent(stub):
     worker: dict[str, int] = {}
@@ -456,3 +513,27 @@ def test_the_worker_refuses_a_plain_http_instance(stub):
 def test_the_public_api_refuses_a_plain_http_instance():
     with pytest.raises(snworker.InvalidRequestError, match="https"):
         snworker.connect("http://dev12345.service-now.com", "cid")
+
+
+def test_a_streamed_answer_that_reflects_a_token_across_a_piece_border_is_redacted(conn, stub):
+    from snworker.worker.main import STREAM_PIECE
+
+    access, refresh = access_and_refresh_tokens(stub)
+    token = access[0].encode()
+    b64 = base64.b64encode(b"Bearer " + token)
+    incident = stub.records("incident")[0]
+    for echo in (token, b64, refresh[0].encode()):
+        for before_border in (1, len(echo) // 2, len(echo) - 1):
+            body = b"a" * (STREAM_PIECE - before_border) + echo + b"b" * 1000
+            record = conn.execute_api_request(
+                "/api/now/attachment/file", "POST", iter([body]),
+                headers={"Content-Type": "text/plain"},
+                params={"table_name": "incident", "table_sys_id": incident["sys_id"],
+                        "file_name": "echo.txt"}).data
+            with conn.stream_api_request(
+                    f"/api/now/attachment/{record['sys_id']}/file") as resp:
+                pieces = list(resp.iter_bytes())
+            received = b"".join(pieces)
+            assert len(pieces) >= 2  # the border was there
+            assert echo not in received and b"[redacted by snworker]" in received
+            assert received.startswith(b"a" * 1000) and received.endswith(b"b" * 1000)

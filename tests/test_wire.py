@@ -37,14 +37,37 @@ def parse_requests(stream: bytes) -> list[dict[str, Any]]:
             assert sep and name == name.strip() and name, f"not a header line: {line!r}"
             headers.append((name.lower(), value.strip()))
         names = [n for n, _ in headers]
-        assert "transfer-encoding" not in names
         assert names.count("content-length") <= 1 and names.count("host") == 1
-        length = int(dict(headers).get("content-length", "0"))
-        body = stream[end + 4:end + 4 + length]
-        assert len(body) == length, "a body cut short"
+        if "transfer-encoding" in names:
+            # Only a streamed upload of unknown length, chunked by the worker, and never with
+            # a Content-Length beside it.
+            assert dict(headers)["transfer-encoding"] == "chunked" and names.count(
+                "transfer-encoding") == 1 and "content-length" not in names
+            body, at = _chunked(stream, end + 4)
+        else:
+            length = int(dict(headers).get("content-length", "0"))
+            body = stream[end + 4:end + 4 + length]
+            assert len(body) == length, "a body cut short"
+            at = end + 4 + length
         found.append({"method": method, "target": target, "headers": headers, "body": body})
-        at = end + 4 + length
     return found
+
+
+def _chunked(stream: bytes, at: int) -> tuple[bytes, int]:
+    """A chunked body from `at`, strictly: the body and where the next request starts."""
+    body = bytearray()
+    while True:
+        line_end = stream.find(b"\r\n", at)
+        assert line_end > at, "a chunk without its size line"
+        size_text = stream[at:line_end]
+        assert size_text.isalnum(), f"a chunk size that is not hex: {size_text[:20]!r}"
+        size = int(size_text, 16)
+        start = line_end + 2
+        assert stream[start + size:start + size + 2] == b"\r\n", "a chunk of the wrong size"
+        body += stream[start:start + size]
+        at = start + size + 2
+        if size == 0:
+            return bytes(body), at
 
 
 @pytest.fixture(scope="module")
@@ -132,3 +155,80 @@ def test_the_oauth_exchange_and_api_calls_all_went_through_the_relay(wired):
     targets = [r["target"].split("?")[0] for r in worker_requests(relay)]
     assert targets[:2] == ["/oauth_auth.do", "/oauth_token.do"]  # the probe, the exchange
     assert "/api/now/table/sys_user" in targets  # the current user, read at connect
+
+
+def test_a_streamed_upload_is_framed_by_the_worker(wired):
+    import io
+
+    _, relay, conn = wired
+    before = len(worker_requests(relay))
+    sized = b'{"short_description":"' + SMUGGLED.replace(b"\r\n", b" ") * 2000 + b'"}'
+    conn.execute_api_request(INCIDENTS, "POST", io.BytesIO(sized))
+    # Unknown length: chunked. Pieces that look like the end of a chunked body and a second
+    # request stay inside their chunks, each prefixed with its length by the worker. (The
+    # stub refuses the JSON with its raw CR/LF: what matters here is the wire.)
+    pieces = [b'{"short_description":"', SMUGGLED, b"", b"0\r\n\r\n", SMUGGLED * 300, b'"}']
+    with pytest.raises(snworker.ApiRequestError):
+        conn.execute_api_request(INCIDENTS, "POST", iter(pieces))
+    sent = worker_requests(relay)[before:]
+    assert len(sent) == 2
+    first, second = (dict(r["headers"]) for r in sent)
+    assert first["content-length"] == str(len(sized)) and "transfer-encoding" not in first
+    assert second["transfer-encoding"] == "chunked" and "content-length" not in second
+    assert [r["body"] for r in sent] == [sized, b"".join(pieces)]
+
+
+def _hostile_upload(conn, declared: int, pieces: list[bytes]):
+    """Send an upload as a compromised parent may: any pieces at all, whatever it declared."""
+    from snworker.messages import Chunk, Credit, Request
+
+    channel = conn._channel
+    call = channel.open(Request(channel.next_id(), "POST", INCIDENTS, (), (), False, 5.0,
+                                upload=declared))
+    credit = channel.next(call, None)
+    assert isinstance(credit, Credit)
+    for index, piece in enumerate(pieces):
+        channel.send(Chunk(call.ident, index == len(pieces) - 1, piece))
+    while True:
+        answer = channel.next(call, None)
+        if not isinstance(answer, Credit):
+            return answer
+
+
+@pytest.mark.parametrize("pieces", [
+    [b"{}" + SMUGGLED],                      # longer than declared in one piece
+    [b'{"a":', b'1}', SMUGGLED],             # exactly declared, then more
+    [b'{"a"'],                               # shorter than declared
+], ids=["long", "then_more", "short"])
+def test_a_parent_cannot_frame_a_second_request_with_its_upload(wired, pieces):
+    from snworker.messages import Error
+
+    _, relay, conn = wired
+    before = len(relay.recorded())
+    answer = _hostile_upload(conn, 6, pieces)
+    assert isinstance(answer, Error) and "declared" in answer.message
+    streams = relay.recorded()
+    # The worker closed that connection: what it wrote is one request whose body never
+    # exceeded the declared length, and nothing after it.
+    for stream in streams:
+        declared = stream.find(b"\r\nContent-Length: 6\r\n")
+        if declared >= 0:
+            head_end = stream.find(b"\r\n\r\n", declared)
+            assert len(stream) - head_end - 4 <= 6
+            assert stream[:declared].count(b"HTTP/1.1\r\n") == stream.count(b"HTTP/1.1\r\n")
+            break
+    else:
+        raise AssertionError("the upload never reached the wire")
+    assert len(streams) >= before
+    assert conn.execute_api_request(INCIDENTS, params={"sysparm_limit": 1}).status == 200
+
+
+def test_a_parent_that_sends_past_its_credit_has_its_upload_stopped(wired):
+    from snworker.messages import Error
+    from snworker.worker.peer import UPLOAD_WINDOW
+
+    _, _, conn = wired
+    flood = [b"x" * (1 << 18)] * (UPLOAD_WINDOW // (1 << 18) + 8)
+    answer = _hostile_upload(conn, -1, flood)
+    assert isinstance(answer, Error)
+    assert conn.execute_api_request(INCIDENTS, params={"sysparm_limit": 1}).status == 200

@@ -177,11 +177,13 @@ def deadline(*parts: float | None) -> float | None:
     return float(sum(given)) if given else None
 
 
-def response_headers(pairs: Pairs, method: str, body_length: int) -> list[tuple[str, str]]:
-    """The worker's response headers, for a body that is whole and already decoded.
+def response_headers(pairs: Pairs, method: str,
+                     body_length: int | None) -> list[tuple[str, str]]:
+    """The worker's response headers, for a body already decoded (whole, or `body_length`
+    None: streamed, its decoded length unknown).
 
     Content-Encoding goes (the worker decoded the body) and Content-Length then says the
-    decoded length; hop-by-hop headers go; repeated names are kept as pairs.
+    decoded length, or goes too; hop-by-hop headers go; repeated names are kept as pairs.
     """
     kept: list[tuple[str, str]] = []
     decoded = False
@@ -195,6 +197,6 @@ def response_headers(pairs: Pairs, method: str, body_length: int) -> list[tuple[
         kept.append((name, value))
     if decoded:
         kept = [(name, value) for name, value in kept if name.lower() != "content-length"]
-        if method != "HEAD":
+        if method != "HEAD" and body_length is not None:
             kept.append(("Content-Length", str(body_length)))
     return kept

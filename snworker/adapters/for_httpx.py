@@ -50,14 +50,17 @@ class WorkerTransport(httpx.BaseTransport):
 
     def handle_request(self, request: httpx.Request) -> httpx.Response:
         """Send `request` through the worker; its answer, any status."""
-        call = httpx_call(self.translator, request, request.read())
+        # A body of bytes is there already; one from an iterator streams up as it comes.
+        body: Any = request.read() if isinstance(request.stream, httpx.ByteStream) \
+            else iter(request.stream)  # type: ignore[arg-type]
+        call = httpx_call(self.translator, request, body)
         with transport_errors(request):
             fetched = fetch(self.conn, call, stream=True)
         return httpx_response(fetched, request)
 
 
-def httpx_call(translator: Translator, request: httpx.Request, body: bytes) -> Call:
-    """The Call for an httpx request whose body has been read."""
+def httpx_call(translator: Translator, request: httpx.Request, body: Any) -> Call:
+    """The Call for an httpx request: its body read (bytes), or an iterator of bytes."""
     timeouts: Any = request.extensions.get("timeout") or {}
     seconds = deadline(timeouts.get("connect"), timeouts.get("read")) \
         if isinstance(timeouts, dict) else None

@@ -3,10 +3,11 @@
 from __future__ import annotations
 
 from collections.abc import Iterable
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
-from snworker.adapters import Call, Fetched, fetched
+from snworker.adapters import Call, Fetched, fetched, response_headers
 from snworker.errors import InvalidRequestError
+from snworker.streams import is_stream
 
 if TYPE_CHECKING:
     from snworker.connection import ServiceNowConnection
@@ -16,20 +17,30 @@ def fetch(conn: ServiceNowConnection, call: Call, stream: bool) -> Fetched:
     """Send `call` through `conn`'s worker, any status back, one attempt.
 
     This is the single place where the adapters get a body. With `stream` the client reads the
-    body as it comes (requests' `stream=True`); until the connection can stream a response,
-    the body arrives whole either way and `chunks` is left unset.
+    body as it comes (requests' `stream=True`, httpx's responses): `stream_api_request`, its
+    pieces in `chunks` until `close()`; a body that ended within the worker's first piece
+    comes whole in `content`.
     """
-    del stream  # the body comes whole until the connection can stream it
-    return fetched(call, conn.execute_api_request(**call.keywords()))
+    if not stream:
+        return fetched(call, conn.execute_api_request(**call.keywords()))
+    keywords = call.keywords()
+    response = conn.stream_api_request(keywords.pop("path"), **keywords)
+    whole = response._whole
+    if whole is not None:
+        return Fetched(response.status,
+                       response_headers(response._header_pairs, call.method, len(whole)), whole)
+    return Fetched(response.status,
+                   response_headers(response._header_pairs, call.method, None),
+                   chunks=response.iter_bytes(), close=response.close)
 
 
-def request_body(body: object) -> bytes | None:
+def request_body(body: object) -> Any:
     """The body a client gave, for the worker: the single place an upload is taken.
 
-    bytes and str (UTF-8, as urllib3 encodes it) go as they are; a file or an iterator of
-    bytes is read whole here, until the connection can stream a body up.
+    bytes and str (UTF-8, as urllib3 encodes it) go as they are; a binary file or an iterator
+    of bytes goes as it is, for the connection to stream up within a window.
     """
-    if body is None or isinstance(body, bytes):
+    if body is None or isinstance(body, bytes) or is_stream(body):
         return body
     if isinstance(body, str):
         return body.encode("utf-8")

@@ -14,7 +14,9 @@ from __future__ import annotations
 
 import hashlib
 import json
+import logging
 import os
+import stat
 import sys
 import tempfile
 import time
@@ -34,8 +36,10 @@ from snworker.errors import InvalidRequestError, ServiceNowError, WorkerError, W
 from snworker.grants import Grant
 from snworker.messages import Connect, Control, Result
 from snworker.pipes import IoMode, Pipe
-from snworker.policy import Policy, RetryPolicy
+from snworker.policy import AgentLimits, Policy, RetryPolicy
 from snworker.settings import DEFAULT_REDIRECT_URI, connect_settings, seconds
+
+logger = logging.getLogger("snworker")
 
 ENVIRONMENT = "SNWORKER_AGENT"
 # The user a service agent runs as: set it to use an agent of another user.
@@ -74,6 +78,7 @@ def start(
     idle: float = DEFAULT_IDLE,
     address: str | None = None,
     foreground: bool = False,
+    limits: AgentLimits | None = None,
     grant: Grant | None = None,
     policy: Policy | None = None,
     allow_users: Sequence[str | int] = (),
@@ -82,9 +87,11 @@ def start(
     """Start an agent and have the user authorize it once; it then outlives this process.
 
     The arguments are connect()'s, with `idle`, the seconds without a client after which the
-    agent revokes its grant and stops, and `address`, where it listens (default: one per
-    instance and client id). Returns the agent, and the channel it was started through: let
-    go of it (`channel.release()`), or keep it to see the agent's log (`foreground`).
+    agent revokes its grant and stops, `address`, where it listens (default: one per
+    instance and client id), and `limits`, what its clients may hold (`AgentLimits`' defaults:
+    64 clients, a 1 GiB frame each, 2 GiB in all, a 30 s read deadline). Returns the agent,
+    and the channel it was started through: let go of it (`channel.release()`), or keep it to
+    see the agent's log (`foreground`).
 
     As a service: `grant` (no browser), `policy` (what every client may send), and the
     `allow_users` and `allow_groups` (names or ids) whose processes it serves besides its own
@@ -99,10 +106,22 @@ def start(
                                 request_timeout=request_timeout, retry=retry,
                                 ca_bundle=ca_bundle, proxy=proxy, grant=grant, policy=policy)
     where = address or default_address(settings.instance_url, settings.client_id)
+    fresh = False
+    shared = bool(allow_users or allow_groups)  # a service agent opens its directory to them
+    if address is None and sys.platform != "win32" and _not_private(where, shared) is not None:
+        # Another user made the default directory first: as ssh-agent does, take a fresh
+        # private one (clients find it through SNWORKER_AGENT), and say why.
+        directory = tempfile.mkdtemp(prefix=f"{os.path.basename(os.path.dirname(where))}-")
+        logger.warning("snworker: %s; this agent listens in a fresh private directory, %s, "
+                       "instead", _not_private(where, shared), directory)
+        where = os.path.join(directory, os.path.basename(where))
+        fresh = True
     idle_seconds = seconds(idle, "idle")
     opener = open_browser if open_browser is not None else _open_system_browser
     agent_settings: dict[str, object] = {"address": where, "idle": idle_seconds,
-                                         "foreground": foreground}
+                                         "foreground": foreground,
+                                         "limits": (limits or AgentLimits()).to_wire(),
+                                         "own_directory": fresh}
     if allow_users or allow_groups:
         agent_settings["allow"] = _allowed_ids(allow_users, allow_groups)
     channel = Channel.start(_browser_runner(opener), AGENT_IO, agent_settings,
@@ -177,6 +196,33 @@ def default_address(instance_url: str, client_id: str) -> str:
     else:
         directory = os.path.join(tempfile.gettempdir(), f"snworker-{os.getuid()}")
     return os.path.join(directory, f"agent-{digest}.sock")
+
+
+def _not_private(address: str, shared: bool = False) -> str | None:
+    """Why the directory of `address` cannot be an agent's, if it cannot (`shared`: a service
+    agent's, which others may pass through)."""
+    if sys.platform == "win32":
+        return None  # a named pipe has no directory
+    directory = os.path.dirname(address)
+    try:
+        info = os.lstat(directory)
+    except FileNotFoundError:
+        return None  # the agent makes it, private
+    except OSError as exc:
+        return f"{directory} cannot be used ({exc.strerror})"
+    if not stat.S_ISDIR(info.st_mode):
+        return f"{directory} is not a directory"
+    if info.st_uid != os.getuid():
+        import pwd
+
+        try:
+            owner = pwd.getpwuid(info.st_uid).pw_name
+        except KeyError:
+            owner = str(info.st_uid)
+        return f"{directory} belongs to user {owner}"
+    if info.st_mode & (0o022 if shared else 0o077):
+        return f"{directory} is open to other users (mode {stat.filemode(info.st_mode)})"
+    return None
 
 
 def open_agent(address: str) -> Pipe:

@@ -44,8 +44,9 @@ def open_agent(address: str, service_user: int | None = None) -> Pipe:
         if not kind(info.st_mode) or unsafe:
             raise WorkerStartError(
                 f"refusing the snworker agent at {address}: {path} {expected} (owner "
-                f"{info.st_uid}, mode {stat.filemode(info.st_mode)}); an agent's socket is "
-                "mode 0600 in a 0700 directory, or a service agent's, in its user's directory")
+                f"{_name(info.st_uid)}, mode {stat.filemode(info.st_mode)}); an agent's socket "
+                "is mode 0600 in a 0700 directory of its user, or a service agent's, in its "
+                "user's directory")
     sock = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
     try:
         sock.settimeout(_CONNECT_TIMEOUT)
@@ -63,3 +64,13 @@ def open_agent(address: str, service_user: int | None = None) -> Pipe:
         sock.close()
         raise
     return FdPipe(sock.detach())
+
+
+def _name(uid: int) -> str:
+    """User `uid`'s name and number."""
+    import pwd
+
+    try:
+        return f"{pwd.getpwuid(uid).pw_name} ({uid})"
+    except KeyError:
+        return str(uid)

@@ -59,6 +59,10 @@ class Pipe(Protocol):
         """Close this end."""
         ...
 
+    def hang_up(self) -> None:
+        """Stop the traffic both ways, so that a thread reading this end wakes to its end."""
+        ...
+
 
 Received = Callable[[list[Message]], None]
 Ended = Callable[[Exception | None], None]

@@ -114,6 +114,9 @@ class ConnPipe:
         """Close the connection."""
         self._conn.close()
 
+    def hang_up(self) -> None:
+        """Nothing: a connection's writes have no deadline here, so none is left hanging."""
+
 
 class _ThreadReader:
     """A thread that reads the pipe for an event loop."""

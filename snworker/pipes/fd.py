@@ -4,6 +4,10 @@ A frame is PREFIX (head length, body length), the head, then the raw body. A sma
 costs one write and usually one read: reads take whatever the pipe holds, kept in a buffer for
 the next call. A connection's own send_bytes/recv_bytes would cost two reads per frame and two
 frames per message with a body.
+
+A large frame grows as its bytes arrive, never from the length its prefix announces: a peer
+that announces a gigabyte and stalls holds only what it sent. An agent's client pipe also has
+a budget (what the client may hold in flight) and a read deadline once a frame has begun.
 """
 
 from __future__ import annotations
@@ -15,8 +19,9 @@ assert sys.platform != "win32"  # file descriptors frame the pipe on POSIX only
 import os
 import select
 import selectors
+import socket
 from collections.abc import Callable
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Protocol
 
 from snworker.messages import PREFIX, Message, ProtocolError, build, encode, read_head, sizes
 from snworker.pipes import Ended, Received, Waiter
@@ -28,18 +33,43 @@ if TYPE_CHECKING:
 # cost more than a second write.
 _JOIN_LIMIT = 1 << 16
 _READ_SIZE = 1 << 16
+# A large frame's first piece; each next one is as large as what has arrived so far.
+_FIRST_PIECE = 1 << 20
+
+
+class FrameBudget(Protocol):
+    """What one peer may hold in frames being read (an agent's client)."""
+
+    stall: float  # seconds a begun frame may go without a byte arriving
+    most: int  # the largest frame the peer may send
+
+    def take(self, size: int) -> bool:
+        """Reserve `size` bytes more, waiting up to `stall` seconds; False when refused."""
+        ...
+
+
+class FrameStalled(ProtocolError):
+    """A frame that began and then stopped arriving for longer than its deadline."""
+
+
+class FrameRefused(ProtocolError):
+    """A frame larger than what its peer may hold in flight."""
 
 
 class FdPipe:
     """One end of the pipe, framed on its file descriptor. One thread reads at a time."""
 
     def __init__(self, fd: int, close: Callable[[], None] | None = None,
-                 read_ahead: bool = True) -> None:
+                 read_ahead: bool = True, budget: FrameBudget | None = None) -> None:
         self._fd = fd
+        _widen(fd)
         self._close = close if close is not None else (lambda: os.close(fd))
         self._read_ahead = read_ahead
         self._buffer = bytearray()
         self._start = 0
+        self._budget = budget
+        self._begun = False  # a byte of the frame being read has arrived
+        self._scratch = bytearray()
 
     def fileno(self) -> int:
         """The descriptor the frames travel on."""
@@ -66,6 +96,7 @@ class FdPipe:
 
     def receive(self) -> Message:
         """The next message; EOFError when the peer is gone."""
+        self._begun = self.buffered
         head_size, body_size = sizes(self._take(PREFIX.size))
         values = read_head(self._take(head_size))
         if not values[1] and body_size:
@@ -92,6 +123,19 @@ class FdPipe:
         """Close the descriptor."""
         self._close()
 
+    def hang_up(self) -> None:
+        """End a socket's traffic both ways: its reader wakes to EOF. (Not for a pipe.)"""
+        try:
+            sock = socket.socket(fileno=self._fd)
+        except OSError:
+            return
+        try:
+            sock.shutdown(socket.SHUT_RDWR)
+        except OSError:
+            pass
+        finally:
+            sock.detach()
+
     def _take(self, size: int) -> bytes:
         buffer = self._buffer
         missing = size - (len(buffer) - self._start)
@@ -99,9 +143,11 @@ class FdPipe:
             if missing > _READ_SIZE:
                 return self._take_large(size)
             while missing > 0:
+                self._wait_for_bytes()
                 data = os.read(self._fd, _READ_SIZE if self._read_ahead else missing)
                 if not data:
                     raise EOFError
+                self._begun = True
                 buffer += data
                 missing -= len(data)
         start = self._start
@@ -113,20 +159,97 @@ class FdPipe:
         return chunk
 
     def _take_large(self, size: int) -> bytes:
-        # Read straight into one buffer of the right size: no growing, no re-copying.
-        out = bytearray(size)
-        view = memoryview(out)
-        filled = len(self._buffer) - self._start
-        view[:filled] = self._buffer[self._start:]
+        # Read into pieces that grow with what has arrived (each as large as all before it),
+        # then join them once: a few pieces for any size, and never more held than twice
+        # what the peer really sent. The first piece starts with what the buffer holds.
+        budget = self._budget
+        if budget is not None and size > budget.most:
+            raise FrameRefused(f"a frame of {size} bytes is more than this peer may hold in "
+                               f"flight ({budget.most})")
+        if size <= _FIRST_PIECE:
+            return self._take_piece(size)
+        pieces: list[bytearray] = []
+        filled = 0
+        while filled < size:
+            piece = min(size - filled, max(_FIRST_PIECE, filled))
+            if budget is not None and not budget.take(piece):
+                raise FrameRefused(f"a frame of {size} bytes is more than this peer may hold "
+                                   "in flight")
+            out = bytearray(piece)
+            view = memoryview(out)
+            got = 0
+            if not pieces:
+                got = len(self._buffer) - self._start
+                view[:got] = self._buffer[self._start:]
+                self._buffer.clear()
+                self._start = 0
+            while got < piece:
+                self._wait_for_bytes()
+                count = os.readv(self._fd, [view[got:]])
+                if not count:
+                    raise EOFError
+                self._begun = True
+                got += count
+            view.release()
+            pieces.append(out)
+            filled += piece
+        return bytes(pieces[0]) if len(pieces) == 1 else b"".join(pieces)
+
+    def _take_piece(self, size: int) -> bytes:
+        # A frame of one piece (a stream's pieces are) is read into a buffer kept for the
+        # next one: a fresh buffer per piece would make the allocator hand its pages back to
+        # the system and fault them in again each time (on a virtual machine, most of what a
+        # stream costs). What the buffer held is read first.
+        budget = self._budget
+        if budget is not None and not budget.take(size):
+            raise FrameRefused(f"a frame of {size} bytes is more than this peer may hold "
+                               "in flight")
+        if len(self._scratch) < size:
+            self._scratch = bytearray(size)
+        view = memoryview(self._scratch)[:size]
+        got = len(self._buffer) - self._start
+        view[:got] = self._buffer[self._start:]
         self._buffer.clear()
         self._start = 0
-        while filled < size:
-            count = os.readv(self._fd, [view[filled:]])
-            if not count:
-                raise EOFError
-            filled += count
-        view.release()
-        return bytes(out)
+        try:
+            while got < size:
+                self._wait_for_bytes()
+                count = os.readv(self._fd, [view[got:]])
+                if not count:
+                    raise EOFError
+                self._begun = True
+                got += count
+            return bytes(view)
+        finally:
+            view.release()
+
+    def _wait_for_bytes(self) -> None:
+        """Within a begun frame, wait for bytes no longer than the budget's deadline allows."""
+        if self._budget is None or not self._begun:
+            return
+        poll = select.poll()
+        poll.register(self._fd, select.POLLIN)
+        if not poll.poll(self._budget.stall * 1000):
+            raise FrameStalled(f"a frame stopped arriving for {self._budget.stall:g} s")
+
+
+# A socket's buffers, asked for as large as a stream's window: a worker that writes a piece of
+# a body then rarely waits for the parent to read (the kernel may grant less: wmem_max).
+_SOCKET_BUFFER = 1 << 20
+
+
+def _widen(fd: int) -> None:
+    try:
+        sock = socket.socket(fileno=os.dup(fd))
+    except OSError:
+        return  # not a socket (a plain pipe): nothing to widen
+    try:
+        for option in (socket.SO_SNDBUF, socket.SO_RCVBUF):
+            sock.setsockopt(socket.SOL_SOCKET, option, _SOCKET_BUFFER)
+    except OSError:
+        pass
+    finally:
+        sock.close()
 
 
 class FrameDecoder:

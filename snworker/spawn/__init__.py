@@ -32,7 +32,7 @@ from snworker.pipes import IoMode, Pipe
 
 # Modules the worker imports, whose directories make up its sys.path.
 WORKER_PACKAGES = ("snworker", "requests", "urllib3", "idna", "charset_normalizer", "certifi",
-                   "tenacity", "truststore",
+                   "tenacity", "truststore", "ahocorasick_rs",
                    # optional: JWT signing (the `jwt` extra), the desktop keyring (`keyring`)
                    "cryptography", "cffi", "keyring", "jaraco", "secretstorage", "jeepney")
 WORKER_FLAG = "--snworker-worker"

@@ -10,6 +10,7 @@ from the parent as plain JSON: the pipe, the parent's sentinel, the framing.
 
 from __future__ import annotations
 
+import functools
 import os
 import sys
 import threading
@@ -36,8 +37,13 @@ def main(settings: dict[str, Any]) -> None:
         if agent is not None:
             from snworker.worker.agent import run  # only now: nothing of it runs before hardening
 
+            # A foreground agent is its command's: it ends, revoking, when that process ends
+            # in any way (Ctrl-C, SIGKILL, SIGHUP when its terminal closes).
+            follow = (functools.partial(_watch_parent, settings) if agent.get("foreground")
+                      else None)
             run(report, pipe, str(agent["address"]), float(agent["idle"]), _on_sigterm,
-                agent.get("allow"))
+                agent.get("allow"), limits=dict(agent.get("limits") or {}), follow=follow,
+                own_directory=bool(agent.get("own_directory")))
             os._exit(0)
     except harden.Refused as refusal:
         _refuse(settings, str(refusal))

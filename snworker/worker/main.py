@@ -14,20 +14,26 @@ import json
 import logging
 import os
 import platform
+import queue
 import sys
 import threading
 import time
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass
 from typing import Any, NoReturn
 
 from snworker.checks import IDEMPOTENT
 from snworker.messages import (
     EXIT_PROTOCOL,
+    Chunk,
     Connect,
     Connected,
     Control,
+    Credit,
     Disconnect,
     Error,
     FromWorker,
+    Head,
     Log,
     OpenBrowser,
     Pairs,
@@ -44,10 +50,11 @@ from snworker.worker.failures import (
     Cancelled,
     Failure,
     InvalidRequest,
+    Timeout,
     TokenExpired,
 )
 from snworker.worker.harden import Report
-from snworker.worker.peer import Peer
+from snworker.worker.peer import UPLOAD_WINDOW, Budget, Flight, Peer
 from snworker.worker.redact import Redactor
 from snworker.worker.tokens import TokenGrant, TokenStore
 from snworker.worker.transport import (
@@ -55,6 +62,7 @@ from snworker.worker.transport import (
     Checked,
     Transport,
     error_from_response,
+    read_piece,
     response_headers,
 )
 from snworker.worker.unattended import UnattendedGrant
@@ -68,6 +76,14 @@ _REVOKE_REPLACED = 5.0
 # After a body this large, hand freed heap back to the system: glibc keeps it otherwise, and a
 # worker that once carried 8 MB would hold some 160 MB for the rest of its life.
 _TRIM_AT = 1 << 20
+# A streamed body is read from the instance this much at a time.
+STREAM_PIECE = 1 << 18
+# Pieces of a stream read and redacted, waiting to be written to the pipe.
+_OUTBOX = 4
+# How long a stream waits for its reader (credit for an answer, the next piece of an upload)
+# before it gives up: a parent that is alive but stopped reading must not hold a connection
+# for ever. A parent that is gone ends the stream at once.
+STALL_LIMIT = 900.0
 _CURRENT_USER_PATH = "/api/now/table/sys_user"
 _CURRENT_USER_QUERY = (
     ("sysparm_query", "sys_id=javascript:gs.getUserID()"),
@@ -77,10 +93,21 @@ _CURRENT_USER_QUERY = (
 )
 
 
+@dataclass(slots=True)
+class _Streamed:
+    """An answer whose body goes to the parent in pieces: still open (`raw`), or read whole."""
+
+    status: int
+    headers: Pairs
+    raw: Any
+    body: bytes
+
+
 class Worker:
     """One connection's worth of state: the transport, the tokens, the peers it answers."""
 
     def __init__(self, hardening: Report) -> None:
+        _keep_freed_memory_a_while()
         self._hardening = hardening
         self._redactor = Redactor()
         self._transport: Transport | None = None
@@ -111,9 +138,11 @@ class Worker:
             self._wipe("the connection is closed")
             self._forget_secrets()
 
-    def add_peer(self, pipe: Pipe, name: str, own_user: bool = True) -> Peer:
-        """Start answering on `pipe` (`own_user`: False for another user's process)."""
-        peer = Peer(pipe, self, name)
+    def add_peer(self, pipe: Pipe, name: str, own_user: bool = True,
+                 budget: Budget | None = None) -> Peer:
+        """Start answering on `pipe` (`own_user`: False for another user's process; its
+        messages hold bytes from `budget`, if any)."""
+        peer = Peer(pipe, self, name, budget)
         peer.own_user = own_user
         with self._peers_lock:
             self._peers.add(peer)
@@ -152,19 +181,26 @@ class Worker:
         """Only an agent takes commands."""
         self._reply_failure(peer, message.id, InvalidRequest("this worker is not an agent"))
 
-    def carry_out(self, peer: Peer, request: Request, cancelled: threading.Event) -> None:
+    def carry_out(self, peer: Peer, request: Request, flight: Flight) -> None:
         """Answer `request`; a bug or a failure becomes an Error, never a lost answer."""
         if not self._ready.is_set():
             self._reply_failure(peer, request.id, Failure("the worker is not connected yet"))
             return
+        cancelled = flight.cancelled
         try:
-            answer: Result | Error = self._execute(request, cancelled)
+            executed = self._execute(request, cancelled, flight=flight, peer=peer)
+            if type(executed) is _Streamed:
+                flight.grant(request.window)  # the window the parent opened
+                self._stream(peer, request.id, flight, executed)
+                return
+            assert type(executed) is Result
+            answer: Result | Error = executed
         except Failure as exc:
             answer = self._error(request.id, exc)
         except Exception as exc:  # a bug must not cost the caller its answer
             logger.exception("snworker worker: request failed unexpectedly")
             answer = self._error(request.id, ApiFailure(f"internal error: {type(exc).__name__}"))
-        if not cancelled.is_set():
+        if not cancelled.is_set() or flight.refused:
             peer.send(answer)
         if type(answer) is Result and answer.body is not None and len(answer.body) >= _TRIM_AT:
             del answer
@@ -275,6 +311,7 @@ class Worker:
         try:
             # The worker's own read of its user, not the parent's: outside the access policy.
             result = self._execute(request, threading.Event(), internal=True)
+            assert type(result) is Result
         except TokenExpired:
             raise
         except Failure as exc:
@@ -294,8 +331,9 @@ class Worker:
 
     # --- requests -------------------------------------------------------------------------
 
-    def _execute(self, request: Request, cancelled: threading.Event,
-                 internal: bool = False) -> Result:
+    def _execute(self, request: Request, cancelled: threading.Event, internal: bool = False,
+                 flight: Flight | None = None, peer: Peer | None = None,
+                 ) -> Result | _Streamed:
         transport, tokens = self._transport, self._tokens
         if transport is None or tokens is None:
             raise Failure("the worker is not connected")
@@ -307,37 +345,180 @@ class Worker:
         deadline = started + min(checked.timeout, transport.policy.total_timeout)
 
         exchange = cancelled.exchange if isinstance(cancelled, Cancellation) else Exchange()
+        keep_open: Callable[[int], bool] | None = None
+        if checked.window:
+            def keep_open(status: int) -> bool:
+                # What may be retried, or is answered with an Error, is read whole.
+                retried = checked.retry and transport.retryable(method, status)
+                return status != 401 and not retried and (
+                    status < 400 or not checked.raise_for_status)
 
-        def attempt(remaining: float) -> Answer:
-            answer = self._send_authorized(checked, tokens, remaining, exchange)
-            return transport.classify(method, answer) if checked.retry else answer
+        if checked.upload is not None:
+            if peer is None or flight is None:
+                raise InvalidRequest("a streamed body needs a parent to send it")
+            upload, parent, inflight = checked.upload, peer, flight
 
-        # Without `retry` the caller's client retries as it sees fit (a requests Retry, say):
-        # the worker makes one attempt, so retries never stack. Renewing the token after a 401
-        # and sending once more is not a retry the caller could make, and stays.
-        response = transport.call(attempt, deadline, cancelled,
-                                  resend_on_error=method in IDEMPOTENT, retry=checked.retry)
-        body = self._redactor.body(response.body)
-        headers = self._redactor.pairs(response_headers(response))
+            def pieces() -> Iterator[bytes]:
+                return self._pieces(parent, request.id, inflight, upload)
+
+            # A body sent once cannot be sent again: no retry once it started (a status
+            # worth retrying comes back as it is), only when no connection could be made.
+            def attempt(remaining: float) -> Answer:
+                return self._send_authorized(checked, tokens, remaining, exchange, pieces,
+                                             keep_open)
+
+            response = transport.call(attempt, deadline, cancelled, resend_on_error=False,
+                                      retry=checked.retry)
+        else:
+            def attempt(remaining: float) -> Answer:
+                answer = self._send_authorized(checked, tokens, remaining, exchange, None,
+                                               keep_open)
+                return transport.classify(method, answer) if checked.retry else answer
+
+            # Without `retry` the caller's client retries as it sees fit (a requests Retry,
+            # say): the worker makes one attempt, so retries never stack. Renewing the token
+            # after a 401 and sending once more is not a retry the caller could make, and stays.
+            response = transport.call(attempt, deadline, cancelled,
+                                      resend_on_error=method in IDEMPOTENT, retry=checked.retry)
+        try:
+            headers = self._redactor.pairs(response_headers(response))
+        except BaseException:
+            response.close()
+            raise
         status = response.status
+        if response.raw is not None:
+            # A Cancel aborts the body's reads too: the connection is the request's still.
+            connection = getattr(response.raw, "_connection", None)
+            if connection is not None:
+                exchange.attach(connection)
+            return _Streamed(status, headers, response.raw, b"")
+        body = self._redactor.body(response.body)
         if logger.isEnabledFor(logging.DEBUG):
             logger.debug("%s %s -> %d, %d bytes in %.1f ms", method, request.path.split("?")[0],
                          status, len(body), (time.monotonic() - started) * 1000)
         if status >= 400 and checked.raise_for_status:
             raise error_from_response(status, body, headers)
+        if checked.window:
+            return _Streamed(status, headers, None, body)
         return Result(request.id, status, headers, body)
 
-    def _send_authorized(self, checked: Checked, tokens: TokenStore,
-                         remaining: float, exchange: Exchange) -> Answer:
+    def _stream(self, peer: Peer, ident: int, flight: Flight, answer: _Streamed) -> None:
+        """Send a streamed answer: its Head, then its body in Chunks within the parent's credit.
+
+        The body is redacted piece by piece, across their borders. This thread reads and
+        redacts; a thread of the stream's own writes to the pipe, so reading the next piece
+        from the instance overlaps sending the last one (at most _OUTBOX pieces wait between
+        them). A parent that closes the stream (Cancel) or goes away ends it: the HTTP response
+        is closed, not read on.
+        """
+        raw, whole = answer.raw, memoryview(answer.body)
+        redactor = self._redactor.stream()
+        outbox: queue.Queue[FromWorker | None] = queue.Queue(_OUTBOX)
+        threading.Thread(target=_send_all, args=(peer, outbox), name="snworker-stream",
+                         daemon=True).start()
+        finished = False
+        try:
+            # A body that ends within its first piece goes as one Result: a small answer
+            # costs a stream no more than a plain call.
+            ahead: list[bytes] = []
+            if raw is not None:
+                ahead.append(read_piece(raw, STREAM_PIECE))
+                if len(ahead[0]) < STREAM_PIECE:
+                    ahead.append(read_piece(raw, STREAM_PIECE) if ahead[0] else b"")
+                finished = len(ahead) == 2 and not ahead[1]
+                body = ahead[0]
+            else:
+                finished, body = len(whole) <= STREAM_PIECE, bytes(whole)
+            if finished:
+                outbox.put(Result(ident, answer.status, answer.headers,
+                                  self._redactor.body(body)))
+                return
+            outbox.put(Head(ident, answer.status, answer.headers))
+            while True:
+                if flight.credit(STALL_LIMIT) <= 0:
+                    if flight.cancelled.is_set():
+                        outbox.put(Chunk(ident, True, b""))  # ends the stream for the parent
+                        return
+                    raise Timeout(f"the stream was not read for {STALL_LIMIT:g} s; it was closed")
+                if ahead:
+                    piece = ahead.pop(0)
+                elif raw is not None:
+                    piece = read_piece(raw, STREAM_PIECE)
+                else:
+                    piece, whole = bytes(whole[:STREAM_PIECE]), whole[STREAM_PIECE:]
+                finished = not piece
+                clean = redactor.feed(piece, finished)
+                if clean or finished:
+                    flight.spend(len(clean))
+                    outbox.put(Chunk(ident, finished, clean))
+                if finished:
+                    return
+        except Failure as exc:  # also when cancelled: the parent may be waiting for the end
+            outbox.put(self._error(ident, exc))
+        except Exception as exc:  # a bug must not leave the parent waiting
+            logger.exception("snworker worker: a stream failed unexpectedly")
+            outbox.put(self._error(ident, ApiFailure(f"internal error: {type(exc).__name__}")))
+        finally:
+            outbox.put(None)
+            if raw is not None:
+                if not finished:
+                    raw.close()  # the rest is never read: the connection is not reused
+                raw.release_conn()
+
+    def _pieces(self, peer: Peer, ident: int, flight: Flight,
+                length: int) -> Iterator[bytes]:
+        """The body the parent uploads, piece by piece, as urllib3 sends it on.
+
+        The worker grants the parent a window, and more credit as each piece leaves. It sends
+        exactly the length declared (a longer body is cut off, a shorter one fails the request,
+        and either way the connection is closed, never reused), so no byte of the parent's can
+        frame a second request.
+        """
+        peer.send(Credit(ident, UPLOAD_WINDOW))
+        sent = owed = 0
+        while True:
+            chunk = flight.take(STALL_LIMIT)
+            if chunk is None:
+                if flight.refused:
+                    raise ApiFailure("the body came faster than the worker allowed; the request "
+                                     "was stopped")
+                if flight.cancelled.is_set():
+                    raise Cancelled("the caller stopped the upload")
+                raise Timeout(f"no more of the body came for {STALL_LIMIT:g} s")
+            data = chunk.body
+            sent += len(data)
+            if length >= 0 and sent > length:
+                raise ApiFailure(f"the body was longer than the {length} bytes declared; the "
+                                 "request was stopped")
+            if data:
+                yield data
+                owed += len(data)
+                if owed >= UPLOAD_WINDOW // 4:  # a quarter window at a time: fewer wake-ups
+                    peer.send(Credit(ident, owed))
+                    owed = 0
+            if chunk.last:
+                if length >= 0 and sent != length:
+                    raise ApiFailure(f"the body ended after {sent} of the {length} bytes "
+                                     "declared; the request was stopped")
+                return
+
+    def _send_authorized(self, checked: Checked, tokens: TokenStore, remaining: float,
+                         exchange: Exchange,
+                         pieces: Callable[[], Iterator[bytes]] | None = None,
+                         keep_open: Callable[[int], bool] | None = None) -> Answer:
         """Send with the current token; after a 401, renew once and resend once."""
         token = tokens.access_token()
         started = time.monotonic()
-        response = self._transport_send(checked, token, remaining, exchange)
+        response = self._transport_send(checked, token, remaining, exchange, pieces, keep_open)
         if response.status != 401:
             return response
         renewed = tokens.renew_after_unauthorized(token)
+        if pieces is not None:
+            raise ApiFailure("the instance refused the access token; it was renewed, but a "
+                             "streamed body is sent once: send the request again", 401)
         response = self._transport_send(checked, renewed,
-                                        remaining - (time.monotonic() - started), exchange)
+                                        remaining - (time.monotonic() - started), exchange,
+                                        None, keep_open)
         if response.status == 401:
             tokens.expire("the instance refused a freshly renewed access token")
             raise TokenExpired("the instance refused a freshly renewed access token; "
@@ -345,13 +526,15 @@ class Worker:
         return response
 
     def _transport_send(self, checked: Checked, token: str, remaining: float,
-                        exchange: Exchange) -> Answer:
+                        exchange: Exchange, pieces: Callable[[], Iterator[bytes]] | None,
+                        keep_open: Callable[[int], bool] | None) -> Answer:
         assert self._transport is not None
         # Token renewals stay outside the exchange: other requests may be waiting for them.
         with exchange.current():
             if exchange.aborted:
                 raise Cancelled("cancelled by the caller")
-            return self._transport.send(checked, "Bearer " + token, max(remaining, 0.001))
+            return self._transport.send(checked, "Bearer " + token, max(remaining, 0.001),
+                                        None if pieces is None else pieces(), keep_open)
 
     # --- disconnecting --------------------------------------------------------------------
 
@@ -457,6 +640,12 @@ class _PipeHandler(logging.Handler):
             self.handleError(record)
 
 
+def _send_all(peer: Peer, outbox: queue.Queue[FromWorker | None]) -> None:
+    """Send what a stream puts in `outbox`, in order, until None."""
+    while (message := outbox.get()) is not None:
+        peer.send(message)
+
+
 def _release_freed_memory() -> None:
     trim = _malloc_trim()
     if trim is not None:
@@ -464,6 +653,28 @@ def _release_freed_memory() -> None:
             trim(0)
         except Exception:  # a platform call must never cost a request thread its life
             logger.debug("snworker worker: malloc_trim failed", exc_info=True)
+
+
+# glibc hands the top of its heap back to the system as soon as 128 KB lie free there, and
+# takes it back page by page on the next allocation: a stream that allocates and frees a piece
+# of 256 KB at a time would fault in every page of every piece (measured: 600 µs per piece,
+# against 10 µs with these settings, on a virtual machine where a page fault is dear). A heap
+# top of up to _TRIM_AT_TOP stays; bodies above _MMAP_FROM are mapped and unmapped whole; and
+# after a large body the worker still trims its heap (_release_freed_memory).
+_M_TRIM_THRESHOLD, _M_MMAP_THRESHOLD = -1, -3
+_TRIM_AT_TOP = 16 << 20
+_MMAP_FROM = 4 << 20
+
+
+def _keep_freed_memory_a_while() -> None:
+    if platform.libc_ver()[0] != "glibc":
+        return
+    try:
+        libc = ctypes.CDLL(None)
+        libc.mallopt(_M_TRIM_THRESHOLD, _TRIM_AT_TOP)
+        libc.mallopt(_M_MMAP_THRESHOLD, _MMAP_FROM)
+    except (AttributeError, OSError, TypeError):
+        logger.debug("snworker worker: mallopt failed", exc_info=True)
 
 
 @functools.cache
@@ -492,8 +703,9 @@ def _check_connect(message: Connect) -> None:
         raise InvalidRequest("the redirect URIs must be a tuple of loopback http URLs")
     for uri in uris:
         redirect = urlsplit(uri)
-        if redirect.scheme != "http" or redirect.hostname not in ("127.0.0.1", "localhost"):
-            raise InvalidRequest("the redirect URI must be a loopback http URL")
+        if redirect.scheme != "http" or redirect.hostname != "127.0.0.1":
+            # Not localhost: a browser may resolve it to ::1, where the listener is not.
+            raise InvalidRequest("the redirect URI must be an http URL on 127.0.0.1")
     if message.proxy is not None:
         proxy = urlsplit(message.proxy)
         if proxy.scheme not in ("http", "https") or not proxy.hostname:

@@ -16,12 +16,18 @@ token in a way no list of encodings foresees.
 from __future__ import annotations
 
 import base64
-import json
+import bisect
 import threading
 import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
+
+_ahocorasick: Any
+try:  # a native multi-pattern search: one pass finds whether a body holds anything at all
+    import ahocorasick_rs as _ahocorasick
+except ImportError:  # pragma: no cover - without it, one pass of bytes.find per pattern
+    _ahocorasick = None
 
 REDACTED = "[redacted by snworker]"
 _REDACTED_BYTES = REDACTED.encode()
@@ -75,6 +81,30 @@ class _Snapshot:
 
     raw: tuple[bytes, ...] = field(default=(), repr=False)
     live: tuple[tuple[_Token, float], ...] = field(default=(), repr=False)
+    # The longest byte string any secret can show as here, JSON-escaped (see `overlap`).
+    longest: int = 0
+    # One detector per set of live tokens (which tokens still count as live changes with time).
+    detectors: dict[tuple[bool, ...], Any] = field(default_factory=dict, repr=False,
+                                                  compare=False)
+
+    def detector(self, live: tuple[bool, ...]) -> Any:
+        """A multi-pattern matcher over every pattern searched for, or None without one."""
+        found = self.detectors.get(live)
+        if found is None and _ahocorasick is not None:
+            patterns = list(self.raw)
+            for (token, _), is_live in zip(self.live, live, strict=True):
+                if is_live:
+                    patterns += [*token.encoded, *(block for _, block in token.blocks)]
+                else:
+                    patterns.append(token.raw)
+            found = self.detectors[live] = _ahocorasick.BytesAhoCorasick(
+                patterns, matchkind=_ahocorasick.MatchKind.LeftmostLongest)
+        return found
+
+
+# Escaped in JSON, a character takes at most six bytes (\uXXXX); a stream keeps at least this
+# much of its tail back, so a secret added while it runs is still found across a border.
+_MIN_OVERLAP = 4096
 
 
 class Redactor:
@@ -101,9 +131,12 @@ class Redactor:
             if live_until is not None:
                 self._live_until[secret] = max(live_until,
                                                self._live_until.get(secret, live_until))
+            longest = max((len(f) for t in self._tokens.values() for f in (t.raw, *t.encoded)),
+                          default=0)
             self._snapshot = _Snapshot(
                 tuple(t.raw for s, t in self._tokens.items() if s not in self._live_until),
                 tuple((self._tokens[s], until) for s, until in self._live_until.items()),
+                longest,
             )
 
     def __len__(self) -> int:
@@ -115,11 +148,19 @@ class Redactor:
         """`data` with every secret replaced; JSON `\\u` escapes are looked through."""
         if not data:
             return data
-        data = self._bytes(data, self._snapshot)
-        # One byte is found far faster than two: most bodies have no backslash at all.
-        if b"\\" in data and b"\\u" in data:
-            data = self._json_escapes(data)
-        return data
+        snapshot = self._snapshot
+        spans = self._spans(data, snapshot)
+        if b"\\" in data:
+            spans += _escaped_spans(data, lambda view: self._spans(view, snapshot))
+        return _replace(data, spans) if spans else data
+
+    def stream(self) -> StreamRedactor:
+        """A redactor for one body that comes in pieces: a secret split over two is found."""
+        return StreamRedactor(self)
+
+    def overlap(self) -> int:
+        """How many bytes of a stream's tail to hold back until the next piece comes."""
+        return max(_MIN_OVERLAP, 6 * self._snapshot.longest)
 
     def text(self, text: str) -> str:
         """`text` with every secret replaced."""
@@ -145,42 +186,164 @@ class Redactor:
         return tuple((self.header(n), self.header(v)) for n, v in pairs)
 
     def _bytes(self, data: bytes, snapshot: _Snapshot) -> bytes:
-        spans: list[tuple[int, int]] = []
-        for raw in snapshot.raw:
-            _occurrences(data, raw, spans)
-        if snapshot.live:
-            now = self._clock()
-            for token, until in snapshot.live:
-                if now < until:  # the fragments include the whole token
-                    for form in token.encoded:
-                        _occurrences(data, form, spans)
-                    _fragments(data, token, spans)
-                else:
-                    _occurrences(data, token.raw, spans)
+        spans = self._spans(data, snapshot)
         return _replace(data, spans) if spans else data
 
-    def _json_escapes(self, data: bytes) -> bytes:
-        try:
-            parsed = json.loads(data)
-        except ValueError:
-            return data
-        changed = [False]
-        clean = self._walk(parsed, changed)
-        if not changed[0]:
-            return data
-        return json.dumps(clean, ensure_ascii=False, separators=(",", ":")).encode()
+    def _spans(self, data: bytes, snapshot: _Snapshot) -> list[tuple[int, int]]:
+        """Where `data` gives a secret away, as (start, end) spans, possibly overlapping."""
+        spans: list[tuple[int, int]] = []
+        now = self._clock() if snapshot.live else 0.0
+        live = tuple(now < until for _, until in snapshot.live)
+        detector = snapshot.detector(live)
+        # The detector reports the leftmost occurrence of any pattern when there is one, so
+        # a body it finds nothing in holds none: the exact search below would find nothing.
+        # Only a body that holds something pays for one pass per pattern.
+        if detector is not None and not detector.find_matches_as_indexes(data):
+            return spans
+        for raw in snapshot.raw:
+            _occurrences(data, raw, spans)
+        for (token, _), is_live in zip(snapshot.live, live, strict=True):
+            if is_live:  # the fragments include the whole token
+                for form in token.encoded:
+                    _occurrences(data, form, spans)
+                _fragments(data, token, spans)
+            else:
+                _occurrences(data, token.raw, spans)
+        return spans
 
-    def _walk(self, value: Any, changed: list[bool]) -> Any:
-        if isinstance(value, str):
-            clean = self.text(value)
-            if clean != value:
-                changed[0] = True
-            return clean
-        if isinstance(value, list):
-            return [self._walk(item, changed) for item in value]
-        if isinstance(value, dict):
-            return {self._walk(k, changed): self._walk(v, changed) for k, v in value.items()}
-        return value
+
+class StreamRedactor:
+    """Redacts one body piece by piece, holding back a tail that a secret may continue from.
+
+    Each piece is searched together with the tail held back from the one before; what is
+    passed on ends before any match that reaches into the tail held back now, so every
+    occurrence is seen whole once. The tail is never longer than `overlap()` plus one match.
+    """
+
+    def __init__(self, redactor: Redactor) -> None:
+        self._redactor = redactor
+        self._carry = b""
+
+    @property
+    def held(self) -> int:
+        """Bytes held back for now."""
+        return len(self._carry)
+
+    def feed(self, data: bytes, last: bool = False) -> bytes:
+        """What of `data` (after what was held back) can be passed on, redacted."""
+        buffer = self._carry + data if self._carry else data
+        if not buffer:
+            return b""
+        redactor = self._redactor
+        cut = len(buffer) if last else len(buffer) - redactor.overlap()
+        if cut <= 0:
+            self._carry = buffer
+            return b""
+        snapshot = redactor._snapshot
+        spans = redactor._spans(buffer, snapshot)
+        if b"\\" in buffer:
+            spans += _escaped_spans(buffer, lambda view: redactor._spans(view, snapshot))
+        if spans and not last:
+            spans.sort()
+            moved = True
+            while moved:  # a match across the cut is held back whole, from its start
+                moved = False
+                for start, end in spans:
+                    if start < cut < end:
+                        cut, moved = start, True
+            spans = [span for span in spans if span[1] <= cut]
+        self._carry = buffer[cut:]
+        out = buffer[:cut] if cut < len(buffer) else buffer
+        return _replace(out, spans) if spans else out
+
+    def finish(self) -> bytes:
+        """What is held back, redacted: the body has ended."""
+        return self.feed(b"", last=True)
+
+
+# The JSON escapes that can hide a character of a secret: \uXXXX, and \/ (base64 has "/").
+# Found by searching for the two bytes that start them, rare even in binary data; each escape
+# is decoded on its own (a \\ before one is not looked at: that may only find more).
+_HEX = frozenset(b"0123456789abcdefABCDEF")
+
+
+def _escapes(data: bytes) -> list[tuple[int, int, bytes]]:
+    """(start, end, decoded bytes) of each escape in `data` that could hide a secret."""
+    found: list[tuple[int, int, bytes]] = []
+    for at in _escape_starts(data):
+        if data[at + 1] == 0x2F:  # \/
+            found.append((at, at + 2, b"/"))
+            continue
+        digits = data[at + 2:at + 6]
+        if len(digits) == 4 and all(c in _HEX for c in digits):
+            point = int(digits, 16)
+            # A lone surrogate stands for no character a secret has: a byte none contains.
+            char = b"\xff" if 0xD800 <= point <= 0xDFFF else chr(point).encode()
+            found.append((at, at + 6, char))
+    return found
+
+
+def _escape_starts(data: bytes) -> list[int]:
+    """Where \\u and \\/ start in `data`, in order."""
+    if _ESCAPE_STARTS is not None:
+        return [start for _, start, _ in _ESCAPE_STARTS.find_matches_as_indexes(data)]
+    starts: list[int] = []
+    for needle in (b"\\u", b"\\/"):
+        at = data.find(needle)
+        while at >= 0:
+            starts.append(at)
+            at = data.find(needle, at + 2)
+    return sorted(starts)
+
+
+# One native pass finds both (two bytes.find passes cost 5 ns a byte on binary data).
+_ESCAPE_STARTS: Any = None if _ahocorasick is None else _ahocorasick.BytesAhoCorasick(
+    [b"\\u", b"\\/"])
+
+
+def _escaped_spans(data: bytes, find: Callable[[bytes], list[tuple[int, int]]],
+                   ) -> list[tuple[int, int]]:
+    """Spans of `data` that give a secret away once its JSON escapes are decoded.
+
+    The parent would decode them on parsing, so `data` is searched as it would read then; each
+    span found there is mapped back to the escaped bytes it came from.
+    """
+    escapes = _escapes(data)
+    if not escapes:
+        return []
+    pieces: list[bytes] = []
+    # Per escape: where it starts and ends in `data`, and in the decoded view.
+    marks: list[tuple[int, int, int, int]] = []
+    kept = decoded = 0
+    for start, end, char in escapes:
+        if start < kept:
+            continue  # overlapping candidates (\u followed by \/ inside its digits cannot be)
+        plain = data[kept:start]
+        pieces.append(plain)
+        decoded += len(plain)
+        pieces.append(char)
+        marks.append((start, end, decoded, decoded + len(char)))
+        decoded += len(char)
+        kept = end
+    if not marks:
+        return []
+    pieces.append(data[kept:])
+    found = find(b"".join(pieces))
+    if not found:
+        return []
+    starts = [mark[2] for mark in marks]
+
+    def original(position: int, after: bool) -> int:
+        """Where decoded byte `position` begins in `data` (or ends, when `after`)."""
+        index = bisect.bisect_right(starts, position) - 1
+        if index < 0:
+            return position + after
+        start, end, _, view_end = marks[index]
+        if position < view_end:  # inside an escape: all of it
+            return end if after else start
+        return end + (position - view_end) + after
+
+    return [(original(start, False), original(end - 1, True)) for start, end in found]
 
 
 def _occurrences(data: bytes, needle: bytes, spans: list[tuple[int, int]]) -> None:

@@ -16,7 +16,7 @@ import re
 import ssl
 import threading
 import time
-from collections.abc import Callable, Iterator, Mapping
+from collections.abc import Callable, Iterable, Iterator, Mapping
 from dataclasses import dataclass
 from typing import Any
 from urllib.parse import urlencode, urlsplit
@@ -39,7 +39,7 @@ from tenacity.stop import stop_base
 from snworker import checks
 from snworker.checks import IDEMPOTENT
 from snworker.errors import InvalidRequestError
-from snworker.messages import Pairs, Request
+from snworker.messages import UNKNOWN_LENGTH, Pairs, Request
 from snworker.policy import RetryPolicy
 from snworker.worker.exchange import POOL_CLASSES
 from snworker.worker.failures import (
@@ -69,15 +69,23 @@ class Checked:
     timeout: float
     raise_for_status: bool = True  # False: a 4xx/5xx is an answer like any other
     retry: bool = True  # False: one attempt; the caller retries as it sees fit
+    upload: int | None = None  # a body that comes in pieces: its length, or UNKNOWN_LENGTH
+    window: int = 0  # > 0: the answer's body goes on in pieces
 
 
 @dataclass(frozen=True, slots=True)
 class Answer:
-    """An HTTP answer, its body read whole."""
+    """An HTTP answer, its body read whole, or (`raw`) still to be read."""
 
     status: int
     headers: Mapping[str, str]  # case-insensitive
     body: bytes
+    raw: Any = None  # the open urllib3 response of a body left to stream
+
+    def close(self) -> None:
+        """Let go of a body left unread: the connection is closed, never reused."""
+        if self.raw is not None:
+            self.raw.close()
 
 
 class Transient(Exception):
@@ -190,8 +198,16 @@ class Transport:
             url = requote_uri(url)
         if request.suppress_response_body:
             headers["x-no-response-body"] = ("X-no-response-body", "true")
-        body = request.body
-        if body is not None:
+        body, upload = request.body, request.upload
+        if upload is not None:
+            # A body that comes in pieces: framed here, by its declared length, or chunked by
+            # urllib3 when the length is unknown (each piece length-prefixed on the wire).
+            if type(upload) is not int or upload < UNKNOWN_LENGTH or body is not None:
+                raise InvalidRequest("a streamed body needs a length or UNKNOWN_LENGTH")
+            headers.setdefault("content-type", ("Content-Type", "application/json"))
+            if upload != UNKNOWN_LENGTH:
+                headers["content-length"] = ("Content-Length", str(upload))
+        elif body is not None:
             if not isinstance(body, bytes):
                 raise InvalidRequest("the request body must be bytes")
             headers.setdefault("content-type", ("Content-Type", "application/json"))
@@ -203,38 +219,54 @@ class Transport:
             raise InvalidRequest("timeout must be a positive number of seconds")
         if type(request.raise_for_status) is not bool or type(request.retry) is not bool:
             raise InvalidRequest("raise_for_status and retry must be booleans")
+        window = request.window
+        if type(window) is not int or window < 0:
+            raise InvalidRequest("a stream's window must be a number of bytes")
         return Checked(method, url, dict(headers.values()), body, float(timeout),
-                       request.raise_for_status, request.retry)
+                       request.raise_for_status, request.retry, upload, window)
 
     # --- sending -------------------------------------------------------------------------
 
-    def send(self, checked: Checked, authorization: str, timeout: float) -> Answer:
-        """One HTTP exchange, redirects not followed; raises `requests` errors."""
+    def send(self, checked: Checked, authorization: str, timeout: float,
+             body: Iterable[bytes] | None = None,
+             keep_open: Callable[[int], bool] | None = None) -> Answer:
+        """One HTTP exchange, redirects not followed; raises `requests` errors.
+
+        `body` replaces the checked body (pieces of an upload). When `keep_open(status)` is
+        true the answer's body is left unread, for the caller to stream and close.
+        """
         prepared = requests.PreparedRequest()
         prepared.method = checked.method
         prepared.url = checked.url
         prepared.headers = {**checked.headers,  # type: ignore[assignment]
                             "Authorization": authorization}
-        prepared.body = checked.body
+        prepared.body = checked.body if body is None else body  # type: ignore[assignment]
         prepared.hooks = {"response": []}
         response = self._adapter.send(prepared, timeout=timeout, **self._send_options)
+        encoding = response.headers.get("Content-Encoding")
+        if encoding and not _decodable(encoding):
+            # The body is still encoded: redaction could not see into it, so it stays here.
+            response.close()
+            raise ApiFailure(f"the instance answered with Content-Encoding {encoding[:40]!r}, "
+                             "which snworker cannot decode and check; the body was withheld",
+                             response.status_code)
+        if keep_open is not None and keep_open(response.status_code):
+            return Answer(response.status_code, response.headers, b"", response.raw)
         try:
             # One read of the whole body: requests' own reading goes 10 KB at a time, which
             # costs 0.7 ms of CPU per megabyte.
-            body = response.raw.read(decode_content=True)
+            content: bytes = response.raw.read(decode_content=True)
         except urllib3.exceptions.ReadTimeoutError as exc:
             raise BodyTimeout(exc) from exc
         except urllib3.exceptions.HTTPError as exc:
             raise requests.ConnectionError(exc) from exc
         finally:
             response.close()
-        encoding = response.headers.get("Content-Encoding")
-        if encoding and not _decodable(encoding):
-            # The body is still encoded: redaction could not see into it, so it stays here.
-            raise ApiFailure(f"the instance answered with Content-Encoding {encoding[:40]!r}, "
-                             "which snworker cannot decode and check; the body was withheld",
-                             response.status_code)
-        return Answer(response.status_code, response.headers, body)
+        return Answer(response.status_code, response.headers, content)
+
+    def retryable(self, method: str, status: int) -> bool:
+        """True when `classify` would try `status` again for `method`."""
+        return status in self.policy.retry_statuses and (method in IDEMPOTENT or status == 429)
 
     def retrying(self, deadline: float, cancelled: threading.Event) -> Retrying:
         """The retry loop for one call, built from the policy."""
@@ -267,8 +299,7 @@ class Transport:
 
     def classify(self, method: str, response: Answer) -> Answer:
         """Raise Transient for a status worth retrying for `method`; else return it."""
-        status = response.status
-        if status in self.policy.retry_statuses and (method in IDEMPOTENT or status == 429):
+        if self.retryable(method, response.status):
             raise Transient(response=response)
         return response
 
@@ -478,6 +509,18 @@ class _Tries:
                 self.last = Transient(error=exc)
                 raise self.last from exc
             raise
+
+
+def read_piece(raw: Any, size: int) -> bytes:
+    """Up to `size` bytes of an open answer's body, decoded; b"" at its end."""
+    try:
+        data: bytes = raw.read(size, decode_content=True)
+    except urllib3.exceptions.ReadTimeoutError:
+        raise Timeout("the instance stopped sending the body before the deadline") from None
+    except (urllib3.exceptions.HTTPError, OSError):
+        raise ApiFailure("the connection to the instance was lost while the body was read",
+                         ) from None
+    return data
 
 
 class BodyTimeout(requests.ReadTimeout):

@@ -28,16 +28,20 @@ from typing import Any, Protocol
 
 from snworker.messages import Connect, Control, Disconnect, FromWorker, Request, Result
 from snworker.pipes import Pipe
+from snworker.policy import AgentLimits
+from snworker.worker.agent.limits import ClientBudget, InFlight
 from snworker.worker.failures import Failure, InvalidRequest
 from snworker.worker.harden import Report
 from snworker.worker.main import Worker
-from snworker.worker.peer import Peer
+from snworker.worker.peer import Flight, Peer
 
 logger = logging.getLogger("snworker.worker")
 
 # How often the agent looks at its idle time, its grant and its socket.
 _LOOK_EVERY = 0.5
 _REVOKE_AT_STOP = 5.0
+# A foreground agent whose command ended: gone within a second or so, as an orphaned worker.
+_REVOKE_WHEN_ITS_COMMAND_ENDS = 1.0
 
 
 class Listener(Protocol):
@@ -45,9 +49,10 @@ class Listener(Protocol):
 
     address: str
 
-    def accept(self) -> tuple[Pipe, str, bool] | None:
-        """The next client this agent serves, and whether it runs as the agent's own user; None
-        for one that was refused; OSError once closed."""
+    def accept(self, budget: ClientBudget) -> tuple[Pipe, str, bool] | None:
+        """The next client this agent serves, and whether it runs as the agent's own user; its
+        frames held to `budget` (and its answers written within `budget.stall` seconds, where
+        the OS allows); None for one that was refused; OSError once closed."""
         ...
 
     def gone(self) -> bool:
@@ -59,9 +64,11 @@ class Listener(Protocol):
         ...
 
 
-def listen(address: str, allow: dict[str, list[int]] | None = None) -> Listener:
+def listen(address: str, allow: dict[str, list[int]] | None = None,
+           own_directory: bool = False) -> Listener:
     """Listen on `address` so that only this user's processes get in, and the `allow`ed
-    users' and groups' (POSIX: {"users": [uid...], "groups": [gid...]})."""
+    users' and groups' (POSIX: {"users": [uid...], "groups": [gid...]}); with
+    `own_directory`, its directory was made for this agent alone, and is removed when it stops."""
     if sys.platform == "win32":
         if allow:
             from snworker.worker.harden import Refused
@@ -75,19 +82,22 @@ def listen(address: str, allow: dict[str, list[int]] | None = None) -> Listener:
 
         allowed = allow or {}
         return listen_posix(address, [int(u) for u in allowed.get("users", ())],
-                            [int(g) for g in allowed.get("groups", ())])
+                            [int(g) for g in allowed.get("groups", ())], own_directory)
 
 
 class AgentWorker(Worker):
     """A Worker that serves a peer per client, and stops on its own terms."""
 
-    def __init__(self, hardening: Report, idle: float) -> None:
+    def __init__(self, hardening: Report, idle: float, limits: AgentLimits) -> None:
         super().__init__(hardening)
         self._idle = idle
+        self._limits = limits
+        self._in_flight = InFlight(limits)
         self._settings: Connect | None = None  # the consent every later one repeats
         self._waiting: list[tuple[Peer, int]] = []  # Connects answered by the consent under way
         self._consent_owner: tuple[Peer, int] | None = None
         self._stop_reason = ""
+        self._revoke_within = _REVOKE_AT_STOP
         self._clients_seen = 0
         self._idle_since = time.monotonic()
         self._consent_lock = threading.Lock()
@@ -100,32 +110,41 @@ class AgentWorker(Worker):
                          daemon=True).start()
         self._watch(listener)
         logger.info("snworker agent: stopping (%s)", self._stop_reason)
-        self._revoke(_REVOKE_AT_STOP)
+        self._revoke(self._revoke_within)
         self._wipe("the agent stopped")
         self._forget_secrets()
         listener.close()
         for peer in self.peers():
             self.drop_peer(peer)
 
-    def stop(self, reason: str) -> None:
-        """Stop serving: the grant is revoked on the way out."""
+    def stop(self, reason: str, revoke_within: float = _REVOKE_AT_STOP) -> None:
+        """Stop serving: the grant is revoked on the way out, within `revoke_within` s."""
         if not self._stop_reason:
             self._stop_reason = reason
+            self._revoke_within = revoke_within
         self._done.set()
 
     # --- clients ---------------------------------------------------------------------------
 
     def _accept(self, listener: Listener) -> None:
         while not self._done.is_set():
+            budget = self._in_flight.client()
             try:
-                accepted = listener.accept()
+                accepted = listener.accept(budget)
             except OSError:
                 return
-            if accepted is not None:
-                pipe, who, own = accepted
-                self._clients_seen += 1
-                self.add_peer(pipe, f"client-{self._clients_seen}", own_user=own)
-                logger.debug("snworker agent: %s attached", who)
+            if accepted is None:
+                continue
+            pipe, who, own = accepted
+            served = sum(1 for peer in self.peers() if peer.name != "starter")
+            if served >= self._limits.clients:
+                logger.warning("snworker agent: refused %s: %d clients are served already",
+                               who, served)
+                pipe.close()
+                continue
+            self._clients_seen += 1
+            self.add_peer(pipe, f"client-{self._clients_seen}", own_user=own, budget=budget)
+            logger.debug("snworker agent: %s attached", who)
 
     def _watch(self, listener: Listener) -> None:
         ungranted_since: float | None = None
@@ -186,10 +205,10 @@ class AgentWorker(Worker):
             # The agent's own settings, grant and access policy: a client changes none of them.
             super().connect(peer, dataclasses.replace(settings, id=message.id))
 
-    def carry_out(self, peer: Peer, request: Request, cancelled: threading.Event) -> None:
+    def carry_out(self, peer: Peer, request: Request, flight: Flight) -> None:
         """A peer that sends requests uses the connection: it counts as a client."""
         peer.attached = True
-        super().carry_out(peer, request, cancelled)
+        super().carry_out(peer, request, flight)
 
     def _finish_consent(self, peer: Peer, message: Connect, failure: Failure | None) -> None:
         # Whoever asked while this consent ran gets its outcome; later askers start afresh.
@@ -242,6 +261,7 @@ class AgentWorker(Worker):
             "hardening": dict(self._hardening),
             "unattended": self._unattended is not None,
             "policy": self._access.describe(),
+            "in_flight": self._in_flight.held,
         }
 
     def disconnect(self, peer: Peer, message: Disconnect) -> None:
@@ -261,9 +281,16 @@ class AgentWorker(Worker):
 
 def run(hardening: Report, starter: Pipe, address: str, idle: float,
         on_signal: Callable[[Callable[[], None]], None],
-        allow: dict[str, list[int]] | None = None) -> None:
-    """Listen on `address`, then serve as an agent; `on_signal` wires SIGTERM to a stop."""
-    listener = listen(address, allow)
-    agent = AgentWorker(hardening, idle)
+        allow: dict[str, list[int]] | None = None, *, limits: dict[str, Any] | None = None,
+        follow: Callable[[Callable[[], None]], None] | None = None,
+        own_directory: bool = False) -> None:
+    """Listen on `address`, then serve as an agent within `limits` (AgentLimits' wire form);
+    `on_signal` wires SIGTERM to a stop, and `follow` (a foreground agent's) the end of the
+    process that started it. `own_directory`: the address's directory goes with the agent."""
+    listener = listen(address, allow, own_directory)
+    agent = AgentWorker(hardening, idle, AgentLimits.from_wire(limits or {}))
     on_signal(lambda: agent.stop("SIGTERM"))
+    if follow is not None:
+        follow(lambda: agent.stop("the command that ran it in the foreground ended",
+                                  _REVOKE_WHEN_ITS_COMMAND_ENDS))
     agent.serve_agent(starter, listener)

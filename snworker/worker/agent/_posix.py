@@ -17,11 +17,13 @@ import logging
 import os
 import socket
 import stat
+import struct
 from collections.abc import Collection
 
 from snworker.pipes import Pipe
 from snworker.pipes.fd import FdPipe
 from snworker.pipes.unix import peer_credentials
+from snworker.worker.agent.limits import ClientBudget
 from snworker.worker.harden import Refused
 
 logger = logging.getLogger("snworker.worker")
@@ -31,17 +33,22 @@ class UnixListener:
     """A listening Unix socket that lets in this user's processes only."""
 
     def __init__(self, address: str, sock: socket.socket, users: Collection[int] = (),
-                 groups: Collection[int] = ()) -> None:
+                 groups: Collection[int] = (), directory: str | None = None) -> None:
         self.address = address
         self._sock = sock
         self._users = frozenset(users)
         self._groups = frozenset(groups)
+        self._directory = directory  # made for this agent alone: removed with it
         info = os.stat(address)
         self._identity = (info.st_dev, info.st_ino)
 
-    def accept(self) -> tuple[Pipe, str, bool] | None:
+    def accept(self, budget: ClientBudget) -> tuple[Pipe, str, bool] | None:
         """The next client this agent serves, and whether it is of the agent's own user; None
-        (and the connection closed) for anyone else."""
+        (and the connection closed) for anyone else.
+
+        Its frames are held to `budget`, and a write to it that waits longer than
+        `budget.stall` seconds fails (SO_SNDTIMEO), so a client that stops reading is dropped.
+        """
         conn, _ = self._sock.accept()
         try:
             uid, gid = peer_credentials(conn)
@@ -55,7 +62,10 @@ class UnixListener:
             conn.close()
             return None
         conn.setblocking(True)
-        return FdPipe(conn.detach()), f"a process of user {uid}", own
+        whole, part = divmod(budget.stall, 1.0)
+        conn.setsockopt(socket.SOL_SOCKET, socket.SO_SNDTIMEO,
+                        struct.pack("@ll", int(whole), int(part * 1e6)))
+        return FdPipe(conn.detach(), budget=budget), f"a process of user {uid}", own
 
     def _in_allowed_group(self, uid: int, gid: int) -> bool:
         if not self._groups:
@@ -85,18 +95,26 @@ class UnixListener:
                 os.unlink(self.address)
             except OSError:
                 pass
+        if self._directory is not None:
+            try:
+                os.rmdir(self._directory)
+            except OSError:
+                pass  # not empty: something else is in it
         self._sock.close()
 
 
-def listen(address: str, users: Collection[int] = (),
-           groups: Collection[int] = ()) -> UnixListener:
+def listen(address: str, users: Collection[int] = (), groups: Collection[int] = (),
+           own_directory: bool = False) -> UnixListener:
     """Listen on `address`, creating its directory private to this user (and open to the
-    allowed `users` and `groups`, as little as they need)."""
+    allowed `users` and `groups`, as little as they need); with `own_directory`, the directory
+    was made for this agent alone, and goes with it."""
     directory = os.path.dirname(address)
     os.makedirs(directory, mode=0o700, exist_ok=True)
     info = os.lstat(directory)
     if not stat.S_ISDIR(info.st_mode) or info.st_uid != os.getuid():
-        raise Refused(f"{directory} must be a directory of this user")
+        raise Refused(f"{directory} belongs to user {_owner(info.st_uid)}, not to this one (or "
+                      "is not a directory): pass another address (--address) in a directory "
+                      "of your own")
     shared = bool(users or groups)
     # Only the group: the directory and socket are the group's. Anyone else: others may pass
     # through the directory (not list it) and connect; the peer check refuses who is not allowed.
@@ -110,8 +128,9 @@ def listen(address: str, users: Collection[int] = (),
                 raise Refused(f"cannot give {directory} to group {group} ({exc.strerror}): the "
                               "agent's user must be a member of it") from None
     elif info.st_mode & 0o077:
-        raise Refused(f"{directory} must be a directory of this user that only it can open "
-                      "(mode 0700)")
+        raise Refused(f"{directory} is open to other users (mode "
+                      f"{stat.filemode(info.st_mode)}): make it mode 0700, or pass another "
+                      "address (--address)")
     if os.path.lexists(address):
         probe = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
         try:
@@ -127,6 +146,9 @@ def listen(address: str, users: Collection[int] = (),
     previous = os.umask(0o177)
     try:
         sock.bind(address)
+    except OSError as exc:  # a path too long for a socket, for one
+        sock.close()
+        raise Refused(f"cannot listen on {address}: {exc.strerror or exc}") from None
     finally:
         os.umask(previous)
     if shared:
@@ -134,4 +156,13 @@ def listen(address: str, users: Collection[int] = (),
             os.chown(address, -1, group)
         os.chmod(address, 0o660 if group is not None else 0o666)
     sock.listen(64)
-    return UnixListener(address, sock, users, groups)
+    return UnixListener(address, sock, users, groups, directory if own_directory else None)
+
+
+def _owner(uid: int) -> str:
+    try:
+        import pwd
+
+        return pwd.getpwuid(uid).pw_name
+    except KeyError:
+        return str(uid)

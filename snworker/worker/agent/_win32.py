@@ -21,6 +21,7 @@ from multiprocessing.connection import PipeConnection
 from snworker.pipes import Pipe
 from snworker.pipes.conn import ConnPipe
 from snworker.pipes.windows import pid_user_sid, process_user_sid, security_attributes
+from snworker.worker.agent.limits import ClientBudget
 
 logger = logging.getLogger("snworker.worker")
 
@@ -55,8 +56,12 @@ class PipeListener:
             _winapi.PIPE_UNLIMITED_INSTANCES, _BUFFER, _BUFFER, _winapi.NMPWAIT_WAIT_FOREVER,
             ctypes.addressof(self._attributes))
 
-    def accept(self) -> tuple[Pipe, str, bool] | None:
-        """The next client of this user; None (and the instance closed) for anyone else."""
+    def accept(self, budget: ClientBudget) -> tuple[Pipe, str, bool] | None:
+        """The next client of this user; None (and the instance closed) for anyone else.
+
+        `budget` is not applied here: a connection's `recv_bytes` reads a message whole, and
+        grows it as it arrives (the number of clients is bounded all the same).
+        """
         if self._closed:
             raise OSError("the listener is closed")
         handle, self._next = self._next, self._instance()
@@ -91,6 +96,6 @@ class PipeListener:
         _winapi.CloseHandle(self._next)
 
 
-def listen(address: str) -> PipeListener:
-    """Listen on the named pipe `address`."""
+def listen(address: str, own_directory: bool = False) -> PipeListener:
+    """Listen on the named pipe `address` (a named pipe has no directory to own)."""
     return PipeListener(address)
