@@ -27,7 +27,7 @@ from snworker.core import (
     conclude,
     consent_deadline,
     consented,
-    error_of,
+    error_for,
     interrupted_note,
     prepare,
     timed_out,
@@ -245,10 +245,9 @@ class ServiceNowConnection(ConnectionFacts):
 
     def _stream_error(self, answer: Error) -> ServiceNowError:
         """The exception of an Error message of a stream; an expired grant is remembered."""
-        error = error_of(answer)
+        error = error_for(answer, self._state)
         if isinstance(error, AuthTokenExpiredError):
             self._seen.generation = self._state.generation
-            self._state.expired = error
         return error
 
     def reconnect(self, *, open_browser: Callable[[str], Any] | None = None,

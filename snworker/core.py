@@ -100,11 +100,16 @@ def conclude(request: Request, answer: FromWorker, state: GrantState) -> ApiResp
     if type(answer) is Result:
         return ApiResponse(answer.status, answer.headers, answer.body or b"")
     if type(answer) is Error:
-        error = error_of(answer)
-        if isinstance(error, AuthTokenExpiredError):
-            state.expired = error
-        raise error
+        raise error_for(answer, state)
     raise ServiceNowError(f"unexpected answer from the worker: {type(answer).__name__}")
+
+
+def error_for(answer: Error, state: GrantState) -> ServiceNowError:
+    """The exception an Error message describes; an expired grant is remembered in `state`."""
+    error = error_of(answer)
+    if isinstance(error, AuthTokenExpiredError):
+        state.expired = error
+    return error
 
 
 def timed_out(request: Request) -> RequestTimeoutError:

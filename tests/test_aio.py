@@ -315,6 +315,120 @@ def test_disconnect_closes_and_later_calls_fail(stub):
     assert any(r["path"] == "/oauth_revoke_token.do" for r in stub.requests)
 
 
+def test_an_async_connection_dropped_without_disconnect_stops_its_worker(stub):
+    import gc
+
+    async def main() -> None:
+        aconn = await aconnect(stub)
+        pid = aconn.worker_pid
+        assert pid is not None
+        del aconn
+        gc.collect()
+        # The loop still reads the pipe, so its end is open: the worker stops because it
+        # was told to, not because this process let go of the pipe.
+        assert await asyncio.to_thread(process_gone, pid, 10.0)
+
+    asyncio.run(main())
+    assert any(r["path"] == "/oauth_revoke_token.do" for r in stub.requests)
+
+
+# --- bodies in pieces ------------------------------------------------------------------------
+
+ATTACH = "/api/now/attachment/file"
+
+
+def random_body(size: int, seed: int = 11) -> bytes:
+    import random
+
+    return random.Random(seed).randbytes(size)
+
+
+async def attach_file(aconn: snworker.aio.AsyncServiceNowConnection, sn: StubServiceNow,
+                      data: Any) -> dict[str, Any]:
+    incident = sn.records("incident")[0]
+    resp = await aconn.execute_api_request(
+        ATTACH, "POST", data, headers={"Content-Type": "application/octet-stream"},
+        params={"table_name": "incident", "table_sys_id": incident["sys_id"],
+                "file_name": "body.bin"})
+    assert resp.status == 201
+    return resp.data  # type: ignore[no-any-return]
+
+
+def test_a_file_streams_up_and_its_answer_streams_down(stub, io):
+    import io as stdio
+
+    from snworker.streams import WINDOW
+
+    body = random_body(9 * 1024 * 1024 + 123)
+
+    async def body_of(aconn: snworker.aio.AsyncServiceNowConnection) -> None:
+        stored = await attach_file(aconn, stub, stdio.BytesIO(body))
+        assert int(stored["size_bytes"]) == len(body)
+        path = f"/api/now/attachment/{stored['sys_id']}/file"
+        async with await aconn.stream_api_request(path, headers={"Accept": "*/*"}) as resp:
+            assert resp.status == 200
+            pieces = [piece async for piece in resp.aiter_bytes()]
+        assert b"".join(pieces) == body and len(pieces) > 1
+        assert resp.closed and resp.peak_buffered <= WINDOW + (1 << 20)
+        # An iterator of bytes streams up too, and a small answer comes whole.
+        chunks = iter([body[:100_000], body[100_000:300_000]])
+        again = await attach_file(aconn, stub, chunks)
+        async with await aconn.stream_api_request(
+                f"/api/now/attachment/{again['sys_id']}/file",
+                headers={"Accept": "*/*"}) as small:
+            assert await small.aread() == body[:300_000]
+
+    run(stub, body_of)
+
+
+def test_a_stream_closed_early_or_cancelled_leaves_the_connection_working(stub):
+    body = random_body(12 * 1024 * 1024)
+
+    async def main(aconn: snworker.aio.AsyncServiceNowConnection) -> None:
+        stored = await attach_file(aconn, stub, body)
+        path = f"/api/now/attachment/{stored['sys_id']}/file"
+        async with await aconn.stream_api_request(path, headers={"Accept": "*/*"}) as resp:
+            first = await resp.aiter_bytes().__anext__()
+            assert first == body[:len(first)]
+        assert resp.closed
+
+        async def read_slowly() -> None:
+            async with await aconn.stream_api_request(path, headers={"Accept": "*/*"}) as r:
+                async for _ in r.aiter_bytes():
+                    await asyncio.sleep(10)
+
+        task = asyncio.create_task(read_slowly())
+        await asyncio.sleep(0.5)
+        task.cancel()
+        with pytest.raises(asyncio.CancelledError):
+            await task
+        answers = await asyncio.gather(*[
+            aconn.execute_api_request(INCIDENTS, params={"sysparm_limit": 1})
+            for _ in range(5)])
+        assert [a.status for a in answers] == [200] * 5
+
+    run(stub, main)
+
+
+def test_httpx_through_the_transport_streams_a_large_body(stub):
+    httpx = pytest.importorskip("httpx")
+    body = random_body(6 * 1024 * 1024)
+
+    async def main(aconn: snworker.aio.AsyncServiceNowConnection) -> None:
+        stored = await attach_file(aconn, stub, body)
+        async with httpx.AsyncClient(base_url=aconn.instance_url,
+                                     transport=snworker.aio.httpx_transport(aconn)) as http:
+            async with http.stream("GET", f"/api/now/attachment/{stored['sys_id']}/file",
+                                   headers={"Accept": "*/*"}) as resp:
+                assert resp.status_code == 200
+                got = b"".join([piece async for piece in resp.aiter_bytes()])
+            assert got == body
+            small = await http.get(INCIDENTS, params={"sysparm_limit": 1})
+            assert small.status_code == 200 and len(small.json()["result"]) == 1
+
+    run(stub, main)
+
+
 # --- the sync facade: Ctrl-C cancels too ----------------------------------------------------
 
 INTERRUPTED = textwrap.dedent("""

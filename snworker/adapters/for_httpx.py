@@ -69,11 +69,15 @@ def httpx_call(translator: Translator, request: httpx.Request, body: Any) -> Cal
                            body if has_body else None, seconds)
 
 
-def httpx_response(fetched: Fetched, request: httpx.Request) -> httpx.Response:
-    """An httpx.Response of the worker's answer (its stream serves sync and async reads)."""
-    stream: httpx.SyncByteStream | httpx.ByteStream = (
-        httpx.ByteStream(fetched.content) if fetched.content is not None else _Chunks(fetched))
-    return httpx.Response(fetched.status, headers=fetched.headers, stream=stream,
+def httpx_response(fetched: Fetched, request: httpx.Request,
+                   stream: httpx.AsyncByteStream | None = None) -> httpx.Response:
+    """An httpx.Response of the worker's answer: its body whole (served to sync and async
+    reads), the sync pieces of `fetched.chunks`, or an async `stream` of pieces."""
+    body: httpx.SyncByteStream | httpx.AsyncByteStream | httpx.ByteStream = (
+        stream if stream is not None
+        else httpx.ByteStream(fetched.content) if fetched.content is not None
+        else _Chunks(fetched))
+    return httpx.Response(fetched.status, headers=fetched.headers, stream=body,
                           request=request,
                           extensions={"http_version": b"HTTP/1.1",
                                       "reason_phrase": _reason(fetched.status)})

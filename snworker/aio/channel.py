@@ -18,10 +18,11 @@ import asyncio
 import itertools
 import logging
 import threading
+from collections import deque
 from collections.abc import Callable
 
 from snworker import spawn
-from snworker.core import Calls, route, worker_failure
+from snworker.core import Calls, is_last, route, worker_failure
 from snworker.errors import ConnectionClosedError, ServiceNowError, WorkerError
 from snworker.messages import Cancel, FromWorker, Message, ToWorker
 from snworker.pipes import IoMode, Pipe, default_io
@@ -36,6 +37,25 @@ _SEND_ON_LOOP = 1 << 16
 Outcome = FromWorker | ServiceNowError | None
 
 
+class StreamCall:
+    """A call that takes several messages (a stream's Head and Chunks, an upload's Credits)."""
+
+    __slots__ = ("closing", "done", "ident", "inbox", "waiter")
+
+    def __init__(self, ident: int) -> None:
+        self.ident = ident
+        # Messages delivered and not yet taken; an exception when the worker failed.
+        self.inbox: deque[FromWorker | ServiceNowError] = deque()
+        self.waiter: asyncio.Future[None] | None = None  # a task awaits the next message
+        self.done = False  # its last message was delivered: it left the pending calls
+        self.closing = False  # its caller closed it: nothing more is wanted
+
+    def wake(self) -> None:
+        waiter = self.waiter
+        if waiter is not None and not waiter.done():
+            waiter.set_result(None)
+
+
 class AsyncChannel:
     """A worker process (or an agent) and the pipe to it, driven by one event loop."""
 
@@ -47,7 +67,7 @@ class AsyncChannel:
         self._loop = loop
         self._pipe, self._process = pipe, process
         self._ids = itertools.count(1)
-        self._calls: Calls[asyncio.Future[Outcome]] = Calls()
+        self._calls: Calls[asyncio.Future[Outcome] | StreamCall] = Calls()
         # Sends come from the loop and, for large bodies, from threads: one frame at a time.
         self._send_lock = threading.Lock()
         self._closing = False
@@ -148,6 +168,64 @@ class AsyncChannel:
         except (OSError, ValueError):
             pass
 
+    async def open(self, message: ToWorker) -> StreamCall:
+        """Send `message` and park a call for its several messages; `next()` takes them."""
+        call = StreamCall(message.id)
+        self._calls.add(call.ident, call)
+        await self._send_for(message)
+        return call
+
+    async def next(self, call: StreamCall, timeout: float | None) -> FromWorker | None:
+        """The call's next message, awaiting it up to `timeout` s; None once that passed.
+
+        A call that gets nothing in time, or whose task is cancelled meanwhile, is given up:
+        the worker is told (Cancel). An Error message is returned; a worker that failed raises
+        its WorkerError.
+        """
+        if not call.inbox and not call.done:
+            loop = self._loop
+            waiter = call.waiter = loop.create_future()
+            timer = None if timeout is None else loop.call_later(
+                max(timeout, 0.0), _expire_waiter, waiter)
+            try:
+                await waiter
+            except asyncio.CancelledError:
+                self.close_call(call)
+                raise
+            finally:
+                call.waiter = None
+                if timer is not None:
+                    timer.cancel()
+        if not call.inbox:
+            self.close_call(call)
+            return None
+        outcome = call.inbox.popleft()
+        if isinstance(outcome, ServiceNowError):
+            raise outcome
+        return outcome
+
+    def close_call(self, call: StreamCall) -> None:
+        """Stop a call before its last message: the worker is told, later messages dropped."""
+        call.closing = True
+        call.inbox.clear()
+        if not call.done:
+            call.done = True
+            if self._calls.pop(call.ident) is not None:
+                self.send_quietly(Cancel(call.ident))
+
+    async def send_body(self, message: ToWorker) -> None:
+        """Send a message that may carry a large body (an upload's piece) without waiting on
+        the loop; OSError or ValueError when the worker is gone."""
+        body = getattr(message, "body", None)
+        if body is not None and len(body) > _SEND_ON_LOOP:
+            await self._loop.run_in_executor(None, self._send_locked, message)
+        else:
+            self._send_locked(message)
+
+    def call_soon(self, callback: Callable[..., object], *args: object) -> None:
+        """Run `callback(*args)` on the loop's thread (from any thread)."""
+        self._loop.call_soon_threadsafe(callback, *args)
+
     async def _send_for(self, message: ToWorker) -> None:
         body = getattr(message, "body", None)
         try:
@@ -170,10 +248,20 @@ class AsyncChannel:
             route(message, self)
 
     def deliver(self, ident: int, outcome: FromWorker) -> None:
-        """Resolve the future waiting for `ident`; drop a late answer."""
-        future = self._calls.pop(ident)
-        if future is not None and not future.done():
-            future.set_result(outcome)
+        """Hand `outcome` to the call waiting for `ident`; drop a late one."""
+        slot = self._calls.get(ident)
+        if slot is None:
+            return  # its caller gave up
+        if isinstance(slot, StreamCall):
+            if is_last(outcome):
+                self._calls.pop(ident)
+                slot.done = True
+            slot.inbox.append(outcome)
+            slot.wake()
+            return
+        self._calls.pop(ident)
+        if not slot.done():
+            slot.set_result(outcome)
 
     def open_browser(self, url: str) -> None:
         """Show the consent page from a thread: the loop goes on."""
@@ -209,9 +297,13 @@ class AsyncChannel:
                               None if process is None else process.exitcode)
 
     def _fail_all(self, error: WorkerError) -> None:
-        for future in self._calls.fail_all(error):
-            if not future.done():
-                future.set_result(error)
+        for slot in self._calls.fail_all(error):
+            if isinstance(slot, StreamCall):
+                slot.inbox.append(error)
+                slot.done = True
+                slot.wake()
+            elif not slot.done():
+                slot.set_result(error)
 
     # --- shutdown ------------------------------------------------------------------------
 
@@ -244,6 +336,11 @@ class AsyncChannel:
                 release()
             except OSError:
                 pass
+
+
+def _expire_waiter(waiter: asyncio.Future[None]) -> None:
+    if not waiter.done():
+        waiter.set_result(None)
 
 
 def _expire(future: asyncio.Future[Outcome]) -> None:

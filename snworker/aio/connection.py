@@ -15,7 +15,8 @@ from dataclasses import replace
 from types import TracebackType
 from typing import Any, TypeVar, overload
 
-from snworker.aio.channel import AsyncChannel
+from snworker.aio.channel import AsyncChannel, StreamCall
+from snworker.aio.streams import AsyncStreamResponse, send_upload
 from snworker.aio.table import AsyncTable, R
 from snworker.connection import _browser_runner, _open_system_browser
 from snworker.core import (
@@ -27,6 +28,7 @@ from snworker.core import (
     conclude,
     consent_deadline,
     consented,
+    error_for,
     interrupted_note,
     prepare,
     timed_out,
@@ -38,10 +40,20 @@ from snworker.errors import (
     WorkerError,
 )
 from snworker.grants import Grant
-from snworker.messages import Connect, Connected, Disconnect
+from snworker.messages import (
+    Connect,
+    Connected,
+    Disconnect,
+    Error,
+    FromWorker,
+    Head,
+    Request,
+    Result,
+)
 from snworker.policy import Policy, RetryPolicy
 from snworker.response import ApiResponse
 from snworker.settings import DEFAULT_REDIRECT_URI, connect_settings, seconds
+from snworker.streams import WINDOW, Upload, is_stream
 
 T = TypeVar("T")
 
@@ -118,20 +130,103 @@ class AsyncServiceNowConnection(ConnectionFacts):
             state.check()
         deadline = self._request_timeout if timeout is None else seconds(timeout, "timeout")
         channel = self._channel
-        request = prepare(channel.next_id(), path, http_method, data, suppress_response_body,
-                          headers, params, deadline, raise_for_status, retry)
-        try:
-            answer = await channel.call(request, deadline + DEADLINE_GRACE)
-        except asyncio.CancelledError as exc:
-            exc.add_note(interrupted_note(request))
-            raise
-        if answer is None:
-            raise timed_out(request)
+        if is_stream(data):  # a file or an iterator of bytes: it streams up
+            upload = await asyncio.get_running_loop().run_in_executor(None, Upload, data)
+            request = prepare(channel.next_id(), path, http_method, None,
+                              suppress_response_body, headers, params, deadline,
+                              raise_for_status, retry, upload=upload.length)
+            _, answer = await self._exchange(request, upload)
+        else:
+            request = prepare(channel.next_id(), path, http_method, data,
+                              suppress_response_body, headers, params, deadline,
+                              raise_for_status, retry)
+            try:
+                answered = await channel.call(request, deadline + DEADLINE_GRACE)
+            except asyncio.CancelledError as exc:
+                exc.add_note(interrupted_note(request))
+                raise
+            if answered is None:
+                raise timed_out(request)
+            answer = answered
         try:
             return conclude(request, answer, state)
         except AuthTokenExpiredError:
             self._note_expired()
             raise
+
+    async def stream_api_request(
+        self,
+        path: str,
+        http_method: str = "GET",
+        data: Any = None,
+        headers: Mapping[str, str] | None = None,
+        *,
+        params: Mapping[str, Any] | None = None,
+        timeout: float | None = None,
+        raise_for_status: bool = True,
+        retry: bool = True,
+    ) -> AsyncStreamResponse:
+        """Send one request and read its answer's body in pieces, as it comes; the arguments
+        and errors of `ServiceNowConnection.stream_api_request`.
+
+        Status and headers are there when this returns; `aiter_bytes()` yields the body. Use
+        it with `async with`: leaving it closes the stream, read to its end or not. Cancelling
+        the task that reads it closes it too, and the worker closes the HTTP response.
+        """
+        if self._closed:
+            raise ConnectionClosedError(CLOSED)
+        state = self._state
+        if state.expired is not None:
+            self._note_expired()
+            state.check()
+        deadline = self._request_timeout if timeout is None else seconds(timeout, "timeout")
+        upload = None
+        if is_stream(data):
+            upload = await asyncio.get_running_loop().run_in_executor(None, Upload, data)
+        request = prepare(self._channel.next_id(), path, http_method,
+                          None if upload is not None else data, False, headers, params,
+                          deadline, raise_for_status, retry, WINDOW,
+                          None if upload is None else upload.length)
+        call, answer = await self._exchange(request, upload)
+        channel = self._channel
+        if type(answer) is Error:
+            raise self._stream_error(answer)
+        if type(answer) is Result:  # a body that ended within its first piece, whole
+            return AsyncStreamResponse(channel, call,
+                                       Head(answer.id, answer.status, answer.headers),
+                                       deadline + DEADLINE_GRACE, self._stream_error,
+                                       answer.body or b"")
+        if type(answer) is not Head:
+            channel.close_call(call)
+            raise ServiceNowError(f"unexpected answer from the worker: {type(answer).__name__}")
+        return AsyncStreamResponse(channel, call, answer, deadline + DEADLINE_GRACE,
+                                   self._stream_error)
+
+    async def _exchange(self, request: Request, upload: Upload | None,
+                        ) -> tuple[StreamCall, FromWorker]:
+        """Send `request` (and the pieces of its upload) and await the answer, or the Head of
+        a streamed one."""
+        channel = self._channel
+        call = await channel.open(request)
+        try:
+            answer = await send_upload(channel, call, upload, request.timeout + DEADLINE_GRACE)
+        except asyncio.CancelledError as exc:
+            channel.close_call(call)
+            exc.add_note(interrupted_note(request))
+            raise
+        except BaseException:
+            channel.close_call(call)
+            raise
+        if answer is None:
+            raise timed_out(request)
+        return call, answer
+
+    def _stream_error(self, answer: Error) -> ServiceNowError:
+        """The exception of a stream's Error message; an expired grant is remembered."""
+        error = error_for(answer, self._state)
+        if isinstance(error, AuthTokenExpiredError):
+            self._note_expired()
+        return error
 
     def table(self, name: str, record_type: type[R] | None = None) -> AsyncTable[R]:
         """The Table API of table `name`; `record_type` (a TypedDict) types its records."""

@@ -1,17 +1,19 @@
 """`snworker.aio.httpx_transport(aconn)`: httpx's AsyncClient through the worker.
 
 The translation is the sync transport's (`snworker.adapters.for_httpx`): the same rules, the
-same Call, the same response; only the call to the worker is awaited. Cancelling the task that
-awaits a request cancels it in the worker, which aborts the HTTP exchange in flight.
+same Call, the same response; only the calls to the worker are awaited. Bodies stream down as
+they come (`stream_api_request`). Cancelling the task that awaits a request cancels it in the
+worker, which aborts the HTTP exchange in flight.
 """
 
 from __future__ import annotations
 
+from collections.abc import AsyncIterator
 from typing import TYPE_CHECKING
 
 import httpx
 
-from snworker.adapters import Translator, fetched
+from snworker.adapters import Fetched, Translator, response_headers
 from snworker.adapters.for_httpx import (
     LIBRARY_USER_AGENT,
     httpx_call,
@@ -21,6 +23,7 @@ from snworker.adapters.for_httpx import (
 
 if TYPE_CHECKING:
     from snworker.aio.connection import AsyncServiceNowConnection
+    from snworker.aio.streams import AsyncStreamResponse
 
 
 def httpx_transport(aconn: AsyncServiceNowConnection) -> AsyncWorkerTransport:
@@ -46,8 +49,31 @@ class AsyncWorkerTransport(httpx.AsyncBaseTransport):
         self.translator = Translator(aconn.instance_url, (LIBRARY_USER_AGENT,))
 
     async def handle_async_request(self, request: httpx.Request) -> httpx.Response:
-        """Send `request` through the worker; its answer, any status."""
+        """Send `request` through the worker; its answer, any status, its body as it comes."""
         call = httpx_call(self.translator, request, await request.aread())
+        keywords = call.keywords()
         with transport_errors(request):
-            answer = await self.aconn.execute_api_request(**call.keywords())
-        return httpx_response(fetched(call, answer), request)
+            answer = await self.aconn.stream_api_request(keywords.pop("path"), **keywords)
+        whole = answer._whole
+        if whole is not None:  # it ended within the worker's first piece
+            return httpx_response(Fetched(answer.status, response_headers(
+                answer._header_pairs, call.method, len(whole)), whole), request)
+        return httpx_response(
+            Fetched(answer.status, response_headers(answer._header_pairs, call.method, None)),
+            request, _Pieces(answer, request))
+
+
+class _Pieces(httpx.AsyncByteStream):
+    """A streamed body, closed in the worker when httpx closes the response."""
+
+    def __init__(self, answer: AsyncStreamResponse, request: httpx.Request) -> None:
+        self._answer = answer
+        self._request = request
+
+    async def __aiter__(self) -> AsyncIterator[bytes]:
+        with transport_errors(self._request):
+            async for piece in self._answer.aiter_bytes():
+                yield piece
+
+    async def aclose(self) -> None:
+        await self._answer.aclose()
