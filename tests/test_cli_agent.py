@@ -265,13 +265,19 @@ def test_foreground_shows_the_agents_log_and_ctrl_c_stops_it(sn, tmp_path):
     assert sn.revocation_count == 1
 
 
+def hang_up_as_a_terminal_would() -> None:
+    """SIGHUP at its default, as in a terminal's command, even under a `nohup` above the tests."""
+    signal.signal(signal.SIGHUP, signal.SIG_DFL)
+
+
 def start_in_the_foreground(sn: StubServiceNow, address: str, prefix: Sequence[str] = (),
                             **popen: Any) -> tuple[subprocess.Popen[str], int]:
     """`snworker agent start --foreground`, once its consent is done; the agent's pid."""
     command = [*prefix, sys.executable, "-m", "snworker", "agent", "start", sn.url, sn.client_id,
                "--redirect-uri", sn.redirect_uri, "--address", address, "--foreground"]
     process = subprocess.Popen(command, env=environment(sn.url, sn.client_id, sn.redirect_uri),
-                               stdout=subprocess.PIPE, text=True, **popen)
+                               stdout=subprocess.PIPE, text=True,
+                               preexec_fn=hang_up_as_a_terminal_would, **popen)
     assert process.stdout is not None
     with selectors.DefaultSelector() as selector:
         selector.register(process.stdout, selectors.EVENT_READ)
