@@ -180,39 +180,27 @@ class Download:
         return Credit(ident, owed)
 
 
-# --- the sync driver -------------------------------------------------------------------------
+class StreamState:
+    """What a streamed answer knows and does without waiting: the half both drivers share.
 
-
-class StreamResponse:
-    """A streamed answer: status and headers now, the body in pieces as it is read.
-
-    Use it as a context manager. Closing it before the body's end tells the worker, which
-    closes the HTTP response; nothing more of it is sent.
+    A driver (the sync `StreamResponse`, the asyncio one) waits for the call's next message
+    its own way and hands it to `_take`, which returns the body's piece and the credit to send.
     """
 
-    def __init__(self, channel: Channel, call: Call, head: Head, timeout: float,
-                 on_error: Callable[[Error], ServiceNowError], whole: bytes | None = None,
-                 ) -> None:
+    _finalizer: weakref.finalize[Any, Any]
+
+    def __init__(self, head: Head, timeout: float, on_error: Callable[[Error], ServiceNowError],
+                 whole: bytes | None) -> None:
         self.status = head.status
         self._header_pairs: Pairs = head.headers
         self._headers: Mapping[str, str] | None = None
-        self._channel = channel
-        self._call = call
         self._timeout = timeout
         self._on_error = on_error
         self._download = Download()
-        self._finished = False
+        self._whole = whole  # a body that came whole: nothing more to read from the worker
+        self._finished = whole is not None
         self._closed = False
         self._consumed = False
-        self._whole = whole  # a body that came whole: nothing more to read from the worker
-        if whole is not None:
-            self._finished = True
-        # Dropped without close(): the worker is still told, and what it sent is read off
-        # the pipe, from a thread of its own (a finalizer may run where this one holds a lock).
-        self._finalizer = weakref.finalize(self, _close_dropped, channel, call)
-        self._finalizer.atexit = False
-        if whole is not None:
-            self._finalizer.detach()
 
     @property
     def headers(self) -> Mapping[str, str]:
@@ -233,6 +221,67 @@ class StreamResponse:
         """The most body bytes this process held for this stream at once, unread."""
         return self._download.peak_buffered
 
+    def _start_reading(self, chunk_size: int | None) -> None:
+        if self._consumed:
+            raise RuntimeError("the body of a stream can be read once")
+        if chunk_size is not None and (not isinstance(chunk_size, int) or chunk_size <= 0):
+            raise ValueError("chunk_size must be a positive number of bytes")
+        self._consumed = True
+
+    def _whole_body(self) -> bytes:
+        """The body that came whole (empty when it was); the stream is then closed."""
+        self._closed = True
+        return self._whole or b""
+
+    def _take(self, message: object, call: Any) -> tuple[bytes, Credit | None]:
+        """The body's piece in `message` (None: the wait timed out) and the credit to return.
+
+        Raises:
+            RequestTimeoutError: `message` is None.
+            ServiceNowError: the worker's Error, mapped.
+        """
+        if message is None:
+            self._closed = True
+            from snworker.errors import RequestTimeoutError
+
+            raise RequestTimeoutError(f"no more of the body came within {self._timeout:g} s")
+        if type(message) is Chunk:
+            waiting = sum(len(m.body) for m in call.inbox if type(m) is Chunk)
+            credit = self._download.taken(call.ident, message, waiting)
+            if message.last:
+                self._finished = self._closed = True
+                self._finalizer.detach()
+            return message.body, credit
+        if type(message) is Error:
+            self._finished = self._closed = True
+            self._finalizer.detach()
+            raise self._on_error(message)
+        return b"", None  # anything else (a stray Credit) is not for a download
+
+
+# --- the sync driver -------------------------------------------------------------------------
+
+
+class StreamResponse(StreamState):
+    """A streamed answer: status and headers now, the body in pieces as it is read.
+
+    Use it as a context manager. Closing it before the body's end tells the worker, which
+    closes the HTTP response; nothing more of it is sent.
+    """
+
+    def __init__(self, channel: Channel, call: Call, head: Head, timeout: float,
+                 on_error: Callable[[Error], ServiceNowError], whole: bytes | None = None,
+                 ) -> None:
+        super().__init__(head, timeout, on_error, whole)
+        self._channel = channel
+        self._call = call
+        # Dropped without close(): the worker is still told, and what it sent is read off
+        # the pipe, from a thread of its own (a finalizer may run where this one holds a lock).
+        self._finalizer = weakref.finalize(self, _close_dropped, channel, call)
+        self._finalizer.atexit = False
+        if whole is not None:
+            self._finalizer.detach()
+
     def iter_bytes(self, chunk_size: int | None = None) -> Iterator[bytes]:
         """The body's pieces as they come (or re-cut to `chunk_size` bytes); once only.
 
@@ -241,15 +290,9 @@ class StreamResponse:
             ApiRequestError: the worker or the network failed mid-stream.
             WorkerCrashedError: the worker died.
         """
-        if self._consumed:
-            raise RuntimeError("the body of a stream can be read once")
-        self._consumed = True
+        self._start_reading(chunk_size)
         pieces = self._pieces()
-        if chunk_size is None:
-            return pieces
-        if not isinstance(chunk_size, int) or chunk_size <= 0:
-            raise ValueError("chunk_size must be a positive number of bytes")
-        return _recut(pieces, chunk_size)
+        return pieces if chunk_size is None else _recut(pieces, chunk_size)
 
     def read(self) -> bytes:
         """The rest of the body, whole."""
@@ -257,37 +300,20 @@ class StreamResponse:
 
     def _pieces(self) -> Iterator[bytes]:
         if self._whole is not None:
-            self._closed = True
-            if self._whole:
-                yield self._whole
+            if whole := self._whole_body():
+                yield whole
             return
         channel, call = self._channel, self._call
         try:
             while not self._finished:
                 if self._closed:
                     raise ValueError("the stream is closed")
-                message = channel.next(call, time.monotonic() + self._timeout)
-                if message is None:
-                    self._closed = True
-                    from snworker.errors import RequestTimeoutError
-
-                    raise RequestTimeoutError(
-                        f"no more of the body came within {self._timeout:g} s")
-                if type(message) is Chunk:
-                    waiting = sum(len(m.body) for m in call.inbox if type(m) is Chunk)
-                    credit = self._download.taken(call.ident, message, waiting)
-                    if credit is not None:
-                        channel.send_quietly(credit)
-                    if message.last:
-                        self._finished = self._closed = True
-                        self._finalizer.detach()
-                    if message.body:
-                        yield message.body
-                elif type(message) is Error:
-                    self._finished = self._closed = True
-                    self._finalizer.detach()
-                    raise self._on_error(message)
-                # anything else (a stray Credit) is not for a download
+                piece, credit = self._take(
+                    channel.next(call, time.monotonic() + self._timeout), call)
+                if credit is not None:
+                    channel.send_quietly(credit)
+                if piece:
+                    yield piece
         finally:
             if not self._finished:
                 self.close()

@@ -9,16 +9,16 @@ from __future__ import annotations
 
 import asyncio
 import weakref
-from collections.abc import AsyncIterator, Callable, Mapping
+from collections.abc import AsyncIterator, Callable
 from types import TracebackType
 
 from snworker.aio.channel import AsyncChannel, StreamCall
-from snworker.errors import RequestTimeoutError, ServiceNowError
-from snworker.messages import Chunk, Credit, Error, FromWorker, Head, Pairs, Result
-from snworker.streams import Download, Upload
+from snworker.errors import ServiceNowError
+from snworker.messages import Chunk, Credit, Error, FromWorker, Head, Result
+from snworker.streams import StreamState, Upload
 
 
-class AsyncStreamResponse:
+class AsyncStreamResponse(StreamState):
     """A streamed answer: status and headers now, the body in pieces as it is read.
 
     Use it with `async with`. Closing it before the body's end tells the worker, which closes
@@ -28,42 +28,14 @@ class AsyncStreamResponse:
     def __init__(self, channel: AsyncChannel, call: StreamCall, head: Head, timeout: float,
                  on_error: Callable[[Error], ServiceNowError],
                  whole: bytes | None = None) -> None:
-        self.status = head.status
-        self._header_pairs: Pairs = head.headers
-        self._headers: Mapping[str, str] | None = None
+        super().__init__(head, timeout, on_error, whole)
         self._channel = channel
         self._call = call
-        self._timeout = timeout
-        self._on_error = on_error
-        self._download = Download()
-        self._whole = whole  # a body that came whole: nothing more to read from the worker
-        self._finished = whole is not None
-        self._closed = False
-        self._consumed = False
         # Dropped unread: the worker is still told, from the loop's thread.
         self._finalizer = weakref.finalize(self, _close_dropped, channel, call)
         self._finalizer.atexit = False
         if whole is not None:
             self._finalizer.detach()
-
-    @property
-    def headers(self) -> Mapping[str, str]:
-        """Response headers, case-insensitive."""
-        if self._headers is None:
-            from requests.structures import CaseInsensitiveDict
-
-            self._headers = CaseInsensitiveDict(self._header_pairs)
-        return self._headers
-
-    @property
-    def closed(self) -> bool:
-        """True once closed, or read to its end."""
-        return self._closed
-
-    @property
-    def peak_buffered(self) -> int:
-        """The most body bytes this process held for this stream at once, unread."""
-        return self._download.peak_buffered
 
     def aiter_bytes(self, chunk_size: int | None = None) -> AsyncIterator[bytes]:
         """The body's pieces as they come (or re-cut to `chunk_size` bytes); once only.
@@ -73,11 +45,7 @@ class AsyncStreamResponse:
             ApiRequestError: the worker or the network failed mid-stream.
             WorkerCrashedError: the worker died.
         """
-        if self._consumed:
-            raise RuntimeError("the body of a stream can be read once")
-        if chunk_size is not None and (not isinstance(chunk_size, int) or chunk_size <= 0):
-            raise ValueError("chunk_size must be a positive number of bytes")
-        self._consumed = True
+        self._start_reading(chunk_size)
         pieces = self._pieces()
         return pieces if chunk_size is None else _recut(pieces, chunk_size)
 
@@ -87,34 +55,19 @@ class AsyncStreamResponse:
 
     async def _pieces(self) -> AsyncIterator[bytes]:
         if self._whole is not None:
-            self._closed = True
-            if self._whole:
-                yield self._whole
+            if whole := self._whole_body():
+                yield whole
             return
         channel, call = self._channel, self._call
         try:
             while not self._finished:
                 if self._closed:
                     raise ValueError("the stream is closed")
-                message = await channel.next(call, self._timeout)
-                if message is None:
-                    self._closed = True
-                    raise RequestTimeoutError(
-                        f"no more of the body came within {self._timeout:g} s")
-                if type(message) is Chunk:
-                    waiting = sum(len(m.body) for m in call.inbox if type(m) is Chunk)
-                    credit = self._download.taken(call.ident, message, waiting)
-                    if credit is not None:
-                        channel.send_quietly(credit)
-                    if message.last:
-                        self._finished = self._closed = True
-                        self._finalizer.detach()
-                    if message.body:
-                        yield message.body
-                elif type(message) is Error:
-                    self._finished = self._closed = True
-                    self._finalizer.detach()
-                    raise self._on_error(message)
+                piece, credit = self._take(await channel.next(call, self._timeout), call)
+                if credit is not None:
+                    channel.send_quietly(credit)
+                if piece:
+                    yield piece
         finally:
             if not self._finished:
                 await self.aclose()
