@@ -91,8 +91,13 @@ def pipe(io):
 @pytest.mark.parametrize("message", SAMPLES, ids=lambda m: type(m).__name__)
 def test_every_message_round_trips(pipe, message):
     a, b = pipe
-    a.send(message)
+    # From a thread of its own: a message over the pipe's buffer (a 70 kB Chunk) waits for
+    # its reader on Windows.
+    sender = threading.Thread(target=a.send, args=(message,))
+    sender.start()
     assert b.receive() == message
+    sender.join(5)
+    assert not sender.is_alive()
 
 
 @pytest.mark.parametrize("size", [0, 10, 70_000, 1 << 20, 8 << 20])
