@@ -83,7 +83,11 @@ class Peak:
         return {name: self.peak[name] - self.base[name] for name in self.base}
 
 
-@pytest.fixture(params=["fd", "conn"])
+@pytest.fixture(params=[
+    pytest.param("fd", marks=pytest.mark.skipif(
+        sys.platform == "win32", reason="the fd framing needs POSIX file descriptors")),
+    "conn",
+])
 def framed(request, stub, monkeypatch) -> Iterator[snworker.ServiceNowConnection]:
     """A connection whose pipe uses each framing in turn."""
     monkeypatch.setenv("SNWORKER_IO", request.param)
@@ -174,6 +178,9 @@ def test_a_stream_closed_early_is_released_and_its_http_response_closed(conn, st
     while connections_to_stub() > 0 and time.monotonic() < deadline:
         time.sleep(0.02)
     assert connections_to_stub() == 0
+    # The dropped stream's call leaves once its closing thread read the worker's last word.
+    while len(conn._channel._calls) and time.monotonic() < deadline + 5:
+        time.sleep(0.02)
     assert len(conn._channel._calls) == 0
     assert conn.execute_api_request("/api/now/table/incident").status == 200
 
