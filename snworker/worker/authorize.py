@@ -207,7 +207,7 @@ class TokenEndpoint:
             for name in ("access_token", "refresh_token"):
                 if isinstance(body.get(name), str):
                     # An access token may be accepted a while past its expiry on another clock.
-                    until = time.monotonic() + _expires_in(body) + _EXPIRY_SLACK
+                    until = time.monotonic() + expires_in(body) + EXPIRY_SLACK
                     self._redactor.add(body[name],
                                        live_until=until if name == "access_token" else None)
         return TokenGrant.from_response(body, time.monotonic())
@@ -272,10 +272,11 @@ class TokenRefreshFailed(Failure):
     """The token endpoint failed for now (not a refusal): the tokens are kept."""
 
 
-_EXPIRY_SLACK = 300.0
+EXPIRY_SLACK = 300.0
 
 
-def _expires_in(body: dict[str, Any]) -> float:
+def expires_in(body: dict[str, Any]) -> float:
+    """A token answer's `expires_in`, in seconds (the platform's default when unreadable)."""
     try:
         return max(float(body.get("expires_in", 1800)), 0.0)
     except (TypeError, ValueError):

@@ -27,6 +27,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from snworker import errors
+from snworker.worker.authorize import EXPIRY_SLACK, expires_in
 from snworker.worker.failures import AuthorizationFailed, Failure, TokenExpired
 from snworker.worker.redact import Redactor
 from snworker.worker.secrets import read_secret, wipe
@@ -187,7 +188,7 @@ class UnattendedGrant:
 
     def _grant(self, body: object) -> TokenGrant:
         if isinstance(body, dict) and isinstance(body.get("access_token"), str):
-            until = time.monotonic() + _expires_in(body) + 300.0
+            until = time.monotonic() + expires_in(body) + EXPIRY_SLACK
             self._redactor.add(body["access_token"], live_until=until)
         try:
             grant = TokenGrant.from_response(body, time.monotonic())
@@ -302,13 +303,6 @@ def _key_texts(pem: bytearray) -> list[str]:
     text = pem.decode("ascii", "replace")
     body = "".join(line.strip() for line in text.splitlines() if line and "-----" not in line)
     return [t for t in (text.strip(), body) if len(t) >= 16]
-
-
-def _expires_in(body: dict[str, Any]) -> float:
-    try:
-        return max(float(body.get("expires_in", 1800)), 0.0)
-    except (TypeError, ValueError):
-        return 1800.0
 
 
 def _oauth_error(body: object) -> str:
