@@ -17,6 +17,7 @@ code) is imported when a fixture is first used, so the plugin loads in any envir
 
 from __future__ import annotations
 
+import time
 from collections.abc import Iterator
 from typing import TYPE_CHECKING, Any, Protocol
 
@@ -87,7 +88,9 @@ class SharedConnection:
             except snworker.InvalidRequestError:
                 return self.connection
             except snworker.AuthTokenExpiredError:
+                revoked = stub.revocation_count
                 self.connection.reconnect()
+                _await_revocation(stub, revoked)
                 return self._kept(stub, self.connection)
             except snworker.ServiceNowError:
                 self.connection.disconnect()
@@ -105,6 +108,21 @@ class SharedConnection:
         """Disconnect the connection (it revokes its grant)."""
         if self.connection is not None:
             self.connection.disconnect()
+
+
+# How long the plugin waits for a worker to revoke the grant a new consent replaced.
+_REPLACED_REVOCATION_WAIT = 5.0
+
+
+def _await_revocation(stub: StubServiceNow, seen: int) -> None:
+    """Wait, bounded, for the revocation the worker sends after a reconnect.
+
+    The worker revokes the grant a new consent replaced on a thread of its own; were it to land
+    after the reset, the next test would find a request it never made.
+    """
+    deadline = time.monotonic() + _REPLACED_REVOCATION_WAIT
+    while stub.revocation_count <= seen and time.monotonic() < deadline:
+        time.sleep(0.005)
 
 
 def _connect(stub: StubServiceNow, **settings: Any) -> ServiceNowConnection:
