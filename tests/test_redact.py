@@ -7,6 +7,8 @@ import json
 import secrets
 
 import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
 from snworker.worker.redact import FRAGMENT, REDACTED, Redactor
 
@@ -184,14 +186,27 @@ def test_pieces_of_any_size_give_what_the_whole_body_gives(size):
         assert echo not in _streamed(redactor, pieces)
 
 
-def test_a_stream_holds_back_no_more_than_its_overlap_and_a_match():
+def test_a_stream_holds_back_no_more_than_its_last_piece_its_overlap_and_a_match():
     redactor = live()
     stream = redactor.stream()
-    out = stream.feed(b"x" * 100_000)
-    assert len(out) == 100_000 - redactor.overlap() and stream.held == redactor.overlap()
+    first, second = b"x" * 100_000, b"w" * 100_000
+    assert stream.feed(first) == b"" and stream.held == len(first)
+    assert stream.feed(second) is first  # nothing found: passed on as it came, uncopied
+    assert stream.held == len(second)
     out = stream.feed(b"y" * 10 + TOKEN.encode()[:50])  # a token begins at the border
+    # Joined with what is held, searched, and cut `overlap()` before the end (past 60 bytes).
+    assert out == second[:len(second) + 60 - redactor.overlap()]
     assert stream.held <= redactor.overlap() + len(TOKEN)
     assert stream.finish().endswith(REDACTED.encode())
+
+
+def test_a_piece_with_a_secret_is_held_until_the_next_shows_where_the_secret_ends():
+    redactor = live()
+    stream = redactor.stream()
+    body = b"a" * 50_000 + TOKEN.encode() + b"b" * 50_000
+    cut = 50_000 + len(TOKEN) // 2
+    out = stream.feed(body[:cut]) + stream.feed(body[cut:]) + stream.finish()
+    assert out == redactor.body(body) and TOKEN.encode()[:FRAGMENT] not in out
 
 
 def test_a_body_without_secrets_passes_as_it_is():
@@ -199,3 +214,27 @@ def test_a_body_without_secrets_passes_as_it_is():
     body = bytes(range(256)) * 4096
     assert redactor.body(body) is body
     assert _streamed(redactor, [body[:300_000], body[300_000:]]) == body
+
+
+@settings(max_examples=80, deadline=None)
+@given(layout=st.lists(st.tuples(st.sampled_from(["whole", "fragment", "base64_header",
+                                                  "urlsafe", "json_escaped"]),
+                                 st.integers(0, 30_000)), min_size=1, max_size=4),
+       near=st.lists(st.integers(-300, 300), max_size=8),
+       cuts=st.lists(st.integers(0, 40_000), max_size=6))
+def test_a_body_cut_anywhere_streams_to_what_the_whole_body_gives(layout, near, cuts):
+    # Pieces both shorter and longer than the overlap, cut at random and close around the
+    # secrets, so that a piece is passed on uncopied where nothing is near and joined where a
+    # secret is, however many pieces the secret is spread over.
+    redactor = live()
+    leaks = _leaks(TOKEN)
+    body = bytes(range(256)) * 160
+    for leak, at in sorted(layout, key=lambda item: -item[1]):
+        body = body[:at] + leaks[leak] + body[at:]
+    around = [at + offset for _, at in layout for offset in near]
+    edges = sorted({0, len(body), *(cut for cut in cuts + around if 0 < cut < len(body))})
+    pieces = [body[a:b] for a, b in zip(edges, edges[1:], strict=False)]
+    clean = _streamed(redactor, pieces)
+    assert clean == redactor.body(body)
+    for leak, _ in layout:
+        assert leaks[leak] not in clean

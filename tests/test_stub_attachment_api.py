@@ -51,6 +51,26 @@ def test_upload_then_read_metadata_and_content(sn: StubServiceNow) -> None:
     assert stored["hash"] == meta["hash"]
 
 
+def test_a_large_file_is_sent_whole_as_stored_and_the_same_connection_serves_on(
+        sn: StubServiceNow) -> None:
+    # Over a MiB the stub sends the stored bytes as the socket takes them (no copy first).
+    content = bytes(range(256)) * (3 * 4096 + 7)
+    meta = upload(sn, content, "big.bin", "application/octet-stream").json()["result"]
+    with requests.Session() as session:
+        session.auth = ADMIN
+        url = f"{sn.url}/api/now/attachment/{meta['sys_id']}/file"
+        got = session.get(url, timeout=5)
+        assert got.status_code == 200 and got.content == content
+        assert got.headers["Content-Length"] == str(len(content))
+        with session.get(url, stream=True, timeout=5) as streamed:
+            first = next(streamed.iter_content(1000))
+        assert first == content[:1000]  # closed early: that connection is not reused
+        head = session.head(url, timeout=5)
+        assert head.status_code == 200 and head.content == b""
+        again = session.get(url, timeout=5)
+        assert again.content == content
+
+
 def test_multipart_upload(sn: StubServiceNow) -> None:
     problem = sn.records("problem")[0]
     answer = call(sn, "POST", "/api/now/attachment/upload",

@@ -9,6 +9,7 @@ route a test registered or by one of the platform's APIs, one module each.
 from __future__ import annotations
 
 import html
+import io
 import json
 import logging
 import time
@@ -28,7 +29,14 @@ from snworker.testing.oauth import ConsentMode, ConsentPage, ErrorPage, Redirect
 from snworker.testing.scripted_api import answer
 from snworker.testing.state import ControlError, StubState
 from snworker.testing.table_api import TableApi
-from snworker.testing.wire import ApiCall, Route, Router, error_response, json_response
+from snworker.testing.wire import (
+    ApiCall,
+    FileResponse,
+    Route,
+    Router,
+    error_response,
+    json_response,
+)
 
 if TYPE_CHECKING:
     from _typeshed.wsgi import StartResponse, WSGIEnvironment
@@ -47,6 +55,8 @@ ClientGone = Callable[["WSGIEnvironment", float], bool]
 # Logged as the status of a request whose client closed its connection during an injected delay
 # (nginx's "client closed request"): the client gave up, nothing was answered.
 CLIENT_CLOSED = 499
+# A file this large is sent from the stored bytes as the server reads them, not copied first.
+_SENT_IN_PLACE = 1 << 20
 
 
 _OAUTH_ROUTES: Final = (
@@ -168,6 +178,7 @@ class StubApplication:
             if fault is not None:
                 response.headers.update(fault.headers)
         self._log(request, response.status_code)
+        _send_in_place(response, environ)
         return response(environ, start_response)
 
     def _gone_during(self, environ: WSGIEnvironment, seconds: float) -> bool:
@@ -317,3 +328,22 @@ class StubApplication:
         except ControlError as error:
             return error_response(400, "Invalid control request", str(error))
         return json_response({"result": result})
+
+
+def _send_in_place(response: Response, environ: WSGIEnvironment) -> None:
+    """A large file's content (an attachment's) is handed to the server as a file to read from.
+
+    Returned as bytes, the server copies the whole body into a buffer of its own before the
+    first byte leaves; from a file wrapper it reads each piece as the socket takes it, as an
+    instance sends a file: no second copy of hundreds of MB, and far less of the stub's time.
+    """
+    body = response.response
+    wrapper = environ.get("wsgi.file_wrapper")
+    if (not isinstance(response, FileResponse) or wrapper is None
+            or response.direct_passthrough or not isinstance(body, list) or len(body) != 1
+            or not isinstance(body[0], bytes) or len(body[0]) < _SENT_IN_PLACE
+            or environ.get("REQUEST_METHOD") == "HEAD"):
+        return
+    response.response = wrapper(io.BytesIO(body[0]), 1 << 18)
+    response.direct_passthrough = True
+

@@ -22,7 +22,15 @@ from snworker.testing.query import parse
 from snworker.testing.render import RenderOptions, render
 from snworker.testing.state import StubState
 from snworker.testing.store import ApiError, Record, RecordStore
-from snworker.testing.wire import ApiCall, Route, count, error_response, json_response, paged
+from snworker.testing.wire import (
+    ApiCall,
+    FileResponse,
+    Route,
+    count,
+    error_response,
+    json_response,
+    paged,
+)
 
 _PREFIXES: Final = ("/api/now/attachment", "/api/now/v1/attachment")
 
@@ -140,7 +148,7 @@ class AttachmentApi:
             record = self._find(sys_id)
             content = self.state.store.files.get(sys_id, b"")
             shown = metadata(self.state.store, record, self._base(call))
-        response = Response(content, status=200, content_type=record["content_type"])
+        response = FileResponse(content, status=200, content_type=record["content_type"])
         response.headers["X-Attachment-Metadata"] = json.dumps(shown, separators=(",", ":"))
         return response
 

@@ -28,6 +28,10 @@ class ApiCall:
     caller: Caller
 
 
+class FileResponse(Response):
+    """A file's content, as stored: a large one is sent as the server reads it (app.py)."""
+
+
 def json_response(payload: object, status: int = 200) -> Response:
     """A JSON response encoded once, compactly (records may be megabytes)."""
     body = json.dumps(payload, ensure_ascii=False, separators=(",", ":")).encode()

@@ -148,10 +148,7 @@ class Redactor:
         """`data` with every secret replaced; JSON `\\u` escapes are looked through."""
         if not data:
             return data
-        snapshot = self._snapshot
-        spans = self._spans(data, snapshot)
-        if b"\\" in data:
-            spans += _escaped_spans(data, lambda view: self._spans(view, snapshot))
+        spans = _search(self, data, self._snapshot)
         return _replace(data, spans) if spans else data
 
     def stream(self) -> StreamRedactor:
@@ -213,16 +210,20 @@ class Redactor:
 
 
 class StreamRedactor:
-    """Redacts one body piece by piece, holding back a tail that a secret may continue from.
+    """Redacts one body piece by piece: a secret split over two pieces is still found.
 
-    Each piece is searched together with the tail held back from the one before; what is
-    passed on ends before any match that reaches into the tail held back now, so every
-    occurrence is seen whole once. The tail is never longer than `overlap()` plus one match.
+    A piece is passed on once the next has come. Each piece is searched alone, and the border
+    between two in a window of `overlap()` bytes either side, which holds whole any match that
+    crosses it (no match is longer). A piece in which neither search finds anything is passed
+    on as it came, uncopied. Otherwise the pieces are joined and searched together, and what is
+    passed on ends before any match that reaches into the tail held back, so every occurrence is
+    seen whole once. What is held is never more than the last piece, `overlap()` and one match.
     """
 
     def __init__(self, redactor: Redactor) -> None:
         self._redactor = redactor
         self._carry = b""
+        self._clean = True  # the carry, searched alone, holds nothing
 
     @property
     def held(self) -> int:
@@ -230,19 +231,34 @@ class StreamRedactor:
         return len(self._carry)
 
     def feed(self, data: bytes, last: bool = False) -> bytes:
-        """What of `data` (after what was held back) can be passed on, redacted."""
-        buffer = self._carry + data if self._carry else data
+        """What of the body before `data` (and all of it, when `last`) can be passed on."""
+        redactor = self._redactor
+        snapshot = redactor._snapshot
+        overlap = redactor.overlap()
+        carry = self._carry
+        if self._clean and (last or len(data) >= overlap):
+            found = _search(redactor, data, snapshot)
+            if not (carry and data and _search(redactor, carry[-overlap:] + data[:overlap],
+                                               snapshot)):
+                if found:
+                    if not last:  # held, to be searched again with what follows
+                        self._carry, self._clean = data, False
+                        return carry
+                    data = _replace(data, found)
+                if last:
+                    self._carry = b""
+                    return carry + data if carry and data else carry or data
+                self._carry = data
+                return carry
+        buffer = carry + data if carry else data
         if not buffer:
             return b""
-        redactor = self._redactor
-        cut = len(buffer) if last else len(buffer) - redactor.overlap()
+        cut = len(buffer) if last else len(buffer) - overlap
         if cut <= 0:
             self._carry = buffer
+            self._clean = False
             return b""
-        snapshot = redactor._snapshot
-        spans = redactor._spans(buffer, snapshot)
-        if b"\\" in buffer:
-            spans += _escaped_spans(buffer, lambda view: redactor._spans(view, snapshot))
+        spans = _search(redactor, buffer, snapshot)
         if spans and not last:
             spans.sort()
             moved = True
@@ -253,12 +269,23 @@ class StreamRedactor:
                         cut, moved = start, True
             spans = [span for span in spans if span[1] <= cut]
         self._carry = buffer[cut:]
+        self._clean = not self._carry or not _search(redactor, self._carry, snapshot)
         out = buffer[:cut] if cut < len(buffer) else buffer
         return _replace(out, spans) if spans else out
 
     def finish(self) -> bytes:
         """What is held back, redacted: the body has ended."""
         return self.feed(b"", last=True)
+
+
+def _search(redactor: Redactor, data: bytes, snapshot: _Snapshot) -> list[tuple[int, int]]:
+    """Every span of `data` that gives a secret away, JSON escapes looked through."""
+    if not data:
+        return []
+    spans = redactor._spans(data, snapshot)
+    if b"\\" in data:
+        spans += _escaped_spans(data, lambda view: redactor._spans(view, snapshot))
+    return spans
 
 
 # The JSON escapes that can hide a character of a secret: \uXXXX, and \/ (base64 has "/").
