@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import base64
+import itertools
 import json
 import secrets
 
@@ -233,7 +234,7 @@ def test_a_body_cut_anywhere_streams_to_what_the_whole_body_gives(layout, near, 
         body = body[:at] + leaks[leak] + body[at:]
     around = [at + offset for _, at in layout for offset in near]
     edges = sorted({0, len(body), *(cut for cut in cuts + around if 0 < cut < len(body))})
-    pieces = [body[a:b] for a, b in zip(edges, edges[1:], strict=False)]
+    pieces = [body[a:b] for a, b in itertools.pairwise(edges)]
     clean = _streamed(redactor, pieces)
     assert clean == redactor.body(body)
     for leak, _ in layout:
