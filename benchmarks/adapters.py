@@ -11,7 +11,9 @@ in the same rotation of blocks, each fetching and parsing the same JSON:
 - httpx: `client.get(path).json()` through `snworker.httpx_transport`, all of httpx included.
 
 For the small record, section 4's 1 MB record, and 4 caller threads sharing one session (and
-one connection) on the small record: there the figure is wall time per request, B / A.
+one connection) on the small record: there the figure is wall time per request, B / A. And, for
+the first two, the session against a plain requests session with a token of its own
+(`session_in_process`): what a requests client sees when it moves to snworker.
 """
 
 from __future__ import annotations
@@ -71,6 +73,33 @@ def _compare(blocks: dict[str, list[Block]], figure: str) -> dict[str, Any]:
     return result
 
 
+def _against_in_process(bench: Bench, path: str, session: requests.Session,
+                        count: int) -> dict[str, Any]:
+    """The session through the worker against a plain requests session holding a token.
+
+    What a requests client (pysnc with its own credentials) sees when it moves to snworker:
+    requests' own work is on both sides.
+    """
+    plain = bench.new_session()
+    url_b = bench.connection.instance_url + path
+    url_a = bench.stub.url + path
+    operations = {
+        "reference": lambda: plain.get(url_a, timeout=30).json()["result"],
+        "snworker": lambda: session.get(url_b, timeout=30).json()["result"],
+    }
+    try:
+        for operation in operations.values():
+            _warm(operation, 2 if count < 50 else bench.scale.warmup)
+        blocks = rotate(bench.scale.blocks, [partial(timed_loop, operation, count)
+                                             for operation in operations.values()])
+    finally:
+        plain.close()
+    figures = comparison(*blocks)
+    figures["cpu_ratio"] = ratio(figures["snworker"]["cpu_us_per_op"],
+                                 figures["reference"]["cpu_us_per_op"])
+    return figures
+
+
 def adapters(bench: Bench) -> dict[str, Any]:
     """The adapters' cost over `execute_api_request`: small GET, 1 MB, 4 threads."""
     session = snworker.requests_session(bench.connection)
@@ -97,6 +126,8 @@ def adapters(bench: Bench) -> dict[str, Any]:
             result[label] = _compare(dict(zip(names, measured, strict=True)), "latency_ratio")
             result[label]["body_bytes"] = len(
                 bench.connection.execute_api_request(path).content)
+            result[label]["session_in_process"] = _against_in_process(bench, path, session,
+                                                                     counts[label])
         operations = _operations(bench, bench.record_path, session, None)
         per_thread = bench.scale.thread_requests_per_block // THREADS
         names = list(operations)

@@ -265,6 +265,11 @@ def rows(results: Results) -> list[Row]:
                     _us(figures["snworker"]), f"{figures['latency_ratio']:.2f} "
                     f"(CPU {figures['cpu_ratio']:.2f})", target)
                 first = False
+            plain = adapters[label].get("session_in_process")
+            if plain is not None:
+                add("   session / in-process requests◊", _us(plain["reference"]),
+                    _us(plain["snworker"]), f"{plain['latency_ratio']:.2f} "
+                    f"(CPU {plain['cpu_ratio']:.2f})")
         for side, figures in adapters["threads_4"].items():
             target = ("adapters", "threads_4", side, "per_request_ratio") \
                 if side == "adapter" else ()
@@ -387,7 +392,8 @@ def render(results: Results) -> str:
             " request requests prepared, .json() (what requests_session adds); session:"
             " session.get(url).json(), all of requests included; httpx: httpx.Client.get with"
             " httpx_transport, all of httpx included; threads: wall time per request, B/A;"
-            " CPU: the parent's CPU per request, B/A"
+            " CPU: the parent's CPU per request, B/A; session / in-process requests: A is a"
+            " plain requests.Session with a token of its own, B the session through the worker"
         )
     if sections.get("streaming") is not None:
         lines.append(
