@@ -408,8 +408,13 @@ def test_a_localhost_redirect_uri_is_refused_so_no_other_socket_can_take_the_cod
                                  open_browser=approve, authorization_timeout=5)
             assert sn.requests == []  # refused before any consent page was asked for
     finally:
+        try:  # wakes the thief's accept(), which close() alone does not
+            squatter.shutdown(socket.SHUT_RDWR)
+        except OSError:
+            pass
         squatter.close()
         thief.join(10)
+    assert not thief.is_alive()
     assert not any(b"code=" in data for data in received)
 
 

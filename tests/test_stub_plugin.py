@@ -10,6 +10,7 @@ import subprocess
 import sys
 import textwrap
 import threading
+import time
 import typing
 from collections.abc import Iterator
 from dataclasses import dataclass
@@ -297,6 +298,26 @@ def test_the_connection_survives_each_reset_and_each_test_starts_afresh(
              "test_after_renewed", "test_disconnected", "test_after_disconnected",
              "test_no_connection_no_grant", "test_one_worker_until_a_test_disconnected_it")
     assert outcomes_of(user_suite, *tests) == dict.fromkeys(tests, "passed"), user_suite.output
+
+
+def test_after_a_reconnect_the_replaced_grants_revocation_lands_before_the_reset() -> None:
+    # The worker revokes the grant a new consent replaced on a thread of its own. Held up at the
+    # stub, that revocation must still come before the shared connection's reset, or the next
+    # test finds in `stub.requests` a request it never made.
+    with StubServiceNow() as stub:
+        holder = plugin.SharedConnection()
+        try:
+            connection = holder.for_test(stub)
+            stub.revoke_refresh_tokens()
+            with pytest.raises(snworker.AuthTokenExpiredError):
+                connection.execute_api_request("/api/now/table/incident")
+            stub.inject(status=None, delay=0.3, path_prefix="/oauth_revoke_token.do")
+            assert holder.for_test(stub) is connection
+            time.sleep(0.6)  # past the hold-up
+            assert stub.requests == [] and stub.grant_counts["authorization_code"] == 1
+            assert connection.execute_api_request("/api/now/table/incident").status == 200
+        finally:
+            holder.close()
 
 
 def test_the_connection_fixtures_are_typed() -> None:
