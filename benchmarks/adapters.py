@@ -73,8 +73,8 @@ def _compare(blocks: dict[str, list[Block]], figure: str) -> dict[str, Any]:
     return result
 
 
-def _against_in_process(bench: Bench, path: str, session: requests.Session,
-                        count: int) -> dict[str, Any]:
+def _against_in_process(bench: Bench, path: str, session: requests.Session, count: int,
+                        warm: int) -> dict[str, Any]:
     """The session through the worker against a plain requests session holding a token.
 
     What a requests client (pysnc with its own credentials) sees when it moves to snworker:
@@ -89,7 +89,7 @@ def _against_in_process(bench: Bench, path: str, session: requests.Session,
     }
     try:
         for operation in operations.values():
-            _warm(operation, 2 if count < 50 else bench.scale.warmup)
+            _warm(operation, warm)
         blocks = rotate(bench.scale.blocks, [partial(timed_loop, operation, count)
                                              for operation in operations.values()])
     finally:
@@ -117,8 +117,9 @@ def adapters(bench: Bench) -> dict[str, Any]:
                   "1MB": bench.scale.size_per_block["1MB"]}
         for label, path in paths.items():
             operations = _operations(bench, path, session, client)
+            warm = 2 if label == "1MB" else bench.scale.warmup
             for operation in operations.values():
-                _warm(operation, 2 if label == "1MB" else bench.scale.warmup)
+                _warm(operation, warm)
             names = list(operations)
             measured = rotate(bench.scale.blocks,
                               [partial(timed_loop, operations[name], counts[label])
@@ -127,7 +128,7 @@ def adapters(bench: Bench) -> dict[str, Any]:
             result[label]["body_bytes"] = len(
                 bench.connection.execute_api_request(path).content)
             result[label]["session_in_process"] = _against_in_process(bench, path, session,
-                                                                     counts[label])
+                                                                     counts[label], warm)
         operations = _operations(bench, bench.record_path, session, None)
         per_thread = bench.scale.thread_requests_per_block // THREADS
         names = list(operations)

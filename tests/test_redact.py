@@ -210,6 +210,19 @@ def test_a_piece_with_a_secret_is_held_until_the_next_shows_where_the_secret_end
     assert out == redactor.body(body) and TOKEN.encode()[:FRAGMENT] not in out
 
 
+def test_a_secret_added_while_a_piece_is_held_is_found_in_it():
+    # A piece found clean is held until the next comes; a secret the worker learns meanwhile
+    # (a renewed token the instance already echoes) is searched for in it before it leaves.
+    redactor = live()
+    stream = redactor.stream()
+    fresh = secrets.token_urlsafe(64)
+    piece = b"a" * 10_000 + fresh.encode() + b"b" * 10_000
+    assert stream.feed(piece) == b""
+    redactor.add(fresh, live_until=1e9)
+    out = stream.feed(b"c" * 10_000) + stream.finish()
+    assert fresh.encode()[:FRAGMENT] not in out and REDACTED.encode() in out
+
+
 def test_a_body_without_secrets_passes_as_it_is():
     redactor = live()
     body = bytes(range(256)) * 4096

@@ -344,6 +344,6 @@ def _send_in_place(response: Response, environ: WSGIEnvironment) -> None:
             or not isinstance(body[0], bytes) or len(body[0]) < _SENT_IN_PLACE
             or environ.get("REQUEST_METHOD") == "HEAD"):
         return
-    response.response = wrapper(io.BytesIO(body[0]), 1 << 18)
+    response.response = wrapper(io.BytesIO(body[0]))
     response.direct_passthrough = True
 

@@ -223,7 +223,9 @@ class StreamRedactor:
     def __init__(self, redactor: Redactor) -> None:
         self._redactor = redactor
         self._carry = b""
-        self._clean = True  # the carry, searched alone, holds nothing
+        # The secrets under which the carry, searched alone, held nothing (None: not clean).
+        # A secret added since (a new snapshot) has the carry searched again before it leaves.
+        self._clean: _Snapshot | None = redactor._snapshot
 
     @property
     def held(self) -> int:
@@ -236,27 +238,26 @@ class StreamRedactor:
         snapshot = redactor._snapshot
         overlap = redactor.overlap()
         carry = self._carry
-        if self._clean and (last or len(data) >= overlap):
+        if self._clean is snapshot and (last or len(data) >= overlap):
             found = _search(redactor, data, snapshot)
             if not (carry and data and _search(redactor, carry[-overlap:] + data[:overlap],
                                                snapshot)):
                 if found:
                     if not last:  # held, to be searched again with what follows
-                        self._carry, self._clean = data, False
+                        self._carry, self._clean = data, None
                         return carry
                     data = _replace(data, found)
                 if last:
                     self._carry = b""
                     return carry + data if carry and data else carry or data
-                self._carry = data
+                self._carry, self._clean = data, snapshot
                 return carry
         buffer = carry + data if carry else data
         if not buffer:
             return b""
         cut = len(buffer) if last else len(buffer) - overlap
         if cut <= 0:
-            self._carry = buffer
-            self._clean = False
+            self._carry, self._clean = buffer, None
             return b""
         spans = _search(redactor, buffer, snapshot)
         if spans and not last:
@@ -269,7 +270,7 @@ class StreamRedactor:
                         cut, moved = start, True
             spans = [span for span in spans if span[1] <= cut]
         self._carry = buffer[cut:]
-        self._clean = not self._carry or not _search(redactor, self._carry, snapshot)
+        self._clean = None if _search(redactor, self._carry, snapshot) else snapshot
         out = buffer[:cut] if cut < len(buffer) else buffer
         return _replace(out, spans) if spans else out
 
