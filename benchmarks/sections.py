@@ -97,7 +97,7 @@ FULL = Scale(
     fixture_tests_per_block=6,
     stream_mb=200,
     stream_blocks=4,
-    wan_blocks=8,
+    wan_blocks=24,
     wan_per_thread=10,
 )
 QUICK = Scale(
